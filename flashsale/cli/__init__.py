@@ -1,0 +1,246 @@
+"""The `flashsale` command: one console script wiring broker, producers, workers and checks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from pydantic import ValidationError
+
+from flashsale.broker import BrokerError, TansuNotFound
+from flashsale.scenario import PRESETS, Scenario, get_scenario
+from flashsale.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="flashsale",
+    help="Simulate the Singles' Day order storm on Kafka and reconcile it to the cent.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers",
+        envvar="FLASHSALE_BOOTSTRAP_SERVERS",
+        help="Use this Kafka (HOST:PORT[,...]) instead of starting the embedded broker.",
+    ),
+]
+ScenarioOpt = Annotated[
+    str, typer.Option("--scenario", help="Scenario preset (see `flashsale scenarios`).")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")]
+
+
+def settings_for(bootstrap_servers: str | None, **overrides: object) -> Settings:
+    """Settings from the environment, with the CLI's flags on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if bootstrap_servers:
+        values["bootstrap_servers"] = bootstrap_servers
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise typer.BadParameter(f"setting {where}: {err['msg']}") from None
+
+
+def pick_scenario(name: str, seed: int | None) -> Scenario:
+    """A preset by name with an optional seed, or a usage error."""
+    try:
+        return get_scenario(name).with_seed(seed)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="'--scenario'") from None
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter("must be greater than 0", param_hint=f"'{name}'")
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
+) -> None:
+    """Run the embedded broker (Tansu, memory storage) in the foreground."""
+    from flashsale.broker import EmbeddedBroker
+
+    settings = settings_for(None)
+    brk = EmbeddedBroker(
+        binary=settings.tansu_bin,
+        host=settings.web_host,
+        port=port or None,
+        start_timeout_s=settings.broker_start_timeout_s,
+    )
+    with brk:
+        print(f"bootstrap={brk.bootstrap}", flush=True)
+        print("memory storage: topics are lost when the broker stops. Ctrl-C to stop.", flush=True)
+        brk.wait()
+
+
+@app.command()
+def worker(
+    bootstrap_servers: BootstrapOpt = None,
+    web_port: Annotated[
+        int | None, typer.Option("--web-port", help="Port of views and /metrics [default 6066].")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="Faust log level: crit, error, warn, info, debug.")
+    ] = "warn",
+) -> None:
+    """Run one Faust worker; its views and /metrics on --web-port."""
+    from flashsale.cli.processes import bootstrap_for
+    from streams.app import run_worker
+
+    if log_level not in {"crit", "error", "warn", "info", "debug"}:
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of crit, error, warn, info, debug",
+            param_hint="'--log-level'",
+        )
+    settings = settings_for(bootstrap_servers, web_port=web_port)
+    with bootstrap_for(settings) as bootstrap:
+        asyncio.run(_ensure_topics(settings, bootstrap))
+        print(
+            f"worker: web and /metrics on http://{settings.web_host}:{settings.web_port}",
+            flush=True,
+        )
+        run_worker(settings.model_copy(update={"bootstrap_servers": bootstrap}), log_level)
+
+
+async def _ensure_topics(settings: Settings, bootstrap: str) -> None:
+    from flashsale.kafka import all_topics, ensure_topics
+
+    await ensure_topics(bootstrap, all_topics(settings), settings.partitions)
+
+
+@app.command()
+def produce(
+    bootstrap_servers: BootstrapOpt = None,
+    scenario: ScenarioOpt = "singles-day",
+    seed: SeedOpt = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Wall-clock seconds to produce.")
+    ] = None,
+    events: Annotated[
+        int | None, typer.Option("--events", help="Stop after this many orders.")
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Port of the producer's /metrics; 0 = free.")
+    ] = 0,
+) -> None:
+    """Run the generator and producer only (default: 60 s of the scenario)."""
+    from flashsale.cli.run import run_produce
+
+    _check_positive("--duration", duration)
+    _check_positive("--events", events)
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers)
+    if duration is None and events is None:
+        duration = 60.0
+    raise typer.Exit(run_produce(settings, chosen, duration, events, metrics_port))
+
+
+@app.command()
+def verify(
+    bootstrap_servers: BootstrapOpt = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the run summary (JSON) here.")
+    ] = None,
+) -> None:
+    """Recompute the truth from topic `orders` and compare it with what the workers produced."""
+    from flashsale.cli.run import print_verdict
+    from flashsale.verify import verify_live
+
+    settings = settings_for(bootstrap_servers)
+    if not settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "verify reads an existing run: pass --bootstrap-servers or set "
+            "FLASHSALE_BOOTSTRAP_SERVERS (a new embedded broker would be empty)"
+        )
+    result = asyncio.run(verify_live(settings, settings.bootstrap_servers))
+    print_verdict(result)
+    if json_path:
+        json_path.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
+    raise typer.Exit(0 if result.reconciled else 1)
+
+
+@app.command()
+def demo(
+    bootstrap_servers: BootstrapOpt = None,
+    scenario: ScenarioOpt = "singles-day",
+    seed: SeedOpt = None,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Wall-clock seconds of the scenario to run.")
+    ] = 60.0,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the run summary (JSON) here.")
+    ] = None,
+) -> None:
+    """Broker, topics, worker, producer, metrics; run, verify, summarise, clean up."""
+    from flashsale.cli.run import run_demo
+
+    _check_positive("--duration", duration)
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers)
+    raise typer.Exit(run_demo(settings, chosen, duration, summary_json))
+
+
+@app.command()
+def scenarios() -> None:
+    """List the scenario presets."""
+    for name, sc in sorted(PRESETS.items()):
+        print(f"{name:<14} seed={sc.seed:<4} {sc.description}")
+
+
+@app.command()
+def bench(
+    bootstrap_servers: BootstrapOpt = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (seconds).")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the stage figures (JSON) here.")
+    ] = None,
+) -> None:
+    """Our path beside a bare-client ceiling, stage by stage, in one run."""
+    from benchmarks.bench import run_bench
+
+    settings = settings_for(bootstrap_servers)
+    raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path))
+
+
+def main() -> None:
+    """Entry point: usage and setup errors as one line on stderr with exit code 2."""
+    command = typer.main.get_command(app)
+    # SIGTERM behaves like Ctrl-C, so every `finally` and context manager cleans up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = command.main(prog_name="flashsale", standalone_mode=False)
+    except typer.TyperException as exc:
+        # typer vendors click: its usage errors carry `format_message`, `exit_code` and `ctx`.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx else str(exc))
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `flashsale {ctx.info_name} --help`)" if ctx and ctx.parent else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"flashsale: error: {message}{hint}", file=sys.stderr)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
+    except (TansuNotFound, BrokerError) as exc:
+        print(f"flashsale: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("flashsale: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("flashsale: interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

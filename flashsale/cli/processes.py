@@ -1,0 +1,106 @@
+"""Processes the CLI starts (broker, workers), each stopped on exit, Ctrl-C and parent death."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from flashsale.broker import EmbeddedBroker, die_with_parent
+from flashsale.settings import Settings
+
+__all__ = ["WorkerProcess", "bootstrap_for", "free_port"]
+
+
+def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """`preferred` when it is free, else any free port on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, preferred or 0))
+        except OSError:
+            s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
+    """The given bootstrap servers, or an embedded broker started for the block."""
+    if settings.bootstrap_servers:
+        yield settings.bootstrap_servers
+        return
+    broker = EmbeddedBroker(
+        binary=settings.tansu_bin,
+        host=settings.web_host,
+        start_timeout_s=settings.broker_start_timeout_s,
+    )
+    with broker:
+        if announce:
+            print(f"bootstrap={broker.bootstrap}", flush=True)
+        yield broker.bootstrap
+
+
+class WorkerProcess:
+    """`flashsale worker` as a child process on its own web port."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        web_port: int,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.web_port = web_port
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the worker's web server."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> None:
+        """Spawn the worker."""
+        env = dict(os.environ if self.env is None else self.env)
+        env["FLASHSALE_BOOTSTRAP_SERVERS"] = self.bootstrap
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flashsale", "worker", "--web-port", str(self.web_port)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent(),
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # type: ignore[union-attr]
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM (Faust shuts down cleanly), then SIGKILL after `timeout_s`."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

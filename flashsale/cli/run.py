@@ -1,0 +1,301 @@
+"""The long-running commands: `produce` and `demo`, with live status and a summary table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry, start_http_server
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
+from flashsale.kafka import all_topics, ensure_topics, high_watermarks
+from flashsale.scenario import Scenario
+from flashsale.settings import Settings
+from flashsale.verify import VerifyResult, verify_live
+from producers.emitter import OrderEmitter, produce_scenario
+from producers.generator import Generator
+from producers.metrics import ProducerMetrics
+
+__all__ = ["print_verdict", "run_demo", "run_produce"]
+
+console = Console(highlight=False)
+WORKER_READY_TIMEOUT_S = 90.0
+DRAIN_STALL_TIMEOUT_S = 60.0
+VERIFY_SETTLE_TRIES = 5
+
+
+@contextlib.contextmanager
+def metrics_server(registry: CollectorRegistry, host: str, port: int) -> Iterator[int]:
+    """Serve `registry` on http://host:port/metrics for the block; yield the port."""
+    port = free_port(host, port or None)
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def run_produce(
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float | None,
+    max_orders: int | None,
+    metrics_port: int,
+) -> int:
+    """`flashsale produce`: emit the scenario with a live status line; 0 when all acked."""
+    registry = CollectorRegistry()
+    metrics = ProducerMetrics(registry)
+    with (
+        bootstrap_for(settings) as bootstrap,
+        metrics_server(registry, settings.web_host, metrics_port) as port,
+    ):
+        console.print(f"producer metrics: http://{settings.web_host}:{port}/metrics")
+        run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        stats = asyncio.run(_produce(run_settings, scenario, duration_s, max_orders, metrics))
+    console.print(
+        f"produced {stats.orders_sent:,} orders ({stats.restocks_sent:,} restocks), "
+        f"acknowledged {stats.acked:,}, failed {stats.errors:,}, "
+        f"{stats.orders_sent / stats.duration_s:,.0f} orders/s"
+    )
+    if stats.errors:
+        console.print(f"[red]last error: {stats.last_error}[/red]")
+    return 0 if stats.errors == 0 else 1
+
+
+async def _produce(
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float | None,
+    max_orders: int | None,
+    metrics: ProducerMetrics,
+) -> Any:
+    await ensure_topics(settings.bootstrap_list()[0], all_topics(settings), settings.partitions)
+    emitter = OrderEmitter(settings, metrics)
+    await emitter.start()
+    try:
+        task = asyncio.create_task(
+            produce_scenario(emitter, Generator(scenario), duration_s, max_orders)
+        )
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+            last = (time.monotonic(), 0)
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.5)
+                now = time.monotonic()
+                st = emitter.stats
+                rate = (st.acked - last[1]) / max(now - last[0], 1e-6)
+                last = (now, st.acked)
+                live.update(
+                    Text(
+                        f"producing {scenario.name}: {st.orders_sent:,} orders sent, "
+                        f"{st.acked:,} acked, {rate:,.0f}/s, in flight {st.in_flight:,}"
+                    )
+                )
+        return task.result()
+    finally:
+        await emitter.stop()
+
+
+def print_verdict(result: VerifyResult) -> None:
+    """The run summary as a table, then the differences or a reconciled line."""
+    s = result.summary
+    table = Table(title="flashsale run summary", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in s.items():
+        if key.endswith("_cents_expected") or key.endswith("_cents_streamed"):
+            shown = f"{value:,} (€{value / 100:,.2f})"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "NO"
+        elif isinstance(value, int):
+            shown = f"{value:,}"
+        elif isinstance(value, float):
+            shown = f"{value:,.2f}"
+        else:
+            shown = str(value)
+        table.add_row(key, shown)
+    console.print(table)
+    if result.reconciled:
+        console.print(
+            "[green]reconciled: GMV, accepted, rejected and duplicates match "
+            "the truth exactly; no SKU oversold[/green]"
+        )
+    else:
+        console.print("[red]NOT reconciled:[/red]")
+        for diff in result.differences:
+            console.print(f"  - {diff}")
+
+
+def run_demo(
+    settings: Settings, scenario: Scenario, duration_s: float, summary_json: Path | None
+) -> int:
+    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles."""
+    registry = CollectorRegistry()
+    metrics = ProducerMetrics(registry)
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
+    with bootstrap_for(settings, announce=False) as bootstrap:
+        embedded = not settings.bootstrap_servers
+        console.print(
+            f"broker: {bootstrap} ({'embedded Tansu, memory storage' if embedded else 'external'})"
+        )
+        run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions))
+        worker = WorkerProcess(
+            bootstrap,
+            free_port(settings.web_host, settings.web_port),
+            log_path=workdir / "worker.log",
+        )
+        with metrics_server(registry, settings.web_host, 0) as producer_port:
+            worker.start()
+            try:
+                result = asyncio.run(
+                    _demo(run_settings, scenario, duration_s, metrics, worker, workdir)
+                )
+            finally:
+                worker.stop()
+            console.print(f"worker metrics:   {worker.url}/metrics  (stopped)")
+            console.print(
+                f"producer metrics: http://{settings.web_host}:{producer_port}/metrics  (stopped)"
+            )
+    if result is None:
+        return 1
+    print_verdict(result)
+    if summary_json:
+        summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
+        console.print(f"run summary: {summary_json}")
+    return 0 if result.reconciled else 1
+
+
+async def _worker_totals(session: aiohttp.ClientSession, worker: WorkerProcess) -> dict[str, Any]:
+    try:
+        async with session.get(
+            f"{worker.url}/totals", timeout=aiohttp.ClientTimeout(total=2)
+        ) as resp:
+            if resp.status == 200:
+                doc: dict[str, Any] = orjson.loads(await resp.read())
+                return doc
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+    return {}
+
+
+async def _end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> dict[int, int]:
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    ends = await high_watermarks(consumer, tps)
+    return {tp.partition: off for tp, off in ends.items()}
+
+
+def _lag(totals: dict[str, Any], ends: dict[int, int]) -> int | None:
+    parts = {p["partition"]: p["last_offset"] for p in totals.get("partitions", [])}
+    if not parts:
+        return None
+    return sum(max(end - (parts.get(p, -1) + 1), 0) for p, end in ends.items())
+
+
+async def _demo(
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float,
+    metrics: ProducerMetrics,
+    worker: WorkerProcess,
+    workdir: Path,
+) -> VerifyResult | None:
+    bootstrap = settings.bootstrap_list()[0]
+    async with aiohttp.ClientSession() as session:
+        console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
+        started = time.monotonic()
+        with console.status("waiting for the worker to join its consumer group..."):
+            while True:
+                totals = await _worker_totals(session, worker)
+                if totals.get("ready"):
+                    break
+                if not worker.alive():
+                    console.print(f"[red]worker exited; its log: {workdir / 'worker.log'}[/red]")
+                    return None
+                if time.monotonic() - started > WORKER_READY_TIMEOUT_S:
+                    console.print(f"[red]worker not ready; its log: {workdir / 'worker.log'}[/red]")
+                    return None
+                await asyncio.sleep(0.2)
+        console.print(f"worker ready in {time.monotonic() - started:.1f} s")
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
+        await consumer.start()
+        emitter = OrderEmitter(settings, metrics)
+        await emitter.start()
+        try:
+            task = asyncio.create_task(
+                produce_scenario(emitter, Generator(scenario), duration_s, None)
+            )
+            with Live(console=console, refresh_per_second=4) as live:
+                last = (time.monotonic(), 0)
+                stalled_since = time.monotonic()
+                last_lag: int | None = None
+                while True:
+                    await asyncio.sleep(0.5)
+                    totals = await _worker_totals(session, worker)
+                    ends = await _end_offsets(consumer, settings.topic_orders, settings.partitions)
+                    lag = _lag(totals, ends)
+                    now = time.monotonic()
+                    st = emitter.stats
+                    rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
+                    last = (now, st.orders_sent)
+                    phase = "producing" if not task.done() else "draining"
+                    live.update(
+                        Text(
+                            f"{phase} {scenario.name}  {now - started:5.1f}s  "
+                            f"orders/s {rate:8,.0f}  sent {st.orders_sent:,}  "
+                            f"GMV €{totals.get('gmv_cents', 0) / 100:,.2f}  "
+                            f"sold out {totals.get('sold_out_skus', 0)}  "
+                            f"lag {'?' if lag is None else f'{lag:,}'}"
+                        )
+                    )
+                    if not worker.alive():
+                        console.print(f"[red]worker died; log: {workdir / 'worker.log'}[/red]")
+                        return None
+                    if task.done():
+                        task.result()  # re-raise a producer failure
+                        if lag == 0:
+                            break
+                        if lag != last_lag:
+                            stalled_since = now
+                        elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
+                            console.print("[red]the worker stopped making progress[/red]")
+                            break
+                        last_lag = lag
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await emitter.stop()
+            await consumer.stop()
+        st = emitter.stats
+        console.print(
+            f"produced {st.orders_sent:,} orders in {st.duration_s:.1f} s; "
+            f"{st.acked:,} messages acknowledged, {st.errors:,} failed"
+        )
+    with console.status("verifying against the truth recomputed from topic orders..."):
+        # The last state records may still be in the worker's producer buffer: give them a
+        # few seconds to land before calling a difference real.
+        result = await verify_live(settings, bootstrap)
+        for _ in range(VERIFY_SETTLE_TRIES):
+            if result.reconciled:
+                break
+            await asyncio.sleep(1.0)
+            result = await verify_live(settings, bootstrap)
+        return result

@@ -1,0 +1,159 @@
+"""Small Kafka helpers shared by every command: topics, true end offsets, reading a topic.
+
+Tansu 0.6 answers ListOffsets(latest) with the base offset of a partition's last record batch
+plus one, which is short of the end whenever that batch holds several records (measured: five
+records in one batch at offsets 3..7 reported an end of 4, not 8). A fetch response carries the
+real high watermark, so end offsets here come from a fetch; on real Kafka both agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from flashsale.settings import Settings
+
+__all__ = [
+    "all_topics",
+    "end_offsets",
+    "ensure_topics",
+    "high_watermarks",
+    "last_record",
+    "read_topic",
+]
+
+
+def all_topics(settings: Settings) -> list[str]:
+    """The topics a run uses (the worker creates its own changelog topics)."""
+    return [
+        settings.topic_orders,
+        settings.topic_decisions,
+        settings.topic_inventory,
+        settings.topic_dlq,
+    ]
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (replication factor 1)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flashsale-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=t, num_partitions=partitions, replication_factor=1)
+            for t in topics
+            if t not in existing
+        ]
+        if wanted:
+            # Another process may create one meanwhile: fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
+async def high_watermarks(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """True end offsets of `tps`, read from fetch responses (reassigns `consumer`)."""
+    if not tps:
+        return {}
+    listed = await consumer.end_offsets(list(tps))
+    consumer.assign(list(tps))
+    for tp in tps:
+        consumer.seek(tp, max(listed[tp] - 1, 0))
+    out: dict[TopicPartition, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(out) < len(tps):
+        pending = [tp for tp in tps if tp not in out]
+        await consumer.getmany(*pending, timeout_ms=100, max_records=1)
+        for tp in pending:
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                out[tp] = max(hw, listed[tp])
+        if time.monotonic() > deadline:
+            missing = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in out)
+            raise TimeoutError(f"no fetch answer for {missing} in {timeout_s:.0f}s")
+    return out
+
+
+async def last_record(
+    consumer: AIOKafkaConsumer, tp: TopicPartition
+) -> ConsumerRecord[bytes, bytes] | None:
+    """The newest record of one partition, or None when it is empty (reassigns `consumer`)."""
+    ends = await high_watermarks(consumer, [tp])
+    end = ends[tp]
+    if end == 0:
+        return None
+    # Read the last batch whole: ListOffsets may point at its start, not its end.
+    listed = (await consumer.end_offsets([tp]))[tp]
+    consumer.seek(tp, max(min(listed, end) - 1, 0))
+    last = None
+    while await consumer.position(tp) < end:
+        got = await consumer.getmany(tp, timeout_ms=1000)
+        for record in got.get(tp, ()):
+            if record.offset < end:
+                last = record
+    return last
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    await consumer._client.force_metadata_update()
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """True end offset per partition of `topic` (empty when the topic does not exist)."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, topic)
+        ends = await high_watermarks(consumer, tps)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, batch: int = 10_000
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """Every record of `topic` up to its end offsets at the start, per partition in order."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, topic)
+        out: dict[int, list[ConsumerRecord[bytes, bytes]]] = {tp.partition: [] for tp in tps}
+        if not tps:
+            return out
+        ends = await high_watermarks(consumer, tps)
+        begins = await consumer.beginning_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > begins[tp]}
+        for tp in tps:
+            consumer.seek(tp, begins[tp])
+        while remaining:
+            got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch)
+            for tp, records in got.items():
+                end = ends[tp]
+                out[tp.partition].extend(r for r in records if r.offset < end)
+            # Position, not the last offset seen: compaction may leave gaps at the end.
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()

@@ -1,0 +1,87 @@
+"""One settings object for every flashsale process; each field names its environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["STATE_TABLE", "Settings"]
+
+#: The worker table holding one state record per source partition (see docs/events.md).
+STATE_TABLE = "partition-state"
+
+
+class Settings(BaseSettings):
+    """Runtime settings, read from `FLASHSALE_*` environment variables and CLI flags."""
+
+    model_config = SettingsConfigDict(env_prefix="FLASHSALE_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str | None = None
+    """Existing Kafka to use instead of the embedded broker. Env: FLASHSALE_BOOTSTRAP_SERVERS."""
+
+    tansu_bin: Path | None = None
+    """Explicit Tansu binary for the embedded broker. Env: FLASHSALE_TANSU_BIN."""
+
+    broker_start_timeout_s: float = 20.0
+    """How long to wait for the embedded broker to answer metadata. Env:
+    FLASHSALE_BROKER_START_TIMEOUT_S."""
+
+    topic_orders: str = "orders"
+    """Input topic of order events, keyed by SKU. Env: FLASHSALE_TOPIC_ORDERS."""
+
+    topic_decisions: str = "order-decisions"
+    """One decision per processed order. Env: FLASHSALE_TOPIC_DECISIONS."""
+
+    topic_inventory: str = "inventory-events"
+    """Sold-out events. Env: FLASHSALE_TOPIC_INVENTORY."""
+
+    topic_dlq: str = "orders-dlq"
+    """Malformed input with its reason in headers. Env: FLASHSALE_TOPIC_DLQ."""
+
+    partitions: int = Field(default=4, ge=1, le=1024)
+    """Partitions of every flashsale topic. Env: FLASHSALE_PARTITIONS."""
+
+    app_id: str = "flashsale"
+    """Faust app id: consumer group and table changelog prefix. Env: FLASHSALE_APP_ID."""
+
+    web_host: str = "127.0.0.1"
+    """Interface every flashsale listener binds. Env: FLASHSALE_WEB_HOST."""
+
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    """Worker web port (views and /metrics). Env: FLASHSALE_WEB_PORT."""
+
+    dedupe_window: int = Field(default=5000, ge=1)
+    """Distinct order ids remembered per partition for duplicate detection. Env:
+    FLASHSALE_DEDUPE_WINDOW."""
+
+    batch_max: int = Field(default=2000, ge=1)
+    """Most orders a worker applies in one batch (one state write per partition per batch).
+    Env: FLASHSALE_BATCH_MAX."""
+
+    batch_within_s: float = Field(default=0.05, gt=0)
+    """Longest a worker waits to fill a batch. Env: FLASHSALE_BATCH_WITHIN_S."""
+
+    linger_ms: int = Field(default=5, ge=0)
+    """Producer linger: how long a batch waits for more orders. Env: FLASHSALE_LINGER_MS."""
+
+    max_batch_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Producer batch size per partition. Env: FLASHSALE_MAX_BATCH_BYTES."""
+
+    max_in_flight: int = Field(default=20_000, ge=1)
+    """Most unacknowledged orders the producer keeps queued. Env: FLASHSALE_MAX_IN_FLIGHT."""
+
+    session_timeout_s: float = Field(default=4.0, gt=0)
+    """Consumer-group session timeout. Tansu holds a JoinGroup for half of it, so it sets how
+    fast a worker is ready. Env: FLASHSALE_SESSION_TIMEOUT_S."""
+
+    def state_changelog_topic(self) -> str:
+        """The changelog topic of the workers' partition-state table."""
+        return f"{self.app_id}-{STATE_TABLE}-changelog"
+
+    def bootstrap_list(self) -> list[str]:
+        """The bootstrap servers as a list (requires them to be set)."""
+        if not self.bootstrap_servers:
+            raise ValueError("no bootstrap servers set")
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]

@@ -1,0 +1,9 @@
+"""Order producers: the European catalog, the 11.11 traffic curve and the order stream."""
+
+from __future__ import annotations
+
+from producers.catalog import Catalog, Sku
+from producers.curves import rate_at
+from producers.generator import Generator
+
+__all__ = ["Catalog", "Generator", "Sku", "rate_at"]

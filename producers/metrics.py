@@ -1,0 +1,39 @@
+"""The producer's Prometheus metrics, on an injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["ProducerMetrics"]
+
+
+class ProducerMetrics:
+    """What a producer exports on its own `/metrics`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.sent = Counter(
+            "flashsale_orders_sent_total",
+            "Order events handed to the Kafka client (duplicates from client retries included).",
+            registry=registry,
+        )
+        self.acked = Counter(
+            "flashsale_orders_acked_total",
+            "Order events the broker acknowledged.",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "flashsale_produce_errors_total",
+            "Order events the broker did not acknowledge after the client's retries.",
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "flashsale_producer_in_flight",
+            "Order events sent and not yet acknowledged.",
+            registry=registry,
+        )
+        self.behind = Gauge(
+            "flashsale_producer_behind_seconds",
+            "How far the producer lags the scenario's schedule (0 when on time).",
+            registry=registry,
+        )

@@ -1,0 +1,327 @@
+"""The Faust worker: consumes `orders`, applies the rules per partition batch, emits decisions.
+
+Ordering that makes at-least-once delivery exact:
+1. apply a batch to each partition's state (skipping offsets the state already holds);
+2. send decisions, sold-out events and dead letters, and await their delivery;
+3. only then write each changed partition state (one changelog record per partition);
+4. Faust commits source offsets after flushing the producer.
+A crash before 3 re-applies the batch from the old state and re-emits the same decisions
+(`verify` dedupes them by source offset and checks they agree); a crash after 3 skips what the
+state already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import EventT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from flashsale.events import MalformedEvent, decode_event
+from flashsale.kafka import last_record
+from flashsale.settings import STATE_TABLE, Settings
+from streams.metrics import WorkerMetrics
+from streams.state import ACCEPTED, DUPLICATE, REJECTED_OVERSELL, PartitionState, apply_event
+
+__all__ = ["create_app", "run_worker"]
+
+
+def _partition_key(partition: int) -> bytes:
+    return str(partition).encode()
+
+
+class OrderProcessor:
+    """Applies batches of order events; holds no state of its own between batches."""
+
+    def __init__(
+        self, app: faust.App, settings: Settings, table: Any, metrics: WorkerMetrics
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.table = table
+        self.metrics = metrics
+        # Partitions whose state was checked against the changelog's tail since the last
+        # rebalance; see `confirm`.
+        self.confirmed: set[int] = set()
+        self._tail_reader: AIOKafkaConsumer | None = None
+
+    async def confirm(self, partition: int) -> None:
+        """Make the local state the newest one written, once per assignment.
+
+        Faust's recovery reads a changelog up to ListOffsets(latest), which Tansu under-reports
+        (see flashsale.kafka); a state that is a batch behind would re-apply nothing for offsets
+        the consumer has already committed past, and lose them. Reading the changelog's tail
+        ourselves closes that gap on any broker.
+        """
+        if self._tail_reader is None:
+            self._tail_reader = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.bootstrap_list(),
+                enable_auto_commit=False,
+                fetch_max_wait_ms=100,
+                max_partition_fetch_bytes=16 * 1024 * 1024,
+            )
+            await self._tail_reader.start()
+        tp = TopicPartition(self.settings.state_changelog_topic(), partition)
+        record = await last_record(self._tail_reader, tp)
+        if record is not None and record.value is not None:
+            local = self.load(partition)
+            newest = PartitionState.from_bytes(record.value)
+            if newest.last_offset > local.last_offset:
+                self.metrics.recovered_from_tail.inc()
+                self._store(partition, record.value)
+        self.confirmed.add(partition)
+
+    async def close(self) -> None:
+        """Release the changelog tail reader."""
+        if self._tail_reader is not None:
+            await self._tail_reader.stop()
+            self._tail_reader = None
+
+    def load(self, partition: int) -> PartitionState:
+        """The partition's state as last written (or recovered from the changelog)."""
+        raw = self.table.data.get(_partition_key(partition))
+        if raw is None:
+            return PartitionState(partition=partition, window=self.settings.dedupe_window)
+        return PartitionState.from_bytes(raw)
+
+    def save(self, state: PartitionState) -> None:
+        """Write the state locally and to its changelog partition (= its source partition)."""
+        value = state.to_bytes()
+        self._store(state.partition, value)
+        self.table.send_changelog(state.partition, _partition_key(state.partition), value)
+
+    def _store(self, partition: int, value: bytes) -> None:
+        key = _partition_key(partition)
+        store = self.table.data
+        store[key] = value
+        # Faust's memory store drops keys of partitions it no longer holds after a recovery
+        # only if it knows their partition.
+        key_partition = getattr(store, "_key_partition", None)
+        if key_partition is not None:
+            key_partition[key] = partition
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """Apply one batch; return once its outputs are delivered and its states written."""
+        started = time.perf_counter()
+        s = self.settings
+        send = self.app.producer.send
+        m = self.metrics
+        pending: list[Awaitable[Any]] = []
+        changed: list[PartitionState] = []
+        latencies: list[float] = []
+        counts = {ACCEPTED: 0, REJECTED_OVERSELL: 0, DUPLICATE: 0}
+        gmv_before = 0
+        gmv_after = 0
+        sold_out = 0
+        restocks = 0
+        by_partition: dict[int, list[EventT]] = {}
+        for event in events:
+            by_partition.setdefault(event.message.partition, []).append(event)
+        for partition, part_events in by_partition.items():
+            if partition not in self.confirmed:
+                await self.confirm(partition)
+            state = self.load(partition)
+            gmv_before += state.gmv_cents
+            sold_before = len(state.sold_out)
+            restocks_before = state.restocks
+            touched = False
+            for event in part_events:
+                msg = event.message
+                if msg.offset <= state.last_offset:
+                    m.redelivered.inc()
+                    continue
+                touched = True
+                state.last_offset = msg.offset
+                try:
+                    order = decode_event(msg.value)
+                except MalformedEvent as exc:
+                    state.dlq += 1
+                    m.dlq[exc.reason].inc()
+                    headers = [
+                        ("flashsale.reason", exc.reason.encode()),
+                        ("flashsale.detail", exc.detail.encode(errors="replace")),
+                        ("flashsale.topic", msg.topic.encode()),
+                        ("flashsale.partition", str(partition).encode()),
+                        ("flashsale.offset", str(msg.offset).encode()),
+                    ]
+                    pending.append(await send(s.topic_dlq, msg.key, msg.value, None, None, headers))
+                    continue
+                outcome = apply_event(state, order)
+                now_ns = time.time_ns()
+                if outcome in counts:
+                    counts[outcome] += 1
+                    latencies.append((now_ns - order.emit_ns) / 1e9)
+                decision = orjson.dumps(
+                    {
+                        "order_id": order.order_id,
+                        "type": order.type,
+                        "outcome": outcome,
+                        "sku": order.sku,
+                        "quantity": order.quantity,
+                        "amount_cents": order.amount_cents if outcome == ACCEPTED else 0,
+                        "partition": partition,
+                        "offset": msg.offset,
+                        "event_ts_ms": order.event_ts_ms,
+                        "emit_ns": order.emit_ns,
+                        "processed_ns": now_ns,
+                    }
+                )
+                pending.append(await send(s.topic_decisions, msg.key, decision, None, None, None))
+            new_sold = state.sold_out[sold_before:]
+            for sku in new_sold:
+                event_doc = orjson.dumps(
+                    {
+                        "type": "sold_out",
+                        "sku": sku,
+                        "partition": partition,
+                        "offset": state.last_offset,
+                        "processed_ns": time.time_ns(),
+                    }
+                )
+                pending.append(
+                    await send(s.topic_inventory, sku.encode(), event_doc, None, None, None)
+                )
+            sold_out += len(new_sold)
+            restocks += state.restocks - restocks_before
+            gmv_after += state.gmv_cents
+            if touched:
+                changed.append(state)
+        # Outputs first: a state must never claim an offset whose outputs could be lost.
+        if pending:
+            await asyncio.gather(*pending)
+        for state in changed:
+            self.save(state)
+        for outcome, n in counts.items():
+            if n:
+                m.outcome[outcome].inc(n)
+        if gmv_after > gmv_before:
+            m.gmv_cents.inc(gmv_after - gmv_before)
+        if sold_out:
+            m.sold_out.inc(sold_out)
+        if restocks:
+            m.restocks.inc(restocks)
+        observe = m.latency.observe
+        for latency in latencies:
+            observe(latency)
+        m.batch_seconds.observe(time.perf_counter() - started)
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    """A Faust app wired to `settings`: topics, the state table, the agent and web views."""
+    if not settings.bootstrap_servers:
+        raise ValueError("the worker needs bootstrap servers")
+    metrics_registry = registry if registry is not None else CollectorRegistry()
+    session = settings.session_timeout_s
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_urls(settings.bootstrap_servers),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        # Tansu holds a JoinGroup for half the session timeout (measured: 60 s -> 30 s wait),
+        # so a short session makes a worker ready in about two seconds.
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(session / 4, 0.2),
+        broker_rebalance_timeout=max(session * 2, 10.0),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
+        stream_buffer_maxsize=max(settings.batch_max * 2, 4096),
+        broker_commit_every=max(settings.batch_max, 1000),
+        broker_commit_interval=1.0,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        # Every payload here is bytes we encode ourselves with orjson.
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    orders = app.topic(
+        settings.topic_orders,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    table = app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+    metrics = WorkerMetrics(metrics_registry)
+    processor = OrderProcessor(app, settings, table, metrics)
+    app.flashsale_processor = processor  # type: ignore[attr-defined]
+
+    @app.agent(orders, concurrency=1)
+    async def process_orders(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            await processor.process(batch)
+
+    def held_states() -> list[PartitionState]:
+        held = sorted(
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == settings.topic_orders
+        )
+        return [processor.load(p) for p in held]
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        processor.confirmed.clear()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        processor.confirmed.clear()
+        metrics.partitions.set(sum(1 for tp in assigned if tp.topic == settings.topic_orders))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
+        await processor.close()
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(metrics_registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/totals")
+    class TotalsView(View):
+        """This worker's partitions: GMV, counts, applied offsets, sold-out SKUs."""
+
+        async def get(self, request: Request) -> Response:
+            states = held_states()
+            body = {
+                "ready": bool(states) and not app.rebalancing and not app.in_recovery,
+                "gmv_cents": sum(st.gmv_cents for st in states),
+                "accepted": sum(st.accepted for st in states),
+                "rejected_oversell": sum(st.rejected_oversell for st in states),
+                "duplicates": sum(st.duplicates for st in states),
+                "dlq": sum(st.dlq for st in states),
+                "sold_out_skus": sum(len(set(st.sold_out)) for st in states),
+                "partitions": [st.summary() for st in states],
+            }
+            return self.bytes(orjson.dumps(body), content_type="application/json")
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+    """Run one worker in the foreground until SIGINT/SIGTERM."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,104 @@
+"""The worker's Prometheus metrics, on an injected registry; labelled children made once."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.state import ACCEPTED, DUPLICATE, REJECTED_OVERSELL
+
+__all__ = ["DLQ_REASONS", "LATENCY_BUCKETS", "WorkerMetrics"]
+
+# End-to-end latency spans a healthy few milliseconds to a worker that is minutes behind.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+#: Bounded label values for dead-lettered messages (see flashsale.events.MalformedEvent).
+DLQ_REASONS = (
+    "empty",
+    "not_json",
+    "not_object",
+    "unknown_version",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "unknown_type",
+    "out_of_range",
+)
+
+
+class WorkerMetrics:
+    """Counters and histograms a Faust worker exports on `/metrics`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        processed = Counter(
+            "flashsale_orders_processed_total",
+            "Order events processed, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.outcome = {o: processed.labels(o) for o in (ACCEPTED, REJECTED_OVERSELL, DUPLICATE)}
+        self.restocks = Counter(
+            "flashsale_restocks_total", "Restock events applied.", registry=registry
+        )
+        self.gmv_cents = Counter(
+            "flashsale_gmv_cents_total",
+            "Revenue of accepted orders in euro cents.",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "flashsale_e2e_latency_seconds",
+            "From the producer's emit time to the worker's decision.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sold_out = Counter(
+            "flashsale_sold_out_skus_total",
+            "Times a SKU's stock reached zero.",
+            registry=registry,
+        )
+        dlq = Counter(
+            "flashsale_dlq_messages_total",
+            "Malformed messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dlq = {r: dlq.labels(r) for r in DLQ_REASONS}
+        self.redelivered = Counter(
+            "flashsale_redelivered_skipped_total",
+            "Messages at or below a partition's applied offset, seen again after a restart "
+            "or rebalance and not applied twice.",
+            registry=registry,
+        )
+        self.recovered_from_tail = Counter(
+            "flashsale_state_tail_recoveries_total",
+            "Partition states found newer in the changelog's tail than Faust's recovery gave.",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "flashsale_worker_batch_seconds",
+            "Time to apply one batch, including awaiting its output deliveries.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=registry,
+        )
+        self.partitions = Gauge(
+            "flashsale_worker_assigned_partitions",
+            "Source partitions this worker holds.",
+            registry=registry,
+        )
