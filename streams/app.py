@@ -51,6 +51,8 @@ class OrderProcessor:
         # rebalance; see `confirm`.
         self.confirmed: set[int] = set()
         self._tail_reader: AIOKafkaConsumer | None = None
+        # Views confirm partitions too; never while a batch of the same worker is mid-way.
+        self.lock = asyncio.Lock()
 
     async def confirm(self, partition: int) -> None:
         """Make the local state the newest one written, once per assignment.
@@ -109,6 +111,10 @@ class OrderProcessor:
 
     async def process(self, events: Sequence[EventT]) -> None:
         """Apply one batch; return once its outputs are delivered and its states written."""
+        async with self.lock:
+            await self._process(events)
+
+    async def _process(self, events: Sequence[EventT]) -> None:
         started = time.perf_counter()
         s = self.settings
         send = self.app.producer.send
@@ -273,13 +279,22 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
             await processor.process(batch)
 
-    def held_states() -> list[PartitionState]:
+    async def held_states() -> tuple[list[PartitionState], bool]:
+        """States of the partitions this worker holds, and whether all are confirmed."""
         held = sorted(
             tp.partition
             for tp in app.assignor.assigned_actives()
             if tp.topic == settings.topic_orders
         )
-        return [processor.load(p) for p in held]
+        settled = not app.rebalancing and not app.in_recovery
+        if settled and not processor.confirmed.issuperset(held):
+            # An idle partition gets no batch to confirm it: confirm it here, after recovery.
+            async with processor.lock:
+                for p in held:
+                    if p not in processor.confirmed:
+                        await processor.confirm(p)
+        confirmed = settled and processor.confirmed.issuperset(held)
+        return [processor.load(p) for p in held], confirmed
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -297,16 +312,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(metrics_registry), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside `content_type`; the header carries it whole.
+            return self.bytes(
+                generate_latest(metrics_registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
 
     @app.page("/totals")
     class TotalsView(View):
         """This worker's partitions: GMV, counts, applied offsets, sold-out SKUs."""
 
         async def get(self, request: Request) -> Response:
-            states = held_states()
+            states, confirmed = await held_states()
             body = {
-                "ready": bool(states) and not app.rebalancing and not app.in_recovery,
+                "ready": bool(states) and confirmed,
                 "gmv_cents": sum(st.gmv_cents for st in states),
                 "accepted": sum(st.accepted for st in states),
                 "rejected_oversell": sum(st.rejected_oversell for st in states),

@@ -8,13 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from flashsale.broker import EmbeddedBroker, die_with_parent
 from flashsale.settings import Settings
 
-__all__ = ["WorkerProcess", "bootstrap_for", "free_port"]
+__all__ = ["WorkerProcess", "bootstrap_for", "free_port", "unprocessed"]
 
 
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
@@ -83,6 +88,26 @@ class WorkerProcess:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
 
+    def totals(self) -> dict[str, Any]:
+        """The worker's `/totals` view, or {} while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/totals", timeout=2) as resp:  # noqa: S310
+                doc: dict[str, Any] = orjson.loads(resp.read())
+                return doc
+        except (OSError, ValueError):
+            return {}
+
+    def wait_ready(self, timeout_s: float = 90.0) -> float:
+        """Block until the worker holds partitions; return the seconds it took."""
+        started = time.monotonic()
+        while not self.totals().get("ready"):
+            if not self.alive():
+                raise RuntimeError(f"worker exited with {self.proc and self.proc.returncode}")
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"worker not ready in {timeout_s:.0f}s")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
     def alive(self) -> bool:
         """True while the process runs."""
         return self.proc is not None and self.proc.poll() is None
@@ -104,3 +129,11 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def unprocessed(totals: dict[str, Any], ends: dict[int, int]) -> int | None:
+    """Messages below the end offsets `ends` that the worker has not applied (None: unknown)."""
+    applied = {p["partition"]: p["last_offset"] for p in totals.get("partitions", [])}
+    if not applied or not totals.get("ready"):
+        return None
+    return sum(max(end - (applied.get(p, -1) + 1), 0) for p, end in ends.items())

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, start_http_server
@@ -19,11 +18,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
+from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, unprocessed
 from flashsale.kafka import all_topics, ensure_topics, high_watermarks
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from flashsale.verify import VerifyResult, verify_live
+from flashsale.verify import VerifyResult, verify_settled
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
@@ -33,7 +32,6 @@ __all__ = ["print_verdict", "run_demo", "run_produce"]
 console = Console(highlight=False)
 WORKER_READY_TIMEOUT_S = 90.0
 DRAIN_STALL_TIMEOUT_S = 60.0
-VERIFY_SETTLE_TRIES = 5
 
 
 @contextlib.contextmanager
@@ -179,30 +177,10 @@ def run_demo(
     return 0 if result.reconciled else 1
 
 
-async def _worker_totals(session: aiohttp.ClientSession, worker: WorkerProcess) -> dict[str, Any]:
-    try:
-        async with session.get(
-            f"{worker.url}/totals", timeout=aiohttp.ClientTimeout(total=2)
-        ) as resp:
-            if resp.status == 200:
-                doc: dict[str, Any] = orjson.loads(await resp.read())
-                return doc
-    except (aiohttp.ClientError, TimeoutError):
-        pass
-    return {}
-
-
 async def _end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> dict[int, int]:
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     ends = await high_watermarks(consumer, tps)
     return {tp.partition: off for tp, off in ends.items()}
-
-
-def _lag(totals: dict[str, Any], ends: dict[int, int]) -> int | None:
-    parts = {p["partition"]: p["last_offset"] for p in totals.get("partitions", [])}
-    if not parts:
-        return None
-    return sum(max(end - (parts.get(p, -1) + 1), 0) for p, end in ends.items())
 
 
 async def _demo(
@@ -214,88 +192,70 @@ async def _demo(
     workdir: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
-    async with aiohttp.ClientSession() as session:
-        console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
-        started = time.monotonic()
-        with console.status("waiting for the worker to join its consumer group..."):
-            while True:
-                totals = await _worker_totals(session, worker)
-                if totals.get("ready"):
-                    break
-                if not worker.alive():
-                    console.print(f"[red]worker exited; its log: {workdir / 'worker.log'}[/red]")
-                    return None
-                if time.monotonic() - started > WORKER_READY_TIMEOUT_S:
-                    console.print(f"[red]worker not ready; its log: {workdir / 'worker.log'}[/red]")
-                    return None
-                await asyncio.sleep(0.2)
-        console.print(f"worker ready in {time.monotonic() - started:.1f} s")
-
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
-        )
-        await consumer.start()
-        emitter = OrderEmitter(settings, metrics)
-        await emitter.start()
+    console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
+    started = time.monotonic()
+    with console.status("waiting for the worker to join its consumer group..."):
         try:
-            task = asyncio.create_task(
-                produce_scenario(emitter, Generator(scenario), duration_s, None)
-            )
-            with Live(console=console, refresh_per_second=4) as live:
-                last = (time.monotonic(), 0)
-                stalled_since = time.monotonic()
-                last_lag: int | None = None
-                while True:
-                    await asyncio.sleep(0.5)
-                    totals = await _worker_totals(session, worker)
-                    ends = await _end_offsets(consumer, settings.topic_orders, settings.partitions)
-                    lag = _lag(totals, ends)
-                    now = time.monotonic()
-                    st = emitter.stats
-                    rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
-                    last = (now, st.orders_sent)
-                    phase = "producing" if not task.done() else "draining"
-                    live.update(
-                        Text(
-                            f"{phase} {scenario.name}  {now - started:5.1f}s  "
-                            f"orders/s {rate:8,.0f}  sent {st.orders_sent:,}  "
-                            f"GMV €{totals.get('gmv_cents', 0) / 100:,.2f}  "
-                            f"sold out {totals.get('sold_out_skus', 0)}  "
-                            f"lag {'?' if lag is None else f'{lag:,}'}"
-                        )
+            took = await asyncio.to_thread(worker.wait_ready, WORKER_READY_TIMEOUT_S)
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]{exc}; its log: {workdir / 'worker.log'}[/red]")
+            return None
+    console.print(f"worker ready in {took:.1f} s")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    emitter = OrderEmitter(settings, metrics)
+    await emitter.start()
+    try:
+        task = asyncio.create_task(produce_scenario(emitter, Generator(scenario), duration_s, None))
+        with Live(console=console, refresh_per_second=4) as live:
+            last = (time.monotonic(), 0)
+            stalled_since = time.monotonic()
+            last_lag: int | None = None
+            while True:
+                await asyncio.sleep(0.5)
+                totals = await asyncio.to_thread(worker.totals)
+                ends = await _end_offsets(consumer, settings.topic_orders, settings.partitions)
+                lag = unprocessed(totals, ends)
+                now = time.monotonic()
+                st = emitter.stats
+                rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
+                last = (now, st.orders_sent)
+                phase = "producing" if not task.done() else "draining"
+                live.update(
+                    Text(
+                        f"{phase} {scenario.name}  {now - started:5.1f}s  "
+                        f"orders/s {rate:8,.0f}  sent {st.orders_sent:,}  "
+                        f"GMV €{totals.get('gmv_cents', 0) / 100:,.2f}  "
+                        f"sold out {totals.get('sold_out_skus', 0)}  "
+                        f"lag {'?' if lag is None else f'{lag:,}'}"
                     )
-                    if not worker.alive():
-                        console.print(f"[red]worker died; log: {workdir / 'worker.log'}[/red]")
-                        return None
-                    if task.done():
-                        task.result()  # re-raise a producer failure
-                        if lag == 0:
-                            break
-                        if lag != last_lag:
-                            stalled_since = now
-                        elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
-                            console.print("[red]the worker stopped making progress[/red]")
-                            break
-                        last_lag = lag
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await emitter.stop()
-            await consumer.stop()
-        st = emitter.stats
-        console.print(
-            f"produced {st.orders_sent:,} orders in {st.duration_s:.1f} s; "
-            f"{st.acked:,} messages acknowledged, {st.errors:,} failed"
-        )
+                )
+                if not worker.alive():
+                    console.print(f"[red]worker died; log: {workdir / 'worker.log'}[/red]")
+                    return None
+                if task.done():
+                    task.result()  # re-raise a producer failure
+                    if lag == 0:
+                        break
+                    if lag != last_lag:
+                        stalled_since = now
+                    elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
+                        console.print("[red]the worker stopped making progress[/red]")
+                        break
+                    last_lag = lag
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await emitter.stop()
+        await consumer.stop()
+    st = emitter.stats
+    console.print(
+        f"produced {st.orders_sent:,} orders in {st.duration_s:.1f} s; "
+        f"{st.acked:,} messages acknowledged, {st.errors:,} failed"
+    )
     with console.status("verifying against the truth recomputed from topic orders..."):
-        # The last state records may still be in the worker's producer buffer: give them a
-        # few seconds to land before calling a difference real.
-        result = await verify_live(settings, bootstrap)
-        for _ in range(VERIFY_SETTLE_TRIES):
-            if result.reconciled:
-                break
-            await asyncio.sleep(1.0)
-            result = await verify_live(settings, bootstrap)
-        return result
+        return await verify_settled(settings, bootstrap)

@@ -1,0 +1,87 @@
+"""Shared fixtures: one embedded broker per session, fresh topic names per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
+from flashsale.settings import Settings
+
+REQUIRE_ALL = os.environ.get("FLASHSALE_REQUIRE_ALL") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip for a missing tool, or fail when CI requires every tool (FLASHSALE_REQUIRE_ALL=1)."""
+    if REQUIRE_ALL:
+        pytest.fail(f"required tool missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The embedded Tansu broker, started once for the session."""
+    try:
+        find_tansu()
+    except TansuNotFound as exc:
+        skip_or_fail(str(exc))
+    with EmbeddedBroker() as brk:
+        yield brk
+
+
+@pytest.fixture
+def run_settings(broker: EmbeddedBroker) -> Settings:
+    """Settings with topic names and an app id of this test's own."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        bootstrap_servers=broker.bootstrap,
+        topic_orders=f"orders-{tag}",
+        topic_decisions=f"order-decisions-{tag}",
+        topic_inventory=f"inventory-events-{tag}",
+        topic_dlq=f"orders-dlq-{tag}",
+        app_id=f"flashsale-{tag}",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that hands `settings` to a child flashsale process."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"FLASHSALE_{name.upper()}"] = str(value)
+    return env
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of live processes in session `sid` (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, pgrp, session, ...; zombies are already dead.
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is `pid`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out

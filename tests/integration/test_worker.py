@@ -1,0 +1,192 @@
+"""A real Faust worker on the embedded broker: dead letters, and a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from flashsale.cli.processes import WorkerProcess, free_port, unprocessed
+from flashsale.kafka import all_topics, end_offsets, ensure_topics, read_topic
+from flashsale.scenario import CurveSpec, Scenario
+from flashsale.settings import Settings
+from flashsale.verify import verify_settled
+from producers.emitter import OrderEmitter, produce_scenario
+from producers.generator import Generator
+from tests.conftest import settings_env
+
+pytestmark = pytest.mark.integration
+
+SMALL = Scenario(
+    name="test-small",
+    seed=5,
+    curve=CurveSpec(shape="constant", peak_rate=2_500.0, compression=1.0),
+)
+
+
+@pytest.fixture
+def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[object]:
+    """Start workers for this test's topics; all are stopped at the end."""
+    started: list[WorkerProcess] = []
+    asyncio.run(ensure_topics(run_settings.bootstrap_servers or "", all_topics(run_settings), 4))
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(
+            run_settings.bootstrap_servers or "",
+            free_port(),
+            log_path=tmp_path / f"worker-{len(started)}.log",
+            env=settings_env(run_settings),
+        )
+        worker.start()
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_drained(worker: WorkerProcess, settings: Settings, timeout_s: float = 120.0) -> None:
+    """Block until the worker has applied every message on the orders topic."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ends = asyncio.run(end_offsets(settings.bootstrap_servers or "", settings.topic_orders))
+        if unprocessed(worker.totals(), ends) == 0:
+            return
+        assert worker.alive(), "worker died"
+        time.sleep(0.5)
+    raise TimeoutError("worker did not drain the orders topic")
+
+
+async def _produce(settings: Settings, scenario: Scenario, orders: int) -> int:
+    emitter = OrderEmitter(settings)
+    await emitter.start()
+    try:
+        stats = await produce_scenario(emitter, Generator(scenario), None, orders)
+    finally:
+        await emitter.stop()
+    assert stats.errors == 0
+    return stats.orders_sent
+
+
+MALFORMED = [
+    (b"FR-WIN-0001", b"{definitely not json", "not_json"),
+    (b"FR-WIN-0001", orjson.dumps({"v": 99, "order_id": "x"}), "unknown_version"),
+    (b"IT-FAS-0002", b"[1,2,3]", "not_object"),
+]
+
+
+async def _send_raw(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(settings.topic_orders, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
+    run_settings: Settings, start_worker: object
+) -> None:
+    worker = start_worker()  # type: ignore[operator]
+    asyncio.run(_send_raw(run_settings, [(k, v) for k, v, _ in MALFORMED]))
+    # A wrong type and a negative quantity in an otherwise valid order.
+    good = orjson.loads(
+        b'{"v":1,"order_id":"bad-1","type":"created","event_ts_ms":1,"emit_ns":1,'
+        b'"sku":"FR-WIN-0001","merchant":"m","country":"FR","category":"wine","quantity":1,'
+        b'"unit_price_cents":100,"province":"Beijing","channel":"app","payment":"alipay"}'
+    )
+    wrong_type = orjson.dumps(dict(good, quantity="one"))
+    negative = orjson.dumps(dict(good, order_id="bad-2", quantity=-3))
+    asyncio.run(_send_raw(run_settings, [(b"FR-WIN-0001", wrong_type), (b"FR-WIN-0001", negative)]))
+    produced = asyncio.run(_produce(run_settings, SMALL, 3_000))
+    wait_drained(worker, run_settings)
+    assert worker.alive()
+
+    dlq = asyncio.run(read_topic(run_settings.bootstrap_servers or "", run_settings.topic_dlq))
+    records = [r for recs in dlq.values() for r in recs]
+    reasons = sorted(dict(r.headers)["flashsale.reason"].decode() for r in records)
+    assert reasons == sorted(
+        ["not_json", "unknown_version", "not_object", "wrong_type", "out_of_range"]
+    )
+    # Nothing is lost: the original bytes travel to the dead-letter topic unchanged.
+    assert {r.value for r in records} >= {v for _, v, _ in MALFORMED} | {wrong_type, negative}
+
+    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    assert result.differences == []
+    assert result.summary["dlq_messages"] == 5
+    assert result.summary["orders_produced"] == produced + 5
+    assert result.summary["orders_accepted"] > 0
+    metrics = worker_metrics(worker)
+    assert 'flashsale_dlq_messages_total{reason="not_json"} 1.0' in metrics
+    assert 'flashsale_dlq_messages_total{reason="out_of_range"} 1.0' in metrics
+
+
+def worker_metrics(worker: WorkerProcess) -> str:
+    """A real Prometheus scrape of the worker's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return resp.read().decode()
+
+
+def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
+    run_settings: Settings, start_worker: object
+) -> None:
+    worker = start_worker()  # type: ignore[operator]
+
+    async def produce_while_killing() -> int:
+        task = asyncio.create_task(_produce(run_settings, SMALL, 25_000))
+        # Kill once the worker is well into the stream, with changelog writes in flight.
+        while worker.totals().get("accepted", 0) < 5_000:
+            await asyncio.sleep(0.1)
+        worker.kill()
+        return await task
+
+    produced = asyncio.run(produce_while_killing())
+    assert not worker.alive()
+    restarted = start_worker()  # type: ignore[operator]
+    wait_drained(restarted, run_settings, timeout_s=180)
+
+    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    assert result.differences == [], "\n".join(result.differences)
+    assert result.summary["reconciled"] is True
+    assert result.summary["orders_produced"] == produced
+    assert result.summary["orders_processed"] == produced
+    assert result.summary["oversold_skus"] == 0
+
+
+def test_worker_metrics_count_what_it_processed(
+    run_settings: Settings, start_worker: object
+) -> None:
+    worker = start_worker()  # type: ignore[operator]
+    produced = asyncio.run(_produce(run_settings, SMALL, 2_000))
+    wait_drained(worker, run_settings)
+    text = worker_metrics(worker)
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    outcomes = sum(
+        samples[f'flashsale_orders_processed_total{{outcome="{o}"}}']
+        for o in ("accepted", "rejected_oversell", "duplicate")
+    )
+    assert outcomes == produced
+    assert (
+        samples["flashsale_e2e_latency_seconds_count"]
+        == produced
+        - samples['flashsale_orders_processed_total{outcome="duplicate"}']
+        + samples['flashsale_orders_processed_total{outcome="duplicate"}']
+    )
+    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from flashsale.events import MalformedEvent, OrderEvent, decode_event, encode_event
+
+
+def _order(**changes: object) -> dict[str, object]:
+    event = OrderEvent(
+        order_id="o11-000000001",
+        type="created",
+        event_ts_ms=1_605_024_000_000,
+        sku="FR-WIN-0001",
+        merchant="Maison Test",
+        country="FR",
+        category="wine",
+        quantity=2,
+        unit_price_cents=4_999,
+        province="Guangdong",
+        channel="app",
+        payment="alipay",
+        emit_ns=123,
+    )
+    doc: dict[str, object] = orjson.loads(encode_event(event))
+    doc.update(changes)
+    return doc
+
+
+def test_encoded_event_decodes_to_the_same_event() -> None:
+    raw = orjson.dumps(_order())
+    event = decode_event(raw)
+    assert event.amount_cents == 9_998
+    assert encode_event(event) == raw
+
+
+def test_encoding_overrides_the_emit_time_only() -> None:
+    event = decode_event(orjson.dumps(_order()))
+    assert decode_event(encode_event(event, emit_ns=999)).emit_ns == 999
+    assert decode_event(encode_event(event, emit_ns=999)).order_id == event.order_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, "empty"),
+        (b"{not json", "not_json"),
+        (b"[1, 2]", "not_object"),
+        (orjson.dumps(_order(v=2)), "unknown_version"),
+        (orjson.dumps(_order(v=True)), "unknown_version"),
+        (orjson.dumps({k: v for k, v in _order().items() if k != "sku"}), "missing_field"),
+        (orjson.dumps(_order(coupon="X")), "unknown_field"),
+        (orjson.dumps(_order(quantity="2")), "wrong_type"),
+        (orjson.dumps(_order(quantity=True)), "wrong_type"),
+        (orjson.dumps(_order(unit_price_cents=49.99)), "wrong_type"),
+        (orjson.dumps(_order(sku=7)), "wrong_type"),
+        (orjson.dumps(_order(type="teleported")), "unknown_type"),
+        (orjson.dumps(_order(quantity=0)), "out_of_range"),
+        (orjson.dumps(_order(quantity=-1)), "out_of_range"),
+        (orjson.dumps(_order(unit_price_cents=-100)), "out_of_range"),
+        (orjson.dumps(_order(event_ts_ms=-1)), "out_of_range"),
+        (orjson.dumps(_order(sku="")), "out_of_range"),
+        (orjson.dumps(_order(order_id="x" * 500)), "out_of_range"),
+    ],
+)
+def test_malformed_input_is_rejected_with_its_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(raw)
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_restock_may_have_no_buyer_but_an_order_must() -> None:
+    restock = _order(type="restock", province="", channel="", payment="")
+    assert decode_event(orjson.dumps(restock)).type == "restock"
+    with pytest.raises(MalformedEvent):
+        decode_event(orjson.dumps(_order(province="")))
