@@ -62,6 +62,29 @@ class OrderProcessor:
         the consumer has already committed past, and lose them. Reading the changelog's tail
         ourselves closes that gap on any broker.
         """
+        tp = TopicPartition(self.settings.state_changelog_topic(), partition)
+        record = await last_record(await self._reader(), tp)
+        if record is not None and record.value is not None:
+            local = self.load(partition)
+            newest = PartitionState.from_bytes(record.value)
+            if newest.last_offset > local.last_offset:
+                self.metrics.recovered_from_tail.inc()
+                self._store(partition, record.value)
+        self.confirmed.add(partition)
+
+    async def read_range(self, partition: int, start: int, end: int) -> list[Any]:
+        """Records [start, end) of one `orders` partition, read directly from the broker."""
+        reader = await self._reader()
+        tp = TopicPartition(self.settings.topic_orders, partition)
+        reader.assign([tp])
+        reader.seek(tp, start)
+        out: list[Any] = []
+        while await reader.position(tp) < end:
+            got = await reader.getmany(tp, timeout_ms=1000)
+            out.extend(r for r in got.get(tp, ()) if r.offset < end)
+        return out
+
+    async def _reader(self) -> AIOKafkaConsumer:
         if self._tail_reader is None:
             self._tail_reader = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_list(),
@@ -70,15 +93,7 @@ class OrderProcessor:
                 max_partition_fetch_bytes=16 * 1024 * 1024,
             )
             await self._tail_reader.start()
-        tp = TopicPartition(self.settings.state_changelog_topic(), partition)
-        record = await last_record(self._tail_reader, tp)
-        if record is not None and record.value is not None:
-            local = self.load(partition)
-            newest = PartitionState.from_bytes(record.value)
-            if newest.last_offset > local.last_offset:
-                self.metrics.recovered_from_tail.inc()
-                self._store(partition, record.value)
-        self.confirmed.add(partition)
+        return self._tail_reader
 
     async def close(self) -> None:
         """Release the changelog tail reader."""
@@ -138,8 +153,17 @@ class OrderProcessor:
             sold_before = len(state.sold_out)
             restocks_before = state.restocks
             touched = False
-            for event in part_events:
-                msg = event.message
+            messages: list[Any] = [event.message for event in part_events]
+            first = messages[0].offset
+            if first > state.last_offset + 1:
+                # The stream resumed past what the state holds (a commit that outran the
+                # state, e.g. a batch acked while being cancelled): read the gap ourselves so
+                # no order is skipped and per-partition order is kept.
+                gap = await self.read_range(partition, state.last_offset + 1, first)
+                if gap:
+                    m.gap_filled.inc(len(gap))
+                    messages = gap + messages
+            for msg in messages:
                 if msg.offset <= state.last_offset:
                     m.redelivered.inc()
                     continue

@@ -91,6 +91,12 @@ class WorkerMetrics:
             "Partition states found newer in the changelog's tail than Faust's recovery gave.",
             registry=registry,
         )
+        self.gap_filled = Counter(
+            "flashsale_gap_filled_total",
+            "Messages the consumer skipped past the partition state and the worker read back "
+            "itself, so none is lost.",
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "flashsale_worker_batch_seconds",
             "Time to apply one batch, including awaiting its output deliveries.",

@@ -1,0 +1,108 @@
+"""The whole CLI: a demo that reconciles, and no process left behind on exit, Ctrl-C or kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import children_of, session_processes
+
+pytestmark = pytest.mark.e2e
+
+
+def _flashsale(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    # A new session, as a terminal gives a command its own process group: Ctrl-C is
+    # SIGINT to the whole group, and every process we started is findable by session id.
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "flashsale", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kwargs,
+    )
+
+
+def _wait_gone(sid: int, timeout_s: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = session_processes(sid)
+        if not left:
+            return []
+        time.sleep(0.2)
+    return session_processes(sid)
+
+
+def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    summary = tmp_path / "out.json"
+    env = dict(os.environ)
+    env.pop("FLASHSALE_BOOTSTRAP_SERVERS", None)
+    proc = _flashsale("demo", "--duration", "15", "--summary-json", str(summary), env=env)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    doc = orjson.loads(summary.read_bytes())
+    assert doc["reconciled"] is True
+    assert doc["orders_produced"] > 20_000
+    assert doc["orders_processed"] == doc["orders_produced"]
+    assert doc["gmv_cents_streamed"] == doc["gmv_cents_expected"] > 0
+    assert doc["sold_out_skus"] > 0  # flash-sale SKUs sell out during the run
+    assert doc["duplicates_dropped"] > 0
+    assert doc["oversold_skus"] == 0
+    assert "/metrics" in out
+    assert _wait_gone(proc.pid, 5) == []
+
+
+def test_ctrl_c_during_demo_stops_broker_and_worker(tmp_path: Path) -> None:
+    proc = _flashsale("demo", "--duration", "120")
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        seen.append(line)
+        if "worker ready" in line or time.monotonic() > deadline:
+            break
+    assert any("worker ready" in line for line in seen), "".join(seen)
+    time.sleep(2)  # mid-run: orders flowing
+    before = session_processes(proc.pid)
+    assert len(before) >= 3, "demo, broker and worker should all be running"
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert _wait_gone(proc.pid) == []
+
+
+def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
+    proc = _flashsale("broker")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("bootstrap=127.0.0.1:"), first
+    brokers = children_of(proc.pid)
+    assert len(brokers) == 1
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _wait_gone(proc.pid, 10) == []
+    assert not Path(f"/proc/{brokers[0]}").exists() or _zombie(brokers[0])
+
+
+def test_broker_command_stops_cleanly_on_sigterm() -> None:
+    proc = _flashsale("broker")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("bootstrap=")
+    proc.terminate()
+    proc.communicate(timeout=20)
+    assert _wait_gone(proc.pid, 10) == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
