@@ -1,0 +1,233 @@
+"""`flashsale bench`: each stage of our path beside a bare-client ceiling, in one run.
+
+Figures are rates on this machine and broker; the ratio is what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, unprocessed
+from flashsale.events import OrderEvent, encode_event
+from flashsale.kafka import all_topics, end_offsets, ensure_topics
+from flashsale.scenario import CurveSpec, Scenario
+from flashsale.settings import Settings
+from producers.emitter import OrderEmitter
+from producers.generator import Generator
+
+__all__ = ["run_bench"]
+
+console = Console(highlight=False)
+
+# A constant, fast curve: the benchmark measures throughput, not pacing.
+BENCH_SCENARIO = Scenario(
+    name="bench", seed=7, curve=CurveSpec(shape="constant", peak_rate=1e9, compression=1.0)
+)
+
+
+def _stage(ours: float, ceiling: float, what: str) -> dict[str, Any]:
+    return {
+        "ours_per_s": round(ours, 1),
+        "ceiling_per_s": round(ceiling, 1),
+        "ratio": round(ours / ceiling, 3) if ceiling else None,
+        "ceiling": what,
+    }
+
+
+def _orders(n: int) -> list[OrderEvent]:
+    events = itertools.chain.from_iterable(
+        evs for _, evs in Generator(BENCH_SCENARIO).schedule(max_orders=n, duration_s=1e9)
+    )
+    return list(itertools.islice(events, n))
+
+
+def bench_generate(n: int) -> dict[str, Any]:
+    """Generator + encoding per order, beside encoding one prebuilt dict n times."""
+    started = time.perf_counter()
+    count = 0
+    for _, evs in Generator(BENCH_SCENARIO).schedule(max_orders=n, duration_s=1e9):
+        for ev in evs:
+            encode_event(ev, emit_ns=1)
+            count += 1
+    ours = count / (time.perf_counter() - started)
+    doc = orjson.loads(encode_event(_orders(1)[0]))
+    dumps = orjson.dumps
+    started = time.perf_counter()
+    for _ in range(n):
+        dumps(doc)
+    ceiling = n / (time.perf_counter() - started)
+    return _stage(ours, ceiling, "orjson.dumps of one prebuilt order dict in a loop")
+
+
+async def _bare_produce(
+    bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], settings: Settings
+) -> float:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_bytes,
+        enable_idempotence=False,
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        send = producer.send
+        for key, value in payloads:
+            await send(topic, value, key=key)
+        await producer.flush()
+        return len(payloads) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def _our_produce(settings: Settings, events: list[OrderEvent]) -> float:
+    emitter = OrderEmitter(settings)
+    await emitter.start()
+    try:
+        started = time.perf_counter()
+        await emitter.send(events)
+        await emitter.flush()
+        elapsed = time.perf_counter() - started
+        assert emitter.stats.errors == 0, emitter.stats.last_error
+        return emitter.stats.acked / elapsed
+    finally:
+        await emitter.stop()
+
+
+async def bench_produce(settings: Settings, bootstrap: str, n: int) -> dict[str, Any]:
+    """OrderEmitter (stamping, encoding, bounded in-flight) beside a bare aiokafka send loop."""
+    events = _orders(n)
+    payloads = [(e.sku.encode(), encode_event(e, emit_ns=1)) for e in events]
+    tag = uuid.uuid4().hex[:6]
+    ours_topic, bare_topic = f"bench-ours-{tag}", f"bench-bare-{tag}"
+    await ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions)
+    ours_settings = settings.model_copy(update={"topic_orders": ours_topic})
+    # Warm-up so neither side pays connection set-up.
+    await _bare_produce(bootstrap, bare_topic, payloads[:1000], settings)
+    bare = await _bare_produce(bootstrap, bare_topic, payloads, settings)
+    ours = await _our_produce(ours_settings, events)
+    return _stage(ours, bare, "bare aiokafka producer loop: prebuilt payloads, same linger")
+
+
+async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = time.perf_counter()
+        count = 0
+        while count < n:
+            got = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            count += sum(len(r) for r in got.values())
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
+    """A real Faust worker applying n orders beside a bare aiokafka consumer reading them."""
+    tag = uuid.uuid4().hex[:6]
+    run = settings.model_copy(
+        update={
+            "bootstrap_servers": bootstrap,
+            "topic_orders": f"bench-orders-{tag}",
+            "topic_decisions": f"bench-decisions-{tag}",
+            "topic_inventory": f"bench-inventory-{tag}",
+            "topic_dlq": f"bench-dlq-{tag}",
+            "app_id": f"bench-{tag}",
+        }
+    )
+    asyncio.run(ensure_topics(bootstrap, all_topics(run), run.partitions))
+    events = _orders(n)
+    gen = Generator(BENCH_SCENARIO)
+
+    async def preload() -> int:
+        emitter = OrderEmitter(run)
+        await emitter.start()
+        try:
+            await emitter.send(gen.restocks())
+            await emitter.send(events)
+            await emitter.flush()
+            return emitter.stats.acked
+        finally:
+            await emitter.stop()
+
+    total = asyncio.run(preload())
+    ceiling = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
+    env = {f"FLASHSALE_{k.upper()}": str(v) for k, v in run.model_dump().items() if v is not None}
+    import os
+
+    worker = WorkerProcess(
+        bootstrap, free_port(), log_path=workdir / "bench-worker.log", env={**os.environ, **env}
+    )
+    worker.start()
+    try:
+        worker.wait_ready()
+        started = time.perf_counter()
+        while True:
+            ends = asyncio.run(end_offsets(bootstrap, run.topic_orders))
+            left = unprocessed(worker.totals(), ends)
+            if left == 0:
+                break
+            if not worker.alive():
+                raise RuntimeError(f"bench worker died; log {workdir / 'bench-worker.log'}")
+            time.sleep(0.1)
+        ours = total / (time.perf_counter() - started)
+    finally:
+        worker.stop()
+    return _stage(ours, ceiling, "bare aiokafka consumer reading the same topic (no group)")
+
+
+def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
+    """Run every stage, print the table, write the JSON; 0 on success."""
+    n_produce = 30_000 if quick else 200_000
+    n_process = 10_000 if quick else 60_000
+    results: dict[str, dict[str, Any]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+    steps: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+        ("generate", lambda _b: bench_generate(n_produce)),
+        (
+            "produce_aiokafka",
+            lambda b: asyncio.run(
+                bench_produce(settings.model_copy(update={"bootstrap_servers": b}), b, n_produce)
+            ),
+        ),
+        ("process_per_order", lambda b: bench_process(settings, b, n_process, workdir)),
+    ]
+    with bootstrap_for(settings, announce=False) as bootstrap:
+        for name, step in steps:
+            with console.status(f"bench: {name} ..."):
+                results[name] = step(bootstrap)
+    table = Table(title=f"flashsale bench ({'quick' if quick else 'full'}, broker {bootstrap})")
+    for col in ("stage", "ours /s", "ceiling /s", "ratio", "ceiling"):
+        table.add_column(col, justify="left" if col in ("stage", "ceiling") else "right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['ours_per_s']:,.0f}",
+            f"{r['ceiling_per_s']:,.0f}",
+            f"{r['ratio']:.2f}",
+            r["ceiling"],
+        )
+    console.print(table)
+    if json_path:
+        json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+        console.print(f"figures: {json_path}")
+    return 0
