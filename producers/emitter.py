@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -34,7 +36,6 @@ class ProduceStats:
     started_ns: int = 0
     finished_ns: int = 0
     last_error: str = ""
-    acked_by_partition: dict[int, int] = field(default_factory=dict)
 
     @property
     def in_flight(self) -> int:
@@ -55,8 +56,7 @@ class OrderEmitter:
         self.settings = settings
         self.metrics = metrics
         self.stats = ProduceStats()
-        self._room = asyncio.Event()
-        self._room.set()
+        self._pending: deque[asyncio.Future[Any]] = deque()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_list(),
             client_id="flashsale-producer",
@@ -79,24 +79,29 @@ class OrderEmitter:
             await self._producer.stop()
             self.stats.finished_ns = self.stats.finished_ns or time.time_ns()
 
-    def _on_done(self, fut: asyncio.Future[object]) -> None:
+    def _settle(self) -> None:
+        """Count the acknowledged (or failed) sends at the head of the queue."""
+        pending = self._pending
         st = self.stats
+        acked = errors = 0
+        # Futures complete in send order per partition; stopping at the first pending one
+        # only delays counting, never loses it. No per-message callback is scheduled.
+        while pending and pending[0].done():
+            fut = pending.popleft()
+            if fut.cancelled() or fut.exception() is not None:
+                errors += 1
+                st.last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
+            else:
+                acked += 1
+        st.acked += acked
+        st.errors += errors
         m = self.metrics
-        if fut.cancelled() or fut.exception() is not None:
-            st.errors += 1
-            st.last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
-            if m:
-                m.errors.inc()
-        else:
-            st.acked += 1
-            partition = fut.result().partition  # type: ignore[attr-defined]
-            st.acked_by_partition[partition] = st.acked_by_partition.get(partition, 0) + 1
-            if m:
-                m.acked.inc()
         if m:
+            if acked:
+                m.acked.inc(acked)
+            if errors:
+                m.errors.inc(errors)
             m.in_flight.set(st.in_flight)
-        if st.in_flight < self.settings.max_in_flight:
-            self._room.set()
 
     async def send(
         self, events: Iterable[OrderEvent], headers: list[tuple[str, bytes]] | None = None
@@ -108,32 +113,40 @@ class OrderEmitter:
         send = self._producer.send
         topic = self.settings.topic_orders
         limit = self.settings.max_in_flight
-        on_done = self._on_done
+        pending = self._pending
+        append = pending.append
+        now_ns = time.time_ns
         n_orders = 0
         n = 0
         for event in events:
-            if st.sent - st.acked - st.errors >= limit:
-                self._room.clear()
-                await self._room.wait()
-            fut = await send(
-                topic,
-                encode_event(event, emit_ns=time.time_ns()),
-                key=event.sku.encode(),
-                headers=headers,
+            if len(pending) >= limit:
+                # Bounded in flight: wait for the oldest send, not for each one.
+                await asyncio.wait([pending[0]])
+                self._settle()
+            append(
+                await send(
+                    topic,
+                    encode_event(event, emit_ns=now_ns()),
+                    key=event.sku.encode(),
+                    headers=headers,
+                )
             )
-            fut.add_done_callback(on_done)
-            st.sent += 1
             n += 1
             if event.type == "created":
                 n_orders += 1
+        st.sent += n
         st.orders_sent += n_orders
         st.restocks_sent += n - n_orders
         if self.metrics:
             self.metrics.sent.inc(n)
+        self._settle()
 
     async def flush(self) -> None:
         """Wait until everything queued is acknowledged or failed."""
         await self._producer.flush()
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        self._settle()
         self.stats.finished_ns = time.time_ns()
 
 
