@@ -3,25 +3,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from flashsale.events import MalformedEvent, OrderEvent, decode_event, encode_event
+from flashsale.events import MalformedEvent, decode_event, encode_event
+from tests.factories import make_order
 
 
 def _order(**changes: object) -> dict[str, object]:
-    event = OrderEvent(
-        order_id="o11-000000001",
-        type="created",
-        event_ts_ms=1_605_024_000_000,
-        sku="FR-WIN-0001",
-        merchant="Maison Test",
-        country="FR",
-        category="wine",
-        quantity=2,
-        unit_price_cents=4_999,
-        province="Guangdong",
-        channel="app",
-        payment="alipay",
-        emit_ns=123,
-    )
+    event = make_order(order_id="o11-000000001", quantity=2, unit_price_cents=4_999, emit_ns=123)
     doc: dict[str, object] = orjson.loads(encode_event(event))
     doc.update(changes)
     return doc

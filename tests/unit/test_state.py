@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flashsale.events import OrderEvent
 from streams.state import (
     ACCEPTED,
     DUPLICATE,
@@ -11,21 +10,9 @@ from streams.state import (
     PartitionState,
     apply_event,
 )
+from tests.factories import make_order
 
-ORDER = OrderEvent(
-    order_id="o1",
-    type="created",
-    event_ts_ms=0,
-    sku="IT-OLI-0001",
-    merchant="Frantoio",
-    country="IT",
-    category="olive-oil",
-    quantity=1,
-    unit_price_cents=1_500,
-    province="Zhejiang",
-    channel="app",
-    payment="alipay",
-)
+ORDER = make_order(sku="IT-OLI-0001", merchant="Frantoio", country="IT", category="olive-oil")
 RESTOCK = replace(ORDER, order_id="restock-IT-OLI-0001", type="restock", quantity=2)
 
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
-from flashsale.events import OrderEvent, encode_event
+from flashsale.events import encode_event
 from flashsale.verify import compute_truth, reconcile
+from tests.factories import make_order
 
 
 @dataclass
@@ -19,20 +20,12 @@ class Rec:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-ORDER = OrderEvent(
-    order_id="o1",
-    type="created",
-    event_ts_ms=0,
+ORDER = make_order(
     sku="NL-INF-0001",
     merchant="Zuivel",
     country="NL",
     category="infant-formula",
-    quantity=1,
     unit_price_cents=3_000,
-    province="Jiangsu",
-    channel="app",
-    payment="alipay",
-    emit_ns=1_000_000,
 )
 
 
