@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, unprocessed
+from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
 from flashsale.events import OrderEvent, encode_event
-from flashsale.kafka import all_topics, end_offsets, ensure_topics
+from flashsale.kafka import ensure_run_topics, ensure_topics
 from flashsale.scenario import CurveSpec, Scenario
 from flashsale.settings import Settings
 from producers.emitter import OrderEmitter
@@ -154,7 +154,7 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
             "app_id": f"bench-{tag}",
         }
     )
-    asyncio.run(ensure_topics(bootstrap, all_topics(run), run.partitions))
+    asyncio.run(ensure_run_topics(run, bootstrap))
     events = _orders(n)
     gen = Generator(BENCH_SCENARIO)
 
@@ -171,24 +171,12 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
 
     total = asyncio.run(preload())
     ceiling = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
-    env = {f"FLASHSALE_{k.upper()}": str(v) for k, v in run.model_dump().items() if v is not None}
-    import os
-
-    worker = WorkerProcess(
-        bootstrap, free_port(), log_path=workdir / "bench-worker.log", env={**os.environ, **env}
-    )
+    worker = WorkerProcess(run, free_port(), log_path=workdir / "bench-worker.log")
     worker.start()
     try:
         worker.wait_ready()
         started = time.perf_counter()
-        while True:
-            ends = asyncio.run(end_offsets(bootstrap, run.topic_orders))
-            left = unprocessed(worker.totals(), ends)
-            if left == 0:
-                break
-            if not worker.alive():
-                raise RuntimeError(f"bench worker died; log {workdir / 'bench-worker.log'}")
-            time.sleep(0.1)
+        worker.wait_drained()
         ours = total / (time.perf_counter() - started)
     finally:
         worker.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,23 +19,25 @@ from aiokafka.errors import TopicAlreadyExistsError
 from flashsale.settings import Settings
 
 __all__ = [
-    "all_topics",
     "end_offsets",
+    "ensure_run_topics",
     "ensure_topics",
     "high_watermarks",
     "last_record",
+    "read_ranges",
     "read_topic",
 ]
 
 
-def all_topics(settings: Settings) -> list[str]:
-    """The topics a run uses (the worker creates its own changelog topics)."""
-    return [
+async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
+    """Create the topics a run uses, if missing (the workers create their changelogs)."""
+    topics = [
         settings.topic_orders,
         settings.topic_decisions,
         settings.topic_inventory,
         settings.topic_dlq,
     ]
+    await ensure_topics(bootstrap, topics, settings.partitions)
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
@@ -71,8 +73,14 @@ async def high_watermarks(
     consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout_s: float = 10.0
 ) -> dict[TopicPartition, int]:
     """True end offsets of `tps`, read from fetch responses (reassigns `consumer`)."""
+    return (await _listed_and_true_ends(consumer, tps, timeout_s))[1]
+
+
+async def _listed_and_true_ends(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout_s: float
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     if not tps:
-        return {}
+        return {}, {}
     listed = await consumer.end_offsets(list(tps))
     consumer.assign(list(tps))
     for tp in tps:
@@ -89,6 +97,30 @@ async def high_watermarks(
         if time.monotonic() > deadline:
             missing = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in out)
             raise TimeoutError(f"no fetch answer for {missing} in {timeout_s:.0f}s")
+    return listed, out
+
+
+async def read_ranges(
+    consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, tuple[int, int]]
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    """Records [start, end) of each partition, in order, fetched together (reassigns)."""
+    wanted = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+    out: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in ranges}
+    if not wanted:
+        return out
+    consumer.assign(list(wanted))
+    for tp, (start, _) in wanted.items():
+        consumer.seek(tp, start)
+    remaining = set(wanted)
+    while remaining:
+        got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
+        for tp, records in got.items():
+            end = wanted[tp][1]
+            out[tp].extend(r for r in records if r.offset < end)
+        # Position, not the last offset seen: compaction may leave gaps at the end.
+        for tp in list(remaining):
+            if await consumer.position(tp) >= wanted[tp][1]:
+                remaining.discard(tp)
     return out
 
 
@@ -96,20 +128,12 @@ async def last_record(
     consumer: AIOKafkaConsumer, tp: TopicPartition
 ) -> ConsumerRecord[bytes, bytes] | None:
     """The newest record of one partition, or None when it is empty (reassigns `consumer`)."""
-    ends = await high_watermarks(consumer, [tp])
+    listed, ends = await _listed_and_true_ends(consumer, [tp], 10.0)
     end = ends[tp]
-    if end == 0:
-        return None
     # Read the last batch whole: ListOffsets may point at its start, not its end.
-    listed = (await consumer.end_offsets([tp]))[tp]
-    consumer.seek(tp, max(min(listed, end) - 1, 0))
-    last = None
-    while await consumer.position(tp) < end:
-        got = await consumer.getmany(tp, timeout_ms=1000)
-        for record in got.get(tp, ()):
-            if record.offset < end:
-                last = record
-    return last
+    start = max(min(listed[tp], end) - 1, 0)
+    records = (await read_ranges(consumer, {tp: (start, end)}))[tp]
+    return records[-1] if records else None
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -129,31 +153,15 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_topic(
-    bootstrap: str, topic: str, batch: int = 10_000
-) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+async def read_topic(bootstrap: str, topic: str) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
     """Every record of `topic` up to its end offsets at the start, per partition in order."""
     consumer = _consumer(bootstrap)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)
-        out: dict[int, list[ConsumerRecord[bytes, bytes]]] = {tp.partition: [] for tp in tps}
-        if not tps:
-            return out
         ends = await high_watermarks(consumer, tps)
-        begins = await consumer.beginning_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > begins[tp]}
-        for tp in tps:
-            consumer.seek(tp, begins[tp])
-        while remaining:
-            got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch)
-            for tp, records in got.items():
-                end = ends[tp]
-                out[tp.partition].extend(r for r in records if r.offset < end)
-            # Position, not the last offset seen: compaction may leave gaps at the end.
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return out
+        begins = await consumer.beginning_offsets(tps) if tps else {}
+        got = await read_ranges(consumer, {tp: (begins[tp], ends[tp]) for tp in tps})
+        return {tp.partition: records for tp, records in got.items()}
     finally:
         await consumer.stop()

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     """Consumer-group session timeout. Tansu holds a JoinGroup for half of it, so it sets how
     fast a worker is ready. Env: FLASHSALE_SESSION_TIMEOUT_S."""
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the `FLASHSALE_*` variables that hand them to a child process."""
+        return {
+            f"FLASHSALE_{name.upper()}": str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
     def state_changelog_topic(self) -> str:
         """The changelog topic of the workers' partition-state table."""
         return f"{self.app_id}-{STATE_TABLE}-changelog"

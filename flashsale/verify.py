@@ -9,7 +9,6 @@ breaks the schema is a dead letter.
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ __all__ = [
     "compute_truth",
     "reconcile",
     "verify_live",
-    "verify_settled",
 ]
 
 MAX_EXAMPLES = 5
@@ -308,20 +306,3 @@ async def verify_live(settings: Settings, bootstrap: str) -> VerifyResult:
         states=await read_topic(bootstrap, settings.state_changelog_topic()),
         default_window=settings.dedupe_window,
     )
-
-
-async def verify_settled(
-    settings: Settings, bootstrap: str, tries: int = 6, pause_s: float = 1.0
-) -> VerifyResult:
-    """`verify_live`, retried for a few seconds while it differs.
-
-    A running worker writes its last state records through its producer's buffer; right after
-    it has applied everything they may not have reached the changelog yet.
-    """
-    result = await verify_live(settings, bootstrap)
-    for _ in range(tries - 1):
-        if result.reconciled:
-            break
-        await asyncio.sleep(pause_s)
-        result = await verify_live(settings, bootstrap)
-    return result

@@ -25,10 +25,17 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from flashsale.events import MalformedEvent, decode_event
-from flashsale.kafka import last_record
+from flashsale.kafka import last_record, read_ranges
 from flashsale.settings import STATE_TABLE, Settings
 from streams.metrics import WorkerMetrics
-from streams.state import ACCEPTED, DUPLICATE, REJECTED_OVERSELL, PartitionState, apply_event
+from streams.state import (
+    ACCEPTED,
+    DUPLICATE,
+    REJECTED_OVERSELL,
+    RESTOCKED,
+    PartitionState,
+    apply_event,
+)
 
 __all__ = ["create_app", "run_worker"]
 
@@ -38,7 +45,7 @@ def _partition_key(partition: int) -> bytes:
 
 
 class OrderProcessor:
-    """Applies batches of order events; holds no state of its own between batches."""
+    """Applies batches of order events to the states of the partitions this worker holds."""
 
     def __init__(
         self, app: faust.App, settings: Settings, table: Any, metrics: WorkerMetrics
@@ -47,72 +54,76 @@ class OrderProcessor:
         self.settings = settings
         self.table = table
         self.metrics = metrics
-        # Partitions whose state was checked against the changelog's tail since the last
-        # rebalance; see `confirm`.
-        self.confirmed: set[int] = set()
-        self._tail_reader: AIOKafkaConsumer | None = None
+        # The live state of each held partition, confirmed once per assignment (`confirm`)
+        # and then kept in memory: a batch neither decodes nor re-reads it.
+        self.states: dict[int, PartitionState] = {}
+        # What each partition's changelog is known to hold: the totals a view may show.
+        self.durable: dict[int, dict[str, Any]] = {}
+        self._reader_consumer: AIOKafkaConsumer | None = None
         # Views confirm partitions too; never while a batch of the same worker is mid-way.
         self.lock = asyncio.Lock()
 
-    async def confirm(self, partition: int) -> None:
-        """Make the local state the newest one written, once per assignment.
+    def forget(self) -> None:
+        """Drop every held state: after a rebalance each partition is confirmed again."""
+        self.states.clear()
+        self.durable.clear()
+
+    async def confirm(self, partition: int) -> PartitionState:
+        """Take the newest written state of a partition as its live state.
 
         Faust's recovery reads a changelog up to ListOffsets(latest), which Tansu under-reports
-        (see flashsale.kafka); a state that is a batch behind would re-apply nothing for offsets
-        the consumer has already committed past, and lose them. Reading the changelog's tail
-        ourselves closes that gap on any broker.
+        (see flashsale.kafka), so the recovered value may be a batch behind. Reading the
+        changelog's tail ourselves gives the newest state on any broker.
         """
+        local = self.table.data.get(_partition_key(partition))
+        state = (
+            PartitionState.from_bytes(local)
+            if local is not None
+            else PartitionState(partition=partition, window=self.settings.dedupe_window)
+        )
         tp = TopicPartition(self.settings.state_changelog_topic(), partition)
         record = await last_record(await self._reader(), tp)
         if record is not None and record.value is not None:
-            local = self.load(partition)
             newest = PartitionState.from_bytes(record.value)
-            if newest.last_offset > local.last_offset:
+            if newest.last_offset > state.last_offset:
                 self.metrics.recovered_from_tail.inc()
                 self._store(partition, record.value)
-        self.confirmed.add(partition)
-
-    async def read_range(self, partition: int, start: int, end: int) -> list[Any]:
-        """Records [start, end) of one `orders` partition, read directly from the broker."""
-        reader = await self._reader()
-        tp = TopicPartition(self.settings.topic_orders, partition)
-        reader.assign([tp])
-        reader.seek(tp, start)
-        out: list[Any] = []
-        while await reader.position(tp) < end:
-            got = await reader.getmany(tp, timeout_ms=1000)
-            out.extend(r for r in got.get(tp, ()) if r.offset < end)
-        return out
+                state = newest
+        self.states[partition] = state
+        self.durable[partition] = state.summary()
+        return state
 
     async def _reader(self) -> AIOKafkaConsumer:
-        if self._tail_reader is None:
-            self._tail_reader = AIOKafkaConsumer(
+        if self._reader_consumer is None:
+            self._reader_consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_list(),
                 enable_auto_commit=False,
                 fetch_max_wait_ms=100,
                 max_partition_fetch_bytes=16 * 1024 * 1024,
             )
-            await self._tail_reader.start()
-        return self._tail_reader
+            await self._reader_consumer.start()
+        return self._reader_consumer
 
     async def close(self) -> None:
-        """Release the changelog tail reader."""
-        if self._tail_reader is not None:
-            await self._tail_reader.stop()
-            self._tail_reader = None
-
-    def load(self, partition: int) -> PartitionState:
-        """The partition's state as last written (or recovered from the changelog)."""
-        raw = self.table.data.get(_partition_key(partition))
-        if raw is None:
-            return PartitionState(partition=partition, window=self.settings.dedupe_window)
-        return PartitionState.from_bytes(raw)
+        """Release the direct reader."""
+        if self._reader_consumer is not None:
+            await self._reader_consumer.stop()
+            self._reader_consumer = None
 
     def save(self, state: PartitionState) -> None:
         """Write the state locally and to its changelog partition (= its source partition)."""
+        partition = state.partition
         value = state.to_bytes()
-        self._store(state.partition, value)
-        self.table.send_changelog(state.partition, _partition_key(state.partition), value)
+        summary = state.summary()
+        self._store(partition, value)
+        written = self.table.send_changelog(partition, _partition_key(partition), value)
+
+        def on_written(fut: asyncio.Future[Any]) -> None:
+            # Changelog writes of one partition complete in order; a view shows only these.
+            if not fut.cancelled() and fut.exception() is None and partition in self.durable:
+                self.durable[partition] = summary
+
+        written.add_done_callback(on_written)
 
     def _store(self, partition: int, value: bytes) -> None:
         key = _partition_key(partition)
@@ -135,31 +146,24 @@ class OrderProcessor:
         send = self.app.producer.send
         m = self.metrics
         pending: list[Awaitable[Any]] = []
-        changed: list[PartitionState] = []
+        changed: list[tuple[PartitionState, tuple[int, ...]]] = []
         latencies: list[float] = []
-        counts = {ACCEPTED: 0, REJECTED_OVERSELL: 0, DUPLICATE: 0}
-        gmv_before = 0
-        gmv_after = 0
-        sold_out = 0
-        restocks = 0
-        by_partition: dict[int, list[EventT]] = {}
+        by_partition: dict[int, list[Any]] = {}
         for event in events:
-            by_partition.setdefault(event.message.partition, []).append(event)
-        for partition, part_events in by_partition.items():
-            if partition not in self.confirmed:
-                await self.confirm(partition)
-            state = self.load(partition)
-            gmv_before += state.gmv_cents
-            sold_before = len(state.sold_out)
-            restocks_before = state.restocks
-            touched = False
-            messages: list[Any] = [event.message for event in part_events]
+            by_partition.setdefault(event.message.partition, []).append(event.message)
+        for partition, messages in by_partition.items():
+            state = self.states.get(partition)
+            if state is None:
+                state = await self.confirm(partition)
+            before = _counters(state)
             first = messages[0].offset
             if first > state.last_offset + 1:
                 # The stream resumed past what the state holds (a commit that outran the
                 # state, e.g. a batch acked while being cancelled): read the gap ourselves so
                 # no order is skipped and per-partition order is kept.
-                gap = await self.read_range(partition, state.last_offset + 1, first)
+                tp = TopicPartition(s.topic_orders, partition)
+                ranges = {tp: (state.last_offset + 1, first)}
+                gap = (await read_ranges(await self._reader(), ranges))[tp]
                 if gap:
                     m.gap_filled.inc(len(gap))
                     messages = gap + messages
@@ -167,7 +171,6 @@ class OrderProcessor:
                 if msg.offset <= state.last_offset:
                     m.redelivered.inc()
                     continue
-                touched = True
                 state.last_offset = msg.offset
                 try:
                     order = decode_event(msg.value)
@@ -185,8 +188,7 @@ class OrderProcessor:
                     continue
                 outcome = apply_event(state, order)
                 now_ns = time.time_ns()
-                if outcome in counts:
-                    counts[outcome] += 1
+                if outcome != RESTOCKED:
                     latencies.append((now_ns - order.emit_ns) / 1e9)
                 decision = orjson.dumps(
                     {
@@ -204,8 +206,9 @@ class OrderProcessor:
                     }
                 )
                 pending.append(await send(s.topic_decisions, msg.key, decision, None, None, None))
-            new_sold = state.sold_out[sold_before:]
-            for sku in new_sold:
+            if state.last_offset == before[0]:
+                continue  # every message was a re-delivery
+            for sku in state.sold_out[before[-1] :]:
                 event_doc = orjson.dumps(
                     {
                         "type": "sold_out",
@@ -218,29 +221,47 @@ class OrderProcessor:
                 pending.append(
                     await send(s.topic_inventory, sku.encode(), event_doc, None, None, None)
                 )
-            sold_out += len(new_sold)
-            restocks += state.restocks - restocks_before
-            gmv_after += state.gmv_cents
-            if touched:
-                changed.append(state)
+            changed.append((state, before))
         # Outputs first: a state must never claim an offset whose outputs could be lost.
         if pending:
             await asyncio.gather(*pending)
-        for state in changed:
+        for state, before in changed:
             self.save(state)
-        for outcome, n in counts.items():
-            if n:
-                m.outcome[outcome].inc(n)
-        if gmv_after > gmv_before:
-            m.gmv_cents.inc(gmv_after - gmv_before)
-        if sold_out:
-            m.sold_out.inc(sold_out)
-        if restocks:
-            m.restocks.inc(restocks)
+            self._count(_counters(state), before)
         observe = m.latency.observe
         for latency in latencies:
             observe(latency)
         m.batch_seconds.observe(time.perf_counter() - started)
+
+    def _count(self, after: tuple[int, ...], before: tuple[int, ...]) -> None:
+        """Advance the metrics by what one partition's batch changed."""
+        _, gmv, accepted, rejected, duplicates, restocks, sold_out = (
+            a - b for a, b in zip(after, before, strict=True)
+        )
+        m = self.metrics
+        for counter, n in (
+            (m.gmv_cents, gmv),
+            (m.outcome[ACCEPTED], accepted),
+            (m.outcome[REJECTED_OVERSELL], rejected),
+            (m.outcome[DUPLICATE], duplicates),
+            (m.restocks, restocks),
+            (m.sold_out, sold_out),
+        ):
+            if n:
+                counter.inc(n)
+
+
+def _counters(state: PartitionState) -> tuple[int, ...]:
+    """What metrics count, in the order `_count` reads it (sold-out length last)."""
+    return (
+        state.last_offset,
+        state.gmv_cents,
+        state.accepted,
+        state.rejected_oversell,
+        state.duplicates,
+        state.restocks,
+        len(state.sold_out),
+    )
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -303,30 +324,30 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
             await processor.process(batch)
 
-    async def held_states() -> tuple[list[PartitionState], bool]:
-        """States of the partitions this worker holds, and whether all are confirmed."""
+    async def held_totals() -> tuple[list[dict[str, Any]], bool]:
+        """Durable totals of the partitions this worker holds, and whether all are confirmed."""
         held = sorted(
             tp.partition
             for tp in app.assignor.assigned_actives()
             if tp.topic == settings.topic_orders
         )
         settled = not app.rebalancing and not app.in_recovery
-        if settled and not processor.confirmed.issuperset(held):
+        if settled and not processor.states.keys() >= set(held):
             # An idle partition gets no batch to confirm it: confirm it here, after recovery.
             async with processor.lock:
                 for p in held:
-                    if p not in processor.confirmed:
+                    if p not in processor.states:
                         await processor.confirm(p)
-        confirmed = settled and processor.confirmed.issuperset(held)
-        return [processor.load(p) for p in held], confirmed
+        confirmed = settled and processor.states.keys() >= set(held)
+        return [processor.durable[p] for p in held if p in processor.durable], confirmed
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        processor.confirmed.clear()
+        processor.forget()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        processor.confirmed.clear()
+        processor.forget()
         metrics.partitions.set(sum(1 for tp in assigned if tp.topic == settings.topic_orders))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
@@ -344,20 +365,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @app.page("/totals")
     class TotalsView(View):
-        """This worker's partitions: GMV, counts, applied offsets, sold-out SKUs."""
+        """This worker's partitions as their changelog holds them: GMV, counts, offsets."""
 
         async def get(self, request: Request) -> Response:
-            states, confirmed = await held_states()
-            body = {
-                "ready": bool(states) and confirmed,
-                "gmv_cents": sum(st.gmv_cents for st in states),
-                "accepted": sum(st.accepted for st in states),
-                "rejected_oversell": sum(st.rejected_oversell for st in states),
-                "duplicates": sum(st.duplicates for st in states),
-                "dlq": sum(st.dlq for st in states),
-                "sold_out_skus": sum(len(set(st.sold_out)) for st in states),
-                "partitions": [st.summary() for st in states],
-            }
+            parts, confirmed = await held_totals()
+            body: dict[str, Any] = {"ready": bool(parts) and confirmed}
+            for name in ("gmv_cents", "accepted", "rejected_oversell", "duplicates", "dlq"):
+                body[name] = sum(p[name] for p in parts)
+            body["sold_out_skus"] = sum(p["sold_out"] for p in parts)
+            body["partitions"] = parts
             return self.bytes(orjson.dumps(body), content_type="application/json")
 
     return app

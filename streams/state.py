@@ -79,7 +79,7 @@ class PartitionState:
         return cls(**doc)
 
     def summary(self) -> dict[str, Any]:
-        """The totals without the per-SKU stock and the id window."""
+        """The totals without the per-SKU stock and the id window (sold-out SKUs counted once)."""
         return {
             "partition": self.partition,
             "last_offset": self.last_offset,
@@ -89,7 +89,7 @@ class PartitionState:
             "duplicates": self.duplicates,
             "restocks": self.restocks,
             "dlq": self.dlq,
-            "sold_out": len(self.sold_out),
+            "sold_out": len(set(self.sold_out)),
         }
 
 

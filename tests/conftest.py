@@ -46,15 +46,6 @@ def run_settings(broker: EmbeddedBroker) -> Settings:
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that hands `settings` to a child flashsale process."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"FLASHSALE_{name.upper()}"] = str(value)
-    return env
-
-
 def session_processes(sid: int) -> list[int]:
     """Pids of live processes in session `sid` (Linux /proc)."""
     pids = []

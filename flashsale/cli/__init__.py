@@ -99,6 +99,7 @@ def worker(
 ) -> None:
     """Run one Faust worker; its views and /metrics on --web-port."""
     from flashsale.cli.processes import bootstrap_for
+    from flashsale.kafka import ensure_run_topics
     from streams.app import run_worker
 
     if log_level not in {"crit", "error", "warn", "info", "debug"}:
@@ -108,18 +109,12 @@ def worker(
         )
     settings = settings_for(bootstrap_servers, web_port=web_port)
     with bootstrap_for(settings) as bootstrap:
-        asyncio.run(_ensure_topics(settings, bootstrap))
+        asyncio.run(ensure_run_topics(settings, bootstrap))
         print(
             f"worker: web and /metrics on http://{settings.web_host}:{settings.web_port}",
             flush=True,
         )
         run_worker(settings.model_copy(update={"bootstrap_servers": bootstrap}), log_level)
-
-
-async def _ensure_topics(settings: Settings, bootstrap: str) -> None:
-    from flashsale.kafka import all_topics, ensure_topics
-
-    await ensure_topics(bootstrap, all_topics(settings), settings.partitions)
 
 
 @app.command()

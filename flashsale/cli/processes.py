@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from flashsale.broker import EmbeddedBroker, die_with_parent
+from flashsale.kafka import end_offsets
 from flashsale.settings import Settings
 
 __all__ = ["WorkerProcess", "bootstrap_for", "free_port", "unprocessed"]
@@ -50,19 +52,14 @@ def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
 
 
 class WorkerProcess:
-    """`flashsale worker` as a child process on its own web port."""
+    """`flashsale worker` as a child process on its own web port, run with `settings`."""
 
-    def __init__(
-        self,
-        bootstrap: str,
-        web_port: int,
-        log_path: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: Settings, web_port: int, log_path: Path | None = None) -> None:
+        if not settings.bootstrap_servers:
+            raise ValueError("a worker process needs bootstrap servers")
+        self.settings = settings
         self.web_port = web_port
         self.log_path = log_path
-        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,8 +69,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Spawn the worker."""
-        env = dict(os.environ if self.env is None else self.env)
-        env["FLASHSALE_BOOTSTRAP_SERVERS"] = self.bootstrap
+        env = {**os.environ, **self.settings.to_env()}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
@@ -107,6 +103,20 @@ class WorkerProcess:
                 raise TimeoutError(f"worker not ready in {timeout_s:.0f}s")
             time.sleep(0.2)
         return time.monotonic() - started
+
+    def wait_drained(self, timeout_s: float = 120.0) -> None:
+        """Block until the worker has applied, durably, everything now on the orders topic."""
+        deadline = time.monotonic() + timeout_s
+        bootstrap = self.settings.bootstrap_servers or ""
+        while True:
+            ends = asyncio.run(end_offsets(bootstrap, self.settings.topic_orders))
+            if unprocessed(self.totals(), ends) == 0:
+                return
+            if not self.alive():
+                raise RuntimeError(f"worker exited with {self.proc and self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker did not drain the orders topic in {timeout_s:.0f}s")
+            time.sleep(0.2)
 
     def alive(self) -> bool:
         """True while the process runs."""

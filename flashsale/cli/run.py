@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
 from rich.live import Live
@@ -19,10 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, unprocessed
-from flashsale.kafka import all_topics, ensure_topics, high_watermarks
+from flashsale.kafka import end_offsets, ensure_run_topics
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from flashsale.verify import VerifyResult, verify_settled
+from flashsale.verify import VerifyResult, verify_live
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
@@ -81,7 +80,7 @@ async def _produce(
     max_orders: int | None,
     metrics: ProducerMetrics,
 ) -> Any:
-    await ensure_topics(settings.bootstrap_list()[0], all_topics(settings), settings.partitions)
+    await ensure_run_topics(settings, settings.bootstrap_list()[0])
     emitter = OrderEmitter(settings, metrics)
     await emitter.start()
     try:
@@ -150,13 +149,14 @@ def run_demo(
             f"broker: {bootstrap} ({'embedded Tansu, memory storage' if embedded else 'external'})"
         )
         run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
-        asyncio.run(ensure_topics(bootstrap, all_topics(settings), settings.partitions))
+        asyncio.run(ensure_run_topics(run_settings, bootstrap))
         worker = WorkerProcess(
-            bootstrap,
+            run_settings,
             free_port(settings.web_host, settings.web_port),
             log_path=workdir / "worker.log",
         )
         with metrics_server(registry, settings.web_host, 0) as producer_port:
+            console.print(f"producer metrics: http://{settings.web_host}:{producer_port}/metrics")
             worker.start()
             try:
                 result = asyncio.run(
@@ -177,12 +177,6 @@ def run_demo(
     return 0 if result.reconciled else 1
 
 
-async def _end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> dict[int, int]:
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    ends = await high_watermarks(consumer, tps)
-    return {tp.partition: off for tp, off in ends.items()}
-
-
 async def _demo(
     settings: Settings,
     scenario: Scenario,
@@ -201,10 +195,6 @@ async def _demo(
             console.print(f"[red]{exc}; its log: {workdir / 'worker.log'}[/red]")
             return None
     console.print(f"worker ready in {took:.1f} s")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
-    )
-    await consumer.start()
     emitter = OrderEmitter(settings, metrics)
     await emitter.start()
     try:
@@ -216,7 +206,7 @@ async def _demo(
             while True:
                 await asyncio.sleep(0.5)
                 totals = await asyncio.to_thread(worker.totals)
-                ends = await _end_offsets(consumer, settings.topic_orders, settings.partitions)
+                ends = await end_offsets(bootstrap, settings.topic_orders)
                 lag = unprocessed(totals, ends)
                 now = time.monotonic()
                 st = emitter.stats
@@ -251,11 +241,10 @@ async def _demo(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await emitter.stop()
-        await consumer.stop()
     st = emitter.stats
     console.print(
         f"produced {st.orders_sent:,} orders in {st.duration_s:.1f} s; "
         f"{st.acked:,} messages acknowledged, {st.errors:,} failed"
     )
     with console.status("verifying against the truth recomputed from topic orders..."):
-        return await verify_settled(settings, bootstrap)
+        return await verify_live(settings, bootstrap)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from flashsale.cli.processes import WorkerProcess, free_port, unprocessed
-from flashsale.kafka import all_topics, end_offsets, ensure_topics, read_topic
+from flashsale.cli.processes import WorkerProcess, free_port
+from flashsale.kafka import ensure_run_topics, read_topic
 from flashsale.scenario import CurveSpec, Scenario
 from flashsale.settings import Settings
-from flashsale.verify import verify_settled
+from flashsale.verify import verify_live
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
-from tests.conftest import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +31,11 @@ SMALL = Scenario(
 def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[object]:
     """Start workers for this test's topics; all are stopped at the end."""
     started: list[WorkerProcess] = []
-    asyncio.run(ensure_topics(run_settings.bootstrap_servers or "", all_topics(run_settings), 4))
+    asyncio.run(ensure_run_topics(run_settings, run_settings.bootstrap_servers or ""))
 
     def start() -> WorkerProcess:
         worker = WorkerProcess(
-            run_settings.bootstrap_servers or "",
-            free_port(),
-            log_path=tmp_path / f"worker-{len(started)}.log",
-            env=settings_env(run_settings),
+            run_settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
         )
         worker.start()
         started.append(worker)
@@ -50,18 +45,6 @@ def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[object]:
     yield start
     for worker in started:
         worker.stop()
-
-
-def wait_drained(worker: WorkerProcess, settings: Settings, timeout_s: float = 120.0) -> None:
-    """Block until the worker has applied every message on the orders topic."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ends = asyncio.run(end_offsets(settings.bootstrap_servers or "", settings.topic_orders))
-        if unprocessed(worker.totals(), ends) == 0:
-            return
-        assert worker.alive(), "worker died"
-        time.sleep(0.5)
-    raise TimeoutError("worker did not drain the orders topic")
 
 
 async def _produce(settings: Settings, scenario: Scenario, orders: int) -> int:
@@ -108,7 +91,7 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     negative = orjson.dumps(dict(good, order_id="bad-2", quantity=-3))
     asyncio.run(_send_raw(run_settings, [(b"FR-WIN-0001", wrong_type), (b"FR-WIN-0001", negative)]))
     produced = asyncio.run(_produce(run_settings, SMALL, 3_000))
-    wait_drained(worker, run_settings)
+    worker.wait_drained()
     assert worker.alive()
 
     dlq = asyncio.run(read_topic(run_settings.bootstrap_servers or "", run_settings.topic_dlq))
@@ -120,7 +103,7 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     # Nothing is lost: the original bytes travel to the dead-letter topic unchanged.
     assert {r.value for r in records} >= {v for _, v, _ in MALFORMED} | {wrong_type, negative}
 
-    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert result.differences == []
     assert result.summary["dlq_messages"] == 5
     assert result.summary["orders_produced"] == produced + 5
@@ -155,9 +138,9 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
     produced = asyncio.run(produce_while_killing())
     assert not worker.alive()
     restarted = start_worker()  # type: ignore[operator]
-    wait_drained(restarted, run_settings, timeout_s=180)
+    restarted.wait_drained(timeout_s=180)
 
-    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert result.differences == [], "\n".join(result.differences)
     assert result.summary["reconciled"] is True
     assert result.summary["orders_produced"] == produced
@@ -170,7 +153,7 @@ def test_worker_metrics_count_what_it_processed(
 ) -> None:
     worker = start_worker()  # type: ignore[operator]
     produced = asyncio.run(_produce(run_settings, SMALL, 2_000))
-    wait_drained(worker, run_settings)
+    worker.wait_drained()
     text = worker_metrics(worker)
     samples = {
         line.split(" ")[0]: float(line.split(" ")[1])
@@ -188,5 +171,5 @@ def test_worker_metrics_count_what_it_processed(
         - samples['flashsale_orders_processed_total{outcome="duplicate"}']
         + samples['flashsale_orders_processed_total{outcome="duplicate"}']
     )
-    result = asyncio.run(verify_settled(run_settings, run_settings.bootstrap_servers or ""))
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
