@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+
+# Counters would also export a `_created` timestamp series each, doubling what ops scrape
+# and what docs/metrics.md must list; none of our panels or alerts needs it.
+disable_created_metrics()
 
 __all__ = ["ProducerMetrics"]
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from streams.state import ACCEPTED, DUPLICATE, REJECTED_OVERSELL
+
+# Counters would also export a `_created` timestamp series each, doubling what ops scrape
+# and what docs/metrics.md must list; none of our panels or alerts needs it.
+disable_created_metrics()
 
 __all__ = ["DLQ_REASONS", "LATENCY_BUCKETS", "WorkerMetrics"]
 

@@ -1,0 +1,45 @@
+"""docs/metrics.md lists exactly the metrics the code exports, named by the conventions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from producers.metrics import ProducerMetrics
+from streams.metrics import WorkerMetrics
+
+CATALOGUE = Path(__file__).parents[2] / "docs" / "metrics.md"
+
+
+def _exported() -> dict[str, str]:
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    ProducerMetrics(registry)
+    names = {}
+    for family in registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        names[name] = family.type
+    return names
+
+
+def test_catalogue_lists_every_exported_metric_and_nothing_else() -> None:
+    documented = set(re.findall(r"`(flashsale_[a-z0-9_]+)`", CATALOGUE.read_text()))
+    assert documented == set(_exported())
+
+
+def test_metric_names_follow_the_conventions() -> None:
+    for name, kind in _exported().items():
+        assert name.startswith("flashsale_")
+        assert name.endswith("_total") == (kind == "counter"), name
+        if kind == "histogram":
+            assert name.endswith("_seconds"), name
+
+
+def test_counters_export_no_created_series() -> None:
+    from prometheus_client import generate_latest
+
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    assert b"_created" not in generate_latest(registry)
