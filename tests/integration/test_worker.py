@@ -165,11 +165,7 @@ def test_worker_metrics_count_what_it_processed(
         for o in ("accepted", "rejected_oversell", "duplicate")
     )
     assert outcomes == produced
-    assert (
-        samples["flashsale_e2e_latency_seconds_count"]
-        == produced
-        - samples['flashsale_orders_processed_total{outcome="duplicate"}']
-        + samples['flashsale_orders_processed_total{outcome="duplicate"}']
-    )
+    # Every order, duplicates included, has its end-to-end latency observed; restocks do not.
+    assert samples["flashsale_e2e_latency_seconds_count"] == produced
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
