@@ -1,21 +1,27 @@
 """The European catalog on sale on 11.11, and who buys it: Chinese provinces, channels, payments.
 
-Everything is drawn from one seeded `random.Random`, so a (spec, seed) pair always yields the
-same catalog, SKU for SKU, in every process.
+Everything is drawn from one seeded `random.Random`, so a (spec, seed, popularity) triple always
+yields the same catalog, SKU for SKU, in every process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from flashsale.scenario import CatalogSpec
+from flashsale.scenario import CATEGORY_NAMES, COUNTRIES, PopularitySpec
+
+if TYPE_CHECKING:
+    from flashsale.scenario import CatalogSpec, Scenario
 
 __all__ = [
     "CATEGORIES",
+    "CATEGORY_NAMES",
     "CHANNELS",
+    "COUNTRIES",
     "PAYMENTS",
     "PROVINCES",
     "Catalog",
@@ -78,10 +84,18 @@ _AFFINITIES: Final[dict[str, tuple[str, ...]]] = {
     "ES": ("olive-oil", "wine"),
     "AT": ("chocolate", "wine", "health-supplements"),  # Mozartkugeln, Grüner Veltliner
     "PT": ("wine", "olive-oil", "cosmetics"),  # port, Alentejo oil, Porto soap houses
+    "GB": ("fashion", "handbags", "health-supplements"),
+    "CH": ("watches", "chocolate", "cheese"),
+    "IE": ("infant-formula", "health-supplements"),  # a major infant-formula exporter
+    "DK": ("infant-formula", "kitchenware", "cheese"),
+    "SE": ("fashion", "kitchenware", "health-supplements"),
+    "PL": ("cosmetics", "chocolate"),
+    "GR": ("olive-oil", "cosmetics", "cheese"),
 }
 
 # Relative share of the catalog's SKUs per country (France and Italy lead EU consumer exports
-# to China); a country outside this table gets `_OTHER_COUNTRY_WEIGHT`.
+# to China). Rough judgement, not measured; the last seven are only used when a scenario
+# lists them.
 _COUNTRY_WEIGHTS: Final[dict[str, float]] = {
     "FR": 1.6,
     "IT": 1.4,
@@ -91,8 +105,14 @@ _COUNTRY_WEIGHTS: Final[dict[str, float]] = {
     "BE": 0.5,
     "AT": 0.5,
     "PT": 0.5,
+    "GB": 1.0,
+    "CH": 0.7,
+    "IE": 0.4,
+    "DK": 0.4,
+    "SE": 0.4,
+    "PL": 0.3,
+    "GR": 0.3,
 }
-_OTHER_COUNTRY_WEIGHT: Final = 0.6
 
 # Merchant names are "{a} {b}" from these parts; ASCII only so names survive any sink.
 _MERCHANT_PARTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
@@ -128,11 +148,43 @@ _MERCHANT_PARTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         ("Casa", "Irmaos", "Armazens", "Companhia"),
         ("Ferreira", "Almeida", "Sousa", "Costa", "Pereira", "Lopes"),
     ),
+    "GB": (
+        ("Harrington", "Whitfield", "Ashby", "Cavendish", "Pemberton", "Hartley"),
+        ("& Sons", "Ltd", "Trading", "of London"),
+    ),
+    "CH": (
+        ("Zimmermann", "Meier", "Baumann", "Frei", "Suter", "Brunner"),
+        ("AG", "& Cie", "SA", "Manufaktur"),
+    ),
+    "IE": (
+        ("O'Brien", "Murphy", "Kelly", "Walsh", "Byrne", "Doyle"),
+        ("& Co", "Ltd", "Foods", "Trading"),
+    ),
+    "DK": (
+        ("Nielsen", "Jensen", "Hansen", "Larsen", "Madsen", "Kjaer"),
+        ("A/S", "& Co", "Design", "Handel"),
+    ),
+    "SE": (
+        ("Lindqvist", "Andersson", "Berglund", "Nystrom", "Sandberg", "Eklund"),
+        ("AB", "& Son", "Design", "Handel"),
+    ),
+    "PL": (
+        ("Kowalski", "Nowak", "Wisniewski", "Zielinski", "Lewandowski", "Kaminski"),
+        ("Sp. z o.o.", "i Synowie", "Handel", "Manufaktura"),
+    ),
+    "GR": (
+        ("Papadopoulos", "Georgiou", "Nikolaidis", "Dimitriou", "Vlachos", "Karras"),
+        ("& Co", "S.A.", "Trading", "Bros"),
+    ),
 }
-_OTHER_MERCHANT_PARTS: Final = (
-    ("Trading", "Export", "Selection", "Direct"),
-    ("House", "Company", "Group", "Partners"),
-)
+
+# The scenario model validates names against COUNTRIES and CATEGORY_NAMES: every table here
+# must cover exactly those, or a valid scenario would build a broken catalog.
+for _table in (_AFFINITIES, _COUNTRY_WEIGHTS, _MERCHANT_PARTS):
+    if set(_table) != set(COUNTRIES):
+        raise RuntimeError(f"catalog country tables and COUNTRIES disagree: {sorted(_table)}")
+if tuple(c.name for c in CATEGORIES) != CATEGORY_NAMES:
+    raise RuntimeError("CATEGORIES and CATEGORY_NAMES disagree")
 _MERCHANTS_PER_COUNTRY: Final = 5
 
 # Buyer province (or municipality) of cross-border orders, as relative weights. They are
@@ -191,40 +243,81 @@ PAYMENTS: Final[tuple[tuple[str, float], ...]] = (
 
 
 class Catalog:
-    """The SKUs on sale with their popularity, ready for weighted sampling."""
+    """The SKUs on sale, ready for weighted sampling.
 
-    __slots__ = ("by_id", "cum_weights", "flash_skus", "skus", "weights")
+    `weights` are the Zipf popularity of the ordinary SKUs; flash-sale SKUs weigh 0 there,
+    since `PopularitySpec.hot_share` decides how often a line picks one (uniformly among
+    `flash_indices`). `cum_weights` (alias `ordinary_cum_weights`) is aligned with `skus` for
+    `bisect_right(cum_weights, random() * cum_weights[-1])`, which never lands on a zero weight.
+    """
+
+    __slots__ = (
+        "by_id",
+        "cum_weights",
+        "flash_indices",
+        "flash_skus",
+        "ordinary_cum_weights",
+        "skus",
+        "weights",
+    )
 
     def __init__(self, skus: tuple[Sku, ...], weights: tuple[float, ...]) -> None:
         if not skus or len(skus) != len(weights):
             raise ValueError("a catalog needs one popularity weight per SKU, and some SKUs")
+        if any(not w >= 0 for w in weights):
+            raise ValueError("popularity weights must be 0 or more")
         self.skus: tuple[Sku, ...] = skus
         self.weights: tuple[float, ...] = weights
         self.by_id: dict[str, Sku] = {s.sku: s for s in skus}
         if len(self.by_id) != len(skus):
             raise ValueError("SKU ids must be unique")
         self.cum_weights: list[float] = list(itertools.accumulate(weights))
-        self.flash_skus: tuple[Sku, ...] = tuple(s for s in skus if s.flash)
+        self.ordinary_cum_weights: list[float] = self.cum_weights
+        self.flash_indices: tuple[int, ...] = tuple(i for i, s in enumerate(skus) if s.flash)
+        self.flash_skus: tuple[Sku, ...] = tuple(skus[i] for i in self.flash_indices)
 
     def __len__(self) -> int:
         """Number of SKUs."""
         return len(self.skus)
 
     @classmethod
-    def build(cls, spec: CatalogSpec, seed: int) -> Catalog:
-        """Generate the catalog for `spec`, deterministically from `seed`."""
+    def for_scenario(cls, scenario: Scenario) -> Catalog:
+        """The catalog of `scenario`: its catalog and popularity specs, from its seed."""
+        return cls.build(scenario.catalog, scenario.seed, scenario.popularity)
+
+    @classmethod
+    def build(
+        cls, spec: CatalogSpec, seed: int, popularity: PopularitySpec | None = None
+    ) -> Catalog:
+        """Generate the catalog for `spec`, deterministically from `seed`.
+
+        `popularity` gives the Zipf exponent (default: `PopularitySpec()`'s).
+        """
+        zipf_exponent = (popularity or PopularitySpec()).zipf_exponent
         # A string seed goes through SHA-512, not hash(), so it is stable across processes;
         # it also keeps the catalog's draws independent of the order stream's Random(seed).
         rng = random.Random(f"flashsale-catalog:{seed}")
         countries = spec.countries
         if not countries:
             raise ValueError("the catalog needs at least one country")
+        # In table order, whatever order the spec lists them in: the same set draws the same.
+        wanted = set(spec.categories)
+        categories = tuple(
+            dataclasses.replace(c, min_cents=low, max_cents=high)
+            if (low, high) != (c.min_cents, c.max_cents)
+            else c
+            for c in CATEGORIES
+            if c.name in wanted
+            for low, high in [spec.price_cents.get(c.name, (c.min_cents, c.max_cents))]
+        )
+        if not categories:
+            raise ValueError("the catalog needs at least one category")
 
         merchants = {c: _merchants(rng, c) for c in countries}
-        country_cum = list(
-            itertools.accumulate(_COUNTRY_WEIGHTS.get(c, _OTHER_COUNTRY_WEIGHT) for c in countries)
-        )
-        category_cum = {c: list(itertools.accumulate(_category_weights(c))) for c in countries}
+        country_cum = list(itertools.accumulate(_COUNTRY_WEIGHTS[c] for c in countries))
+        category_cum = {
+            c: list(itertools.accumulate(_category_weights(c, categories))) for c in countries
+        }
 
         drafts: list[tuple[str, str, str, str, int]] = []
         serial: dict[tuple[str, str], int] = {}
@@ -234,7 +327,7 @@ class Catalog:
                 country = countries[i]
             else:
                 country = rng.choices(countries, cum_weights=country_cum)[0]
-            category = rng.choices(CATEGORIES, cum_weights=category_cum[country])[0]
+            category = rng.choices(categories, cum_weights=category_cum[country])[0]
             n = serial[country, category.name] = serial.get((country, category.name), 0) + 1
             drafts.append(
                 (
@@ -242,12 +335,11 @@ class Catalog:
                     rng.choice(merchants[country]),
                     country,
                     category.name,
-                    _price_cents(rng, category),
+                    _price_cents(rng, category.min_cents, category.max_cents),
                 )
             )
 
-        flash_count = round(spec.flash_share * spec.sku_count)
-        flash = set(rng.sample(range(spec.sku_count), flash_count))
+        flash = set(rng.sample(range(spec.sku_count), spec.flash_sku_count))
         skus = tuple(
             Sku(
                 sku=sku_id,
@@ -261,37 +353,42 @@ class Catalog:
             for i, (sku_id, merchant, country, category_name, price) in enumerate(drafts)
         )
 
+        # Zipf over the ordinary SKUs in a shuffled order; flash SKUs keep weight 0.
         order = list(range(spec.sku_count))
         rng.shuffle(order)
         weights = [0.0] * spec.sku_count
-        for rank, i in enumerate(order, start=1):
-            weight = 1.0 / rank**spec.zipf_exponent
-            # Flash items are the advertised doorbusters: boosted so their small stock sells out.
-            weights[i] = weight * spec.flash_popularity_boost if i in flash else weight
+        ranks = itertools.count(1)
+        for i in order:
+            if i not in flash:
+                weights[i] = 1.0 / next(ranks) ** zipf_exponent
         return cls(skus, tuple(weights))
 
 
 def _merchants(rng: random.Random, country: str) -> tuple[str, ...]:
     """A few distinct merchant names for `country`."""
-    firsts, seconds = _MERCHANT_PARTS.get(country, _OTHER_MERCHANT_PARTS)
+    firsts, seconds = _MERCHANT_PARTS[country]
     names = [f"{a} {b}" for a, b in itertools.product(firsts, seconds)]
-    if country not in _MERCHANT_PARTS:
-        names = [f"{country} {name}" for name in names]
     return tuple(rng.sample(names, min(_MERCHANTS_PER_COUNTRY, len(names))))
 
 
-def _category_weights(country: str) -> list[float]:
+def _category_weights(country: str, categories: tuple[Category, ...]) -> list[float]:
     """Demand of each category, boosted for what `country` is known for."""
-    specialties = _AFFINITIES.get(country, ())
-    return [c.demand * (_SPECIALTY if c.name in specialties else 1.0) for c in CATEGORIES]
+    specialties = _AFFINITIES[country]
+    return [c.demand * (_SPECIALTY if c.name in specialties else 1.0) for c in categories]
 
 
-def _price_cents(rng: random.Random, category: Category) -> int:
-    """A shelf price in the category's range: log-uniform, as prices are, ending in .99."""
-    low_eur = category.min_cents // 100
-    high_eur = category.max_cents // 100
-    scale: float = (high_eur / low_eur) ** rng.random()
-    euros = round(low_eur * scale)
-    # Clamped so that `euros * 100 - 1` stays within [min_cents, max_cents].
-    euros = min(high_eur, max(low_eur + 1, euros))
-    return euros * 100 - 1
+def _price_cents(rng: random.Random, min_cents: int, max_cents: int) -> int:
+    """A shelf price in [min_cents, max_cents]: log-uniform, as prices are, ending in .99.
+
+    One `rng.random()` draw whatever the range. A range too narrow for a .99 price above its
+    lower euro (or below 1 euro) gets a log-uniform price in whole cents instead.
+    """
+    u = rng.random()
+    low_eur = min_cents // 100
+    high_eur = max_cents // 100
+    if low_eur >= 1 and high_eur > low_eur:
+        euros = round(low_eur * (high_eur / low_eur) ** u)
+        # Clamped so that `euros * 100 - 1` stays within [min_cents, max_cents].
+        euros = min(high_eur, max(low_eur + 1, euros))
+        return euros * 100 - 1
+    return min(max_cents, max(min_cents, round(min_cents * (max_cents / min_cents) ** u)))

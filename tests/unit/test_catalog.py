@@ -1,18 +1,39 @@
-"""The generated European catalog: size, spread, stock and determinism."""
+"""The generated European catalog: size, spread, stock, popularity and determinism."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import random
+from bisect import bisect_right
+from collections import Counter
 
-from flashsale.scenario import CatalogSpec, get_scenario
-from producers.catalog import CATEGORIES, CHANNELS, PAYMENTS, PROVINCES, Catalog
+import pytest
 
-SPEC = get_scenario("singles-day").catalog
-SEED = get_scenario("singles-day").seed
+from flashsale.scenario import (
+    DEFAULT_SCENARIO,
+    CatalogSpec,
+    PopularitySpec,
+    get_scenario,
+    parse_scenario,
+)
+from producers.catalog import (
+    CATEGORIES,
+    CATEGORY_NAMES,
+    CHANNELS,
+    COUNTRIES,
+    PAYMENTS,
+    PROVINCES,
+    Catalog,
+)
+
+SCENARIO = get_scenario(DEFAULT_SCENARIO)
+SPEC = SCENARIO.catalog
+SEED = SCENARIO.seed
 
 
 def _catalog() -> Catalog:
-    return Catalog.build(SPEC, SEED)
+    return Catalog.for_scenario(SCENARIO)
 
 
 def test_default_catalog_is_large_and_spans_categories_and_countries() -> None:
@@ -20,7 +41,7 @@ def test_default_catalog_is_large_and_spans_categories_and_countries() -> None:
     assert len(catalog.skus) == SPEC.sku_count >= 500
     assert len({s.category for s in catalog.skus}) >= 8
     countries = {s.country for s in catalog.skus}
-    assert len(countries) >= 6
+    assert countries == set(SPEC.countries)
     assert {"FR", "IT", "DE"} <= countries
 
 
@@ -52,7 +73,8 @@ def test_flash_skus_have_small_stock_and_the_rest_ordinary_stock() -> None:
     flash_low, flash_high = SPEC.flash_stock
     low, high = SPEC.stock
     assert len(catalog.flash_skus) == round(SPEC.flash_share * SPEC.sku_count) > 0
-    assert all(s.flash for s in catalog.flash_skus)
+    assert catalog.flash_skus == tuple(catalog.skus[i] for i in catalog.flash_indices)
+    assert catalog.flash_indices == tuple(i for i, s in enumerate(catalog.skus) if s.flash)
     for sku in catalog.skus:
         if sku.flash:
             assert flash_low <= sku.stock <= flash_high
@@ -60,19 +82,39 @@ def test_flash_skus_have_small_stock_and_the_rest_ordinary_stock() -> None:
             assert low <= sku.stock <= high
 
 
-def test_flash_skus_are_boosted_in_popularity() -> None:
+def test_ordinary_skus_follow_zipf_and_flash_skus_weigh_nothing() -> None:
     catalog = _catalog()
-    weights = dict(zip(catalog.skus, catalog.weights, strict=True))
-    flash_mean = sum(weights[s] for s in catalog.flash_skus) / len(catalog.flash_skus)
-    overall_mean = sum(catalog.weights) / len(catalog.weights)
-    assert flash_mean > overall_mean
+    s = SCENARIO.popularity.zipf_exponent
+    flash = set(catalog.flash_indices)
+    assert all(catalog.weights[i] == 0.0 for i in flash)
+    ordinary = sorted((w for i, w in enumerate(catalog.weights) if i not in flash), reverse=True)
+    assert ordinary == [1.0 / r**s for r in range(1, len(ordinary) + 1)]
 
 
-def test_cum_weights_are_increasing_and_match_the_weights() -> None:
+def test_cum_weights_rise_over_ordinary_skus_and_stay_flat_over_flash_ones() -> None:
     catalog = _catalog()
+    assert catalog.ordinary_cum_weights is catalog.cum_weights
     assert len(catalog.cum_weights) == len(catalog.skus)
-    assert all(b > a for a, b in itertools.pairwise(catalog.cum_weights))
+    for i, (a, b) in enumerate(itertools.pairwise(catalog.cum_weights), start=1):
+        assert b == a if catalog.skus[i].flash else b > a
     assert abs(catalog.cum_weights[-1] - sum(catalog.weights)) < 1e-9
+
+
+def test_bisect_sampling_on_cum_weights_never_picks_a_flash_sku() -> None:
+    catalog = _catalog()
+    cum, total = catalog.cum_weights, catalog.cum_weights[-1]
+    rng = random.Random(1)
+    picks = Counter(bisect_right(cum, rng.random() * total) for _ in range(50_000))
+    assert not set(picks) & set(catalog.flash_indices)
+    top = max(range(len(catalog.weights)), key=catalog.weights.__getitem__)
+    assert picks.most_common(1)[0][0] == top
+
+
+def test_the_zipf_exponent_comes_from_the_popularity_spec() -> None:
+    flat = Catalog.build(SPEC, SEED, PopularitySpec(zipf_exponent=0.0))
+    assert {w for i, w in enumerate(flat.weights) if not flat.skus[i].flash} == {1.0}
+    assert Catalog.build(SPEC, SEED).weights == _catalog().weights  # the default exponent
+    assert flat.skus == _catalog().skus
 
 
 def test_countries_lean_to_their_specialties() -> None:
@@ -93,6 +135,16 @@ def test_same_seed_gives_the_same_catalog() -> None:
     assert first.cum_weights == second.cum_weights
 
 
+def test_the_default_catalog_is_pinned_sku_for_sku() -> None:
+    # The draws are part of the contract: a recorded run replays against the same catalog.
+    # (This is also the catalog the code built before hot_share and flash_count existed.)
+    rows = "|".join(
+        f"{s.sku},{s.merchant},{s.unit_price_cents},{s.stock},{s.flash}" for s in _catalog().skus
+    )
+    assert hashlib.sha256(rows.encode()).hexdigest()[:16] == "932f7b867a96570f"
+    assert _catalog().skus[0].sku == "FR-HEA-0001"
+
+
 def test_another_seed_gives_another_catalog() -> None:
     assert Catalog.build(SPEC, SEED + 1).skus != _catalog().skus
 
@@ -101,6 +153,56 @@ def test_small_catalog_still_covers_every_country() -> None:
     spec = CatalogSpec(sku_count=8)
     catalog = Catalog.build(spec, 3)
     assert {s.country for s in catalog.skus} == set(spec.countries)
+
+
+def test_every_known_country_builds_with_its_own_merchants() -> None:
+    spec = CatalogSpec(sku_count=3 * len(COUNTRIES), countries=COUNTRIES)
+    catalog = Catalog.build(spec, 5)
+    assert {s.country for s in catalog.skus} == set(COUNTRIES)
+    for sku in catalog.skus:
+        assert sku.merchant.isascii()
+
+
+def test_known_names_are_the_catalog_tables() -> None:
+    assert tuple(c.name for c in CATEGORIES) == CATEGORY_NAMES
+    assert len(set(COUNTRIES)) == len(COUNTRIES) >= 8
+
+
+def test_categories_can_be_narrowed_and_their_prices_overridden() -> None:
+    spec = CatalogSpec(
+        sku_count=200,
+        categories=("wine", "chocolate"),
+        price_cents={"wine": (10_000, 20_000), "chocolate": (50, 99)},
+    )
+    catalog = Catalog.build(spec, 7)
+    assert {s.category for s in catalog.skus} == {"wine", "chocolate"}
+    for sku in catalog.skus:
+        low, high = spec.price_cents[sku.category]
+        assert low <= sku.unit_price_cents <= high
+    wine = [s.unit_price_cents for s in catalog.skus if s.category == "wine"]
+    assert all(p % 100 == 99 for p in wine)
+    # The order categories are listed in does not change the draws.
+    swapped = spec.model_copy(update={"categories": ("chocolate", "wine")})
+    assert Catalog.build(swapped, 7).skus == catalog.skus
+
+
+def test_flash_count_sets_the_number_of_flash_skus_exactly() -> None:
+    scenario = get_scenario("flash-drop")
+    catalog = Catalog.for_scenario(scenario)
+    assert len(catalog) == 1
+    assert catalog.flash_indices == (0,)
+    assert catalog.skus[0].stock == 1_000
+    assert catalog.skus[0].category == "handbags"
+    assert catalog.cum_weights == [0.0]
+    spec = CatalogSpec(sku_count=50, flash_share=0.5, flash_count=4)
+    assert len(Catalog.build(spec, 1).flash_indices) == 4
+
+
+def test_a_scenario_with_only_flash_skus_needs_every_line_to_go_to_them() -> None:
+    doc = {"name": "x", "catalog": {"sku_count": 3, "flash_count": 3}}
+    with pytest.raises(ValueError, match="hot_share"):
+        parse_scenario(doc)
+    assert parse_scenario({**doc, "popularity": {"hot_share": 1}}).popularity.hot_share == 1
 
 
 def test_buyer_tables_are_weighted_with_guangdong_first() -> None:
