@@ -1,7 +1,9 @@
 """The versioned order event (topic `orders`, key = SKU): encoding and strict decoding.
 
-Money is integer euro cents. Every field is required and typed; anything else is malformed
-input, which a worker sends to the dead-letter topic with the reason from `MalformedEvent`.
+One event is one order line (a basket is split into lines, each keyed by its SKU) at one step
+of its lifecycle, or a restock. Money is integer euro cents. Every field is required and
+typed; anything else is malformed input, which a worker sends to the dead-letter topic with the
+reason from `MalformedEvent`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import orjson
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_LINE",
     "SCHEMA_VERSION",
     "MalformedEvent",
     "OrderEvent",
@@ -22,14 +25,18 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 
-#: `created` is an order line; `restock` is a merchant loading units of a SKU for the sale
-#: (it travels on the same key as the SKU's orders, so stock and orders stay in order).
-EVENT_TYPES: Final = frozenset({"created", "restock"})
+#: An order line's lifecycle: `created` (stock is reserved), then `paid` or `cancelled` (an
+#: unpaid timeout, releasing the stock), and after `paid` possibly `refunded`. `restock` is a
+#: merchant loading units of a SKU for the sale. All travel on the SKU's key, so a SKU's stock,
+#: lines and their lifecycle stay in order.
+EVENT_TYPES: Final = frozenset({"created", "paid", "cancelled", "refunded", "restock"})
 
 # Bounds that keep arithmetic in exact, sane integers (8 bytes signed with room to sum).
 MAX_QUANTITY: Final = 1_000_000
 MAX_UNIT_PRICE_CENTS: Final = 100_000_000  # one million euros per unit
 MAX_ID_LEN: Final = 128
+#: Lines of one order are numbered 0..MAX_LINE.
+MAX_LINE: Final = 99
 
 _STR_FIELDS: Final = (
     "order_id",
@@ -42,7 +49,7 @@ _STR_FIELDS: Final = (
     "channel",
     "payment",
 )
-_INT_FIELDS: Final = ("v", "event_ts_ms", "emit_ns", "quantity", "unit_price_cents")
+_INT_FIELDS: Final = ("v", "line", "event_ts_ms", "emit_ns", "quantity", "unit_price_cents")
 _ALL_FIELDS: Final = frozenset(_STR_FIELDS + _INT_FIELDS)
 # A restock is not a purchase: it has no buyer.
 _BUYER_FIELDS: Final = frozenset({"province", "channel", "payment"})
@@ -59,7 +66,11 @@ class MalformedEvent(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
-    """One order line (or a restock) on the scenario clock."""
+    """One order line at one step of its lifecycle (or a restock), on the scenario clock.
+
+    `line` is last, with a default, so positional construction of a single-line order keeps
+    working; on the wire it is required.
+    """
 
     order_id: str
     type: str
@@ -74,11 +85,22 @@ class OrderEvent:
     channel: str
     payment: str
     emit_ns: int = 0
+    line: int = 0
 
     @property
     def amount_cents(self) -> int:
         """Line total in euro cents."""
         return self.quantity * self.unit_price_cents
+
+    @property
+    def line_id(self) -> str:
+        """The order line this event belongs to: `{order_id}/{line}`."""
+        return f"{self.order_id}/{self.line}"
+
+    @property
+    def event_id(self) -> str:
+        """What dedupe keys on: one line's one lifecycle step, `{order_id}/{line}/{type}`."""
+        return f"{self.order_id}/{self.line}/{self.type}"
 
 
 def encode_event(event: OrderEvent, emit_ns: int | None = None) -> bytes:
@@ -87,6 +109,7 @@ def encode_event(event: OrderEvent, emit_ns: int | None = None) -> bytes:
         {
             "v": SCHEMA_VERSION,
             "order_id": event.order_id,
+            "line": event.line,
             "type": event.type,
             "event_ts_ms": event.event_ts_ms,
             "emit_ns": event.emit_ns if emit_ns is None else emit_ns,
@@ -104,7 +127,10 @@ def encode_event(event: OrderEvent, emit_ns: int | None = None) -> bytes:
 
 
 def decode_event(raw: bytes | None) -> OrderEvent:
-    """Parse and validate one message value; raise `MalformedEvent` naming the problem."""
+    """Parse and validate one message value; raise `MalformedEvent` naming the problem.
+
+    Fields are looked up by name, so their order in the JSON object does not matter.
+    """
     if raw is None:
         raise MalformedEvent("empty", "message has no value")
     try:
@@ -149,6 +175,9 @@ def decode_event(raw: bytes | None) -> OrderEvent:
         )
     if doc["event_ts_ms"] < 0 or doc["emit_ns"] < 0:
         raise MalformedEvent("out_of_range", "event_ts_ms and emit_ns must not be negative")
+    line = doc["line"]
+    if not 0 <= line <= MAX_LINE:
+        raise MalformedEvent("out_of_range", f"line={line} not in 0..{MAX_LINE}")
     return OrderEvent(
         order_id=doc["order_id"],
         type=kind,
@@ -163,4 +192,5 @@ def decode_event(raw: bytes | None) -> OrderEvent:
         channel=doc["channel"],
         payment=doc["payment"],
         emit_ns=doc["emit_ns"],
+        line=line,
     )

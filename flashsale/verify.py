@@ -1,16 +1,18 @@
 """Reconciliation: recompute the truth from topic `orders` and compare what the workers produced.
 
 The truth is a plain-Python re-implementation of the order rules, deliberately independent of
-the Faust code in `streams/`: per partition in offset order, an order id seen among the last
-`window` distinct ids of its partition is a duplicate; a restock adds units; an order is
-accepted only if its SKU's stock covers its quantity, else rejected as oversell; anything that
-breaks the schema is a dead letter.
+the Faust code in `streams/`. Per partition in offset order: an event whose (order id, line,
+type) is among the last `window` distinct ones of its partition is a duplicate; a restock adds
+units; `created` reserves the line's quantity if the SKU's stock covers it, else is rejected as
+oversell; `paid` turns a reserved line into GMV; `cancelled` gives its units back; `refunded`
+names a paid line among the last `window` paid ones (stock and GMV stay); a lifecycle event
+with nothing to act on is an orphan; anything that breaks the schema is a dead letter.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +33,27 @@ __all__ = [
 
 MAX_EXAMPLES = 5
 
+#: The counts compared three ways: truth, decisions, worker totals (the changelog's names).
+COUNTS = (
+    "accepted",
+    "rejected_oversell",
+    "duplicates",
+    "paid",
+    "cancelled",
+    "refunded",
+    "orphans",
+)
+#: The decision outcome each count counts.
+_OUTCOME_OF = {
+    "accepted": "accepted",
+    "rejected_oversell": "rejected_oversell",
+    "duplicates": "duplicate",
+    "paid": "paid",
+    "cancelled": "cancelled",
+    "refunded": "refunded",
+    "orphans": "orphan",
+}
+
 
 class Record(Protocol):
     """What verify needs of a Kafka record (aiokafka's ConsumerRecord has it)."""
@@ -47,25 +70,44 @@ class Truth:
     """The outcome every message on `orders` must have, and the totals that follow."""
 
     outcomes: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: The line amount a decision must carry, where it is not 0 (accepted, paid, ...).
+    amounts: dict[tuple[int, int], int] = field(default_factory=dict)
     gmv_cents: int = 0
     accepted: int = 0
     rejected_oversell: int = 0
     duplicates: int = 0
+    paid: int = 0
+    cancelled: int = 0
+    refunded: int = 0
+    refunded_cents: int = 0
+    orphans: int = 0
     dlq: int = 0
+    #: `created` events (duplicates included) and malformed messages.
     orders: int = 0
+    #: Every message but restocks: all lifecycle events and malformed messages.
+    events: int = 0
     restocked: dict[str, int] = field(default_factory=dict)
     sold_out: set[str] = field(default_factory=set)
+    #: Times a SKU's stock reached zero (a SKU can sell out again after a cancellation).
+    sold_out_times: int = 0
     emit_ns: list[int] = field(default_factory=list)
     scenario: str | None = None
     seed: int | None = None
+
+    def count(self, name: str) -> int:
+        """One of `COUNTS` by name."""
+        return int(getattr(self, name))
 
 
 def compute_truth(orders: Mapping[int, Sequence[Record]], window: int) -> Truth:
     """Apply the rules to every message of `orders`, partition by partition."""
     truth = Truth()
     for partition in sorted(orders):
-        seen: dict[str, None] = {}
+        # Each partition has its own stock, lines and dedupe window.
+        seen: dict[tuple[str, int, str], None] = {}
         stock: dict[str, int] = {}
+        reserved: dict[tuple[str, int], tuple[int, int]] = {}  # line -> (units, cents)
+        paid: dict[tuple[str, int], int] = {}  # line -> cents, oldest first
         for rec in orders[partition]:
             where = (partition, rec.offset)
             try:
@@ -74,38 +116,71 @@ def compute_truth(orders: Mapping[int, Sequence[Record]], window: int) -> Truth:
                 truth.outcomes[where] = "dlq"
                 truth.dlq += 1
                 truth.orders += 1
+                truth.events += 1
                 continue
-            if ev.type == "created":
-                truth.orders += 1
+            if ev.type == "restock":
+                if truth.scenario is None:
+                    for name, value in rec.headers or ():
+                        if name == "flashsale.scenario":
+                            truth.scenario = value.decode(errors="replace")
+                        elif name == "flashsale.seed":
+                            truth.seed = int(value)
+            else:
+                truth.events += 1
                 truth.emit_ns.append(ev.emit_ns)
-            elif truth.scenario is None:
-                for name, value in rec.headers or ():
-                    if name == "flashsale.scenario":
-                        truth.scenario = value.decode(errors="replace")
-                    elif name == "flashsale.seed":
-                        truth.seed = int(value)
-            if ev.order_id in seen:
+                if ev.type == "created":
+                    truth.orders += 1
+            mark = (ev.order_id, ev.line, ev.type)
+            if mark in seen:
                 truth.outcomes[where] = "duplicate"
                 truth.duplicates += 1
                 continue
-            seen[ev.order_id] = None
+            seen[mark] = None
             if len(seen) > window:
                 seen.pop(next(iter(seen)))
-            have = stock.get(ev.sku, 0)
+            line = (ev.order_id, ev.line)
+            outcome, cents = "orphan", 0
             if ev.type == "restock":
-                stock[ev.sku] = have + ev.quantity
+                stock[ev.sku] = stock.get(ev.sku, 0) + ev.quantity
                 truth.restocked[ev.sku] = truth.restocked.get(ev.sku, 0) + ev.quantity
-                truth.outcomes[where] = "restocked"
-            elif have >= ev.quantity:
-                stock[ev.sku] = have - ev.quantity
-                truth.gmv_cents += ev.quantity * ev.unit_price_cents
-                truth.accepted += 1
-                truth.outcomes[where] = "accepted"
-                if stock[ev.sku] == 0:
-                    truth.sold_out.add(ev.sku)
+                outcome = "restocked"
+            elif ev.type == "created":
+                have = stock.get(ev.sku, 0)
+                if have >= ev.quantity:
+                    stock[ev.sku] = have - ev.quantity
+                    cents = ev.quantity * ev.unit_price_cents
+                    reserved[line] = (ev.quantity, cents)
+                    outcome = "accepted"
+                    truth.accepted += 1
+                    if have == ev.quantity:
+                        truth.sold_out.add(ev.sku)
+                        truth.sold_out_times += 1
+                else:
+                    outcome = "rejected_oversell"
+                    truth.rejected_oversell += 1
+            elif ev.type == "paid" and line in reserved:
+                cents = reserved.pop(line)[1]
+                paid[line] = cents
+                if len(paid) > window:
+                    paid.pop(next(iter(paid)))
+                outcome = "paid"
+                truth.paid += 1
+                truth.gmv_cents += cents
+            elif ev.type == "cancelled" and line in reserved:
+                units, cents = reserved.pop(line)
+                stock[ev.sku] = stock.get(ev.sku, 0) + units
+                outcome = "cancelled"
+                truth.cancelled += 1
+            elif ev.type == "refunded" and line in paid:
+                cents = paid.pop(line)
+                outcome = "refunded"
+                truth.refunded += 1
+                truth.refunded_cents += cents
             else:
-                truth.rejected_oversell += 1
-                truth.outcomes[where] = "rejected_oversell"
+                truth.orphans += 1
+            truth.outcomes[where] = outcome
+            if cents:
+                truth.amounts[where] = cents
     return truth
 
 
@@ -193,56 +268,60 @@ def reconcile(
         doc = decided.get(where)
         if doc is None:
             missing.append(where)
-        elif doc["outcome"] != expected:
-            wrong.append(f"{where[0]}:{where[1]} {doc['order_id']} {doc['outcome']} != {expected}")
+            continue
+        cents = truth.amounts.get(where, 0)
+        if (doc["outcome"], doc["amount_cents"]) != (expected, cents):
+            wrong.append(
+                f"{where[0]}:{where[1]} {doc['order_id']}/{doc.get('line', 0)} {doc['type']} "
+                f"{doc['outcome']} {doc['amount_cents']} != {expected} {cents}"
+            )
     if missing:
         diffs.append(
             f"{len(missing)} messages on orders have no decision or dead letter yet, e.g. "
             + ", ".join(f"{p}:{o}" for p, o in missing[:MAX_EXAMPLES])
         )
     if wrong:
-        diffs.append(f"{len(wrong)} decisions differ from the truth, e.g. " + "; ".join(wrong[:5]))
+        diffs.append(
+            f"{len(wrong)} decisions differ from the truth, e.g. " + "; ".join(wrong[:MAX_EXAMPLES])
+        )
 
-    order_docs = [d for d in decided.values() if d.get("type", "created") == "created"]
-    counted = {"accepted": 0, "rejected_oversell": 0, "duplicate": 0}
-    gmv_decided = 0
-    sold_qty: dict[str, int] = {}
+    counted = dict.fromkeys(_OUTCOME_OF.values(), 0)
+    cents_decided = {"paid": 0, "refunded": 0}
     for doc in decided.values():
         outcome = doc["outcome"]
         if outcome in counted:
             counted[outcome] += 1
-        if outcome == "accepted":
-            gmv_decided += doc["amount_cents"]
-            sold_qty[doc["sku"]] = sold_qty.get(doc["sku"], 0) + doc["quantity"]
-    oversold = sorted(s for s, q in sold_qty.items() if q > truth.restocked.get(s, 0))
-    negative = sorted(
-        s for st in latest.values() for s, units in st.get("stock", {}).items() if units < 0
-    )
-    oversold_skus = sorted(set(oversold) | set(negative))
+        if outcome in cents_decided:
+            cents_decided[outcome] += doc["amount_cents"]
+    oversold_skus = sorted(set(_oversold(decided)) | set(_negative_stock(latest.values())))
     if oversold_skus:
         diffs.append(f"{len(oversold_skus)} SKUs oversold: {', '.join(oversold_skus[:5])}")
 
-    gmv_state = sum(int(st["gmv_cents"]) for st in latest.values())
-    state_counts = {
-        "accepted": sum(int(st["accepted"]) for st in latest.values()),
-        "rejected_oversell": sum(int(st["rejected_oversell"]) for st in latest.values()),
-        "duplicate": sum(int(st["duplicates"]) for st in latest.values()),
-    }
-    expected_counts = {
-        "accepted": truth.accepted,
-        "rejected_oversell": truth.rejected_oversell,
-        "duplicate": truth.duplicates,
-    }
-    for name, want in expected_counts.items():
-        if counted[name] != want:
-            diffs.append(f"{name}: decisions say {counted[name]}, truth {want}")
-        if state_counts[name] != want:
-            diffs.append(f"{name}: worker totals say {state_counts[name]}, truth {want}")
-    if gmv_decided != truth.gmv_cents:
-        diffs.append(f"GMV cents: decisions say {gmv_decided}, truth {truth.gmv_cents}")
-    if gmv_state != truth.gmv_cents:
-        diffs.append(f"GMV cents: worker totals say {gmv_state}, truth {truth.gmv_cents}")
-    dlq_state = sum(int(st["dlq"]) for st in latest.values())
+    def state_total(name: str) -> int:
+        return sum(int(st.get(name, 0)) for st in latest.values())
+
+    for name in COUNTS:
+        want = truth.count(name)
+        said = counted[_OUTCOME_OF[name]]
+        if said != want:
+            diffs.append(f"{name}: decisions say {said}, truth {want}")
+        if state_total(name) != want:
+            diffs.append(f"{name}: worker totals say {state_total(name)}, truth {want}")
+    gmv_state = state_total("gmv_cents")
+    for label, decided_cents, state_cents, want in (
+        ("GMV cents", cents_decided["paid"], gmv_state, truth.gmv_cents),
+        (
+            "refunded cents",
+            cents_decided["refunded"],
+            state_total("refunded_cents"),
+            truth.refunded_cents,
+        ),
+    ):
+        if decided_cents != want:
+            diffs.append(f"{label}: decisions say {decided_cents}, truth {want}")
+        if state_cents != want:
+            diffs.append(f"{label}: worker totals say {state_cents}, truth {want}")
+    dlq_state = state_total("dlq")
     if len(dead) != truth.dlq or dlq_state != truth.dlq:
         diffs.append(
             f"dead letters: topic has {len(dead)}, worker totals {dlq_state}, truth {truth.dlq}"
@@ -258,14 +337,19 @@ def reconcile(
             f"sold-out SKUs: inventory-events has {len(sold_out_streamed)}, "
             f"truth {len(truth.sold_out)}"
         )
+    sold_out_times = sum(len(st.get("sold_out", ())) for st in latest.values())
+    if sold_out_times != truth.sold_out_times:
+        diffs.append(f"sell-outs: worker totals say {sold_out_times}, truth {truth.sold_out_times}")
 
+    # Orders are `created` lines; events are every message but restocks.
+    event_docs = [d for d in decided.values() if d.get("type", "created") != "restock"]
+    orders_decided = sum(1 for d in event_docs if d.get("type", "created") == "created")
     latencies = sorted(
-        (d["processed_ns"] - d["emit_ns"]) / 1e6 for d in order_docs if d["emit_ns"] > 0
+        (d["processed_ns"] - d["emit_ns"]) / 1e6 for d in event_docs if d["emit_ns"] > 0
     )
-    processed_ns = [d["processed_ns"] for d in order_docs]
+    processed_ns = [d["processed_ns"] for d in event_docs]
     produced_span = (max(truth.emit_ns) - min(truth.emit_ns)) / 1e9 if truth.emit_ns else 0.0
     processed_span = (max(processed_ns) - min(processed_ns)) / 1e9 if processed_ns else 0.0
-    orders_processed = len(order_docs) + len(dead)
     duration = (
         (max(processed_ns) - min(truth.emit_ns)) / 1e9 if processed_ns and truth.emit_ns else 0.0
     )
@@ -273,23 +357,59 @@ def reconcile(
         "scenario": truth.scenario,
         "seed": truth.seed,
         "orders_produced": truth.orders,
-        "orders_processed": orders_processed,
+        "orders_processed": orders_decided + len(dead),
         "orders_accepted": counted["accepted"],
         "orders_rejected_oversell": counted["rejected_oversell"],
+        "orders_paid": counted["paid"],
+        "orders_cancelled": counted["cancelled"],
+        "orders_refunded": counted["refunded"],
         "duplicates_dropped": counted["duplicate"],
+        "orphan_events": counted["orphan"],
         "dlq_messages": len(dead),
+        "events_produced": truth.events,
+        "events_processed": len(event_docs) + len(dead),
         "gmv_cents_expected": truth.gmv_cents,
         "gmv_cents_streamed": gmv_state,
+        "refunded_cents": truth.refunded_cents,
         "oversold_skus": len(oversold_skus),
         "sold_out_skus": len(sold_out_streamed),
         "reconciled": not diffs,
-        "produce_rate_per_s": round(truth.orders / produced_span, 1) if produced_span else 0.0,
-        "process_rate_per_s": round(len(order_docs) / processed_span, 1) if processed_span else 0.0,
+        "produce_rate_per_s": round(truth.events / produced_span, 1) if produced_span else 0.0,
+        "process_rate_per_s": round(len(event_docs) / processed_span, 1) if processed_span else 0.0,
         "e2e_latency_p50_ms": _round(_percentile(latencies, 0.50)),
         "e2e_latency_p99_ms": _round(_percentile(latencies, 0.99)),
         "duration_s": round(duration, 3),
     }
     return VerifyResult(summary=summary, differences=diffs)
+
+
+def _oversold(decided: Mapping[tuple[int, int], Mapping[str, Any]]) -> set[str]:
+    """SKUs whose units, replaying the decisions in offset order, ever went below zero.
+
+    Restocks add units, accepted lines take them, cancelled lines give back what they took.
+    """
+    units: dict[tuple[int, str], int] = {}
+    taken: dict[tuple[int, str, int], int] = {}
+    oversold: set[str] = set()
+    for (partition, _), doc in sorted(decided.items()):
+        outcome = doc["outcome"]
+        key = (partition, doc["sku"])
+        line = (partition, doc["order_id"], int(doc.get("line", 0)))
+        if outcome == "restocked":
+            units[key] = units.get(key, 0) + doc["quantity"]
+        elif outcome == "accepted":
+            units[key] = units.get(key, 0) - doc["quantity"]
+            taken[line] = doc["quantity"]
+            if units[key] < 0:
+                oversold.add(doc["sku"])
+        elif outcome == "cancelled":
+            units[key] = units.get(key, 0) + taken.pop(line, doc["quantity"])
+    return oversold
+
+
+def _negative_stock(states: Iterable[Mapping[str, Any]]) -> set[str]:
+    """SKUs a worker state holds below zero units."""
+    return {sku for st in states for sku, units in st.get("stock", {}).items() if units < 0}
 
 
 def _round(value: float | None) -> float | None:

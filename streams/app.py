@@ -29,16 +29,24 @@ from flashsale.events import MalformedEvent, decode_event
 from flashsale.kafka import last_record, read_ranges
 from flashsale.settings import STATE_TABLE, Settings
 from streams.metrics import WorkerMetrics
-from streams.state import (
-    ACCEPTED,
-    DUPLICATE,
-    REJECTED_OVERSELL,
-    RESTOCKED,
-    PartitionState,
-    apply_event,
-)
+from streams.state import OUTCOMES, PartitionState, apply_event
 
 __all__ = ["create_app", "missing_ranges", "run_worker"]
+
+#: The counters `/totals` sums over the worker's partitions.
+TOTALS = (
+    "gmv_cents",
+    "accepted",
+    "rejected_oversell",
+    "duplicates",
+    "paid",
+    "cancelled",
+    "refunded",
+    "refunded_cents",
+    "orphans",
+    "open_lines",
+    "dlq",
+)
 
 
 def _partition_key(partition: int) -> bytes:
@@ -65,6 +73,14 @@ class OrderProcessor:
         self.last_batch: dict[int, float] = {}
         # Views confirm partitions too; never while a batch of the same worker is mid-way.
         self.lock = asyncio.Lock()
+        # The counters `_count` advances, in the order of `_counters(state)[1:]`.
+        self._counted = (
+            *(metrics.outcome[outcome] for outcome in OUTCOMES),
+            metrics.gmv_cents,
+            metrics.refunded_cents,
+            metrics.restocks,
+            metrics.sold_out,
+        )
 
     def forget(self) -> None:
         """Drop every held state: after a rebalance each partition is confirmed again."""
@@ -211,18 +227,19 @@ class OrderProcessor:
                     ]
                     pending.append(await send(s.topic_dlq, msg.key, msg.value, None, None, headers))
                     continue
-                outcome = apply_event(state, order)
+                outcome, amount = apply_event(state, order)
                 now_ns = time.time_ns()
-                if outcome != RESTOCKED:
+                if order.type != "restock":
                     latencies.append((now_ns - order.emit_ns) / 1e9)
                 decision = orjson.dumps(
                     {
                         "order_id": order.order_id,
+                        "line": order.line,
                         "type": order.type,
                         "outcome": outcome,
                         "sku": order.sku,
                         "quantity": order.quantity,
-                        "amount_cents": order.amount_cents if outcome == ACCEPTED else 0,
+                        "amount_cents": amount,
                         "partition": partition,
                         "offset": msg.offset,
                         "event_ts_ms": order.event_ts_ms,
@@ -286,20 +303,9 @@ class OrderProcessor:
 
     def _count(self, after: tuple[int, ...], before: tuple[int, ...]) -> None:
         """Advance the metrics by what one partition's batch changed."""
-        _, gmv, accepted, rejected, duplicates, restocks, sold_out = (
-            a - b for a, b in zip(after, before, strict=True)
-        )
-        m = self.metrics
-        for counter, n in (
-            (m.gmv_cents, gmv),
-            (m.outcome[ACCEPTED], accepted),
-            (m.outcome[REJECTED_OVERSELL], rejected),
-            (m.outcome[DUPLICATE], duplicates),
-            (m.restocks, restocks),
-            (m.sold_out, sold_out),
-        ):
-            if n:
-                counter.inc(n)
+        for counter, a, b in zip(self._counted, after[1:], before[1:], strict=True):
+            if a != b:
+                counter.inc(a - b)
 
 
 def missing_ranges(
@@ -318,13 +324,21 @@ def missing_ranges(
 
 
 def _counters(state: PartitionState) -> tuple[int, ...]:
-    """What metrics count, in the order `_count` reads it (sold-out length last)."""
+    """The last offset, then what metrics count: outcomes in `OUTCOMES` order, cents, restocks.
+
+    The sold-out length is last: `_apply` reads it to find the SKUs a batch sold out.
+    """
     return (
         state.last_offset,
-        state.gmv_cents,
         state.accepted,
         state.rejected_oversell,
         state.duplicates,
+        state.paid,
+        state.cancelled,
+        state.refunded,
+        state.orphans,
+        state.gmv_cents,
+        state.refunded_cents,
         state.restocks,
         len(state.sold_out),
     )
@@ -448,7 +462,7 @@ def create_app(
         async def get(self, request: Request) -> Response:
             parts, confirmed = await held_totals()
             body: dict[str, Any] = {"ready": bool(parts) and confirmed}
-            for name in ("gmv_cents", "accepted", "rejected_oversell", "duplicates", "dlq"):
+            for name in TOTALS:
                 body[name] = sum(p[name] for p in parts)
             body["sold_out_skus"] = sum(p["sold_out"] for p in parts)
             body["partitions"] = parts

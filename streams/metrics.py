@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from streams.state import ACCEPTED, DUPLICATE, REJECTED_OVERSELL
+from streams.state import OUTCOMES
 
 # Counters would also export a `_created` timestamp series each, doubling what ops scrape
 # and what docs/metrics.md must list; none of our panels or alerts needs it.
@@ -53,17 +53,22 @@ class WorkerMetrics:
         self.registry = registry
         processed = Counter(
             "flashsale_orders_processed_total",
-            "Order events processed, by outcome.",
+            "Events decided, by outcome (applied restocks are counted apart).",
             ["outcome"],
             registry=registry,
         )
-        self.outcome = {o: processed.labels(o) for o in (ACCEPTED, REJECTED_OVERSELL, DUPLICATE)}
+        self.outcome = {o: processed.labels(o) for o in OUTCOMES}
         self.restocks = Counter(
             "flashsale_restocks_total", "Restock events applied.", registry=registry
         )
         self.gmv_cents = Counter(
             "flashsale_gmv_cents_total",
-            "Revenue of accepted orders in euro cents.",
+            "Revenue of paid order lines in euro cents (gross: refunds are not deducted).",
+            registry=registry,
+        )
+        self.refunded_cents = Counter(
+            "flashsale_refunded_cents_total",
+            "Amount of refunded order lines in euro cents.",
             registry=registry,
         )
         self.latency = Histogram(

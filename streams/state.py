@@ -1,9 +1,10 @@
 """Per-partition worker state and the order rules, as plain functions (no Faust here).
 
 Everything a partition's processing changes lives in one `PartitionState` record: the source
-offset last applied, GMV and counts, stock of the partition's SKUs, and the window of order
-ids already seen. One changelog write carries all of it, so a worker killed at any moment
-recovers a state that is consistent with exactly one source offset.
+offset last applied, GMV and counts, stock of the partition's SKUs, the lines reserved and not
+yet paid or cancelled, the recently paid lines (for refunds) and the window of event ids
+already seen. One changelog write carries all of it, so a worker killed at any moment recovers
+a state that is consistent with exactly one source offset.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from flashsale.events import OrderEvent
 
 __all__ = [
     "ACCEPTED",
+    "CANCELLED",
     "DUPLICATE",
+    "ORPHAN",
+    "OUTCOMES",
+    "PAID",
+    "REFUNDED",
     "REJECTED_OVERSELL",
     "RESTOCKED",
     "PartitionState",
@@ -27,12 +33,19 @@ __all__ = [
 ACCEPTED: Final = "accepted"
 REJECTED_OVERSELL: Final = "rejected_oversell"
 DUPLICATE: Final = "duplicate"
+PAID: Final = "paid"
+CANCELLED: Final = "cancelled"
+REFUNDED: Final = "refunded"
+ORPHAN: Final = "orphan"
 RESTOCKED: Final = "restocked"
+
+#: Every outcome of a non-restock event (the `outcome` label values of the worker's metric).
+OUTCOMES: Final = (ACCEPTED, REJECTED_OVERSELL, DUPLICATE, PAID, CANCELLED, REFUNDED, ORPHAN)
 
 
 @dataclass(slots=True)
 class PartitionState:
-    """The aggregates, stock and dedupe window of one source partition."""
+    """The aggregates, stock, open lines and dedupe window of one source partition."""
 
     partition: int
     window: int
@@ -41,17 +54,28 @@ class PartitionState:
     accepted: int = 0
     rejected_oversell: int = 0
     duplicates: int = 0
+    paid: int = 0
+    cancelled: int = 0
+    refunded: int = 0
+    refunded_cents: int = 0
+    orphans: int = 0
     restocks: int = 0
     dlq: int = 0
     gmv_by_country: dict[str, int] = field(default_factory=dict)
     gmv_by_category: dict[str, int] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
     sold_out: list[str] = field(default_factory=list)
-    # Insertion-ordered: the oldest id is evicted first once `window` ids are held.
+    # Insertion-ordered: the oldest event id is evicted first once `window` ids are held.
     seen: dict[str, None] = field(default_factory=dict)
+    # Lines reserved and not yet paid or cancelled: line id -> [quantity, amount_cents,
+    # country, category]. Each holds at least one unit of stock, so restocks bound it.
+    open: dict[str, list[Any]] = field(default_factory=dict)
+    # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
+    # once `window` are held.
+    paid_lines: dict[str, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        """Serialise for the changelog."""
+        """Serialise for the changelog (JSON objects keep the insertion order of the dicts)."""
         return orjson.dumps(
             {
                 "partition": self.partition,
@@ -61,6 +85,11 @@ class PartitionState:
                 "accepted": self.accepted,
                 "rejected_oversell": self.rejected_oversell,
                 "duplicates": self.duplicates,
+                "paid": self.paid,
+                "cancelled": self.cancelled,
+                "refunded": self.refunded,
+                "refunded_cents": self.refunded_cents,
+                "orphans": self.orphans,
                 "restocks": self.restocks,
                 "dlq": self.dlq,
                 "gmv_by_country": self.gmv_by_country,
@@ -68,6 +97,8 @@ class PartitionState:
                 "stock": self.stock,
                 "sold_out": self.sold_out,
                 "seen": list(self.seen),
+                "open": self.open,
+                "paid_lines": self.paid_lines,
             }
         )
 
@@ -79,7 +110,7 @@ class PartitionState:
         return cls(**doc)
 
     def summary(self) -> dict[str, Any]:
-        """The totals without the per-SKU stock and the id window (sold-out SKUs counted once)."""
+        """The totals without stock, lines and ids (sold-out SKUs counted once)."""
         return {
             "partition": self.partition,
             "last_offset": self.last_offset,
@@ -87,46 +118,88 @@ class PartitionState:
             "accepted": self.accepted,
             "rejected_oversell": self.rejected_oversell,
             "duplicates": self.duplicates,
+            "paid": self.paid,
+            "cancelled": self.cancelled,
+            "refunded": self.refunded,
+            "refunded_cents": self.refunded_cents,
+            "orphans": self.orphans,
             "restocks": self.restocks,
             "dlq": self.dlq,
+            "open_lines": len(self.open),
             "sold_out": len(set(self.sold_out)),
         }
 
 
-def apply_event(state: PartitionState, event: OrderEvent) -> str:
-    """Apply one valid event to its partition's state and return the outcome.
+def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
+    """Apply one valid event to its partition's state; return its outcome and amount.
 
-    A repeated order id inside the window is a duplicate and changes nothing else. A restock
-    adds units. An order is accepted only when stock covers its whole quantity.
+    The amount is the line's amount in euro cents for `accepted`, `paid`, `cancelled` and
+    `refunded` (as reserved at `created`), else 0. A repeated event id (same line, same type)
+    inside the window is a duplicate and changes nothing else. A restock adds units. `created`
+    reserves the line's whole quantity if stock covers it, else is rejected as oversell;
+    `paid` moves a reserved line into GMV; `cancelled` releases its stock; `refunded` names a
+    paid line (stock stays out, GMV stays gross). A lifecycle event for a line with nothing to
+    act on is an orphan.
     """
     seen = state.seen
-    order_id = event.order_id
-    if order_id in seen:
+    event_id = event.event_id
+    if event_id in seen:
         state.duplicates += 1
-        return DUPLICATE
-    seen[order_id] = None
+        return DUPLICATE, 0
+    seen[event_id] = None
     if len(seen) > state.window:
         del seen[next(iter(seen))]
-    sku = event.sku
-    stock = state.stock
-    have = stock.get(sku, 0)
-    if event.type == "restock":
-        stock[sku] = have + event.quantity
-        state.restocks += 1
-        return RESTOCKED
-    quantity = event.quantity
-    if have < quantity:
-        state.rejected_oversell += 1
-        return REJECTED_OVERSELL
-    left = have - quantity
-    stock[sku] = left
-    amount = quantity * event.unit_price_cents
-    state.gmv_cents += amount
-    state.accepted += 1
-    by_country = state.gmv_by_country
-    by_country[event.country] = by_country.get(event.country, 0) + amount
-    by_category = state.gmv_by_category
-    by_category[event.category] = by_category.get(event.category, 0) + amount
-    if left == 0:
-        state.sold_out.append(sku)
-    return ACCEPTED
+    kind = event.type
+    if kind == "created":
+        sku = event.sku
+        stock = state.stock
+        have = stock.get(sku, 0)
+        quantity = event.quantity
+        if have < quantity:
+            state.rejected_oversell += 1
+            return REJECTED_OVERSELL, 0
+        left = have - quantity
+        stock[sku] = left
+        amount = quantity * event.unit_price_cents
+        state.open[event.line_id] = [quantity, amount, event.country, event.category]
+        state.accepted += 1
+        if left == 0:
+            state.sold_out.append(sku)
+        return ACCEPTED, amount
+    if kind == "paid":
+        line = state.open.pop(event.line_id, None)
+        if line is None:
+            state.orphans += 1
+            return ORPHAN, 0
+        _, amount, country, category = line
+        state.gmv_cents += amount
+        by_country = state.gmv_by_country
+        by_country[country] = by_country.get(country, 0) + amount
+        by_category = state.gmv_by_category
+        by_category[category] = by_category.get(category, 0) + amount
+        state.paid += 1
+        paid_lines = state.paid_lines
+        paid_lines[event.line_id] = amount
+        if len(paid_lines) > state.window:
+            del paid_lines[next(iter(paid_lines))]
+        return PAID, amount
+    if kind == "cancelled":
+        line = state.open.pop(event.line_id, None)
+        if line is None:
+            state.orphans += 1
+            return ORPHAN, 0
+        state.stock[event.sku] = state.stock.get(event.sku, 0) + line[0]
+        state.cancelled += 1
+        return CANCELLED, line[1]
+    if kind == "refunded":
+        refunded = state.paid_lines.pop(event.line_id, None)
+        if refunded is None:
+            state.orphans += 1
+            return ORPHAN, 0
+        state.refunded += 1
+        state.refunded_cents += refunded
+        return REFUNDED, refunded
+    # restock (decode_event admits no other type)
+    state.stock[event.sku] = state.stock.get(event.sku, 0) + event.quantity
+    state.restocks += 1
+    return RESTOCKED, 0

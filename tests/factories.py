@@ -21,9 +21,30 @@ _BASE = OrderEvent(
     channel="app",
     payment="alipay",
     emit_ns=1_000_000,
+    line=0,
 )
 
 
 def make_order(**changes: Any) -> OrderEvent:
     """A valid `created` order line, with `changes` applied."""
     return replace(_BASE, **changes)
+
+
+def make_step(line: OrderEvent, kind: str, **changes: Any) -> OrderEvent:
+    """A later lifecycle event (`paid`, `cancelled`, `refunded`) of `line`: same key and fields."""
+    return replace(line, type=kind, **changes)
+
+
+def make_restock(line: OrderEvent, quantity: int, **changes: Any) -> OrderEvent:
+    """A restock of `line`'s SKU loading `quantity` units (a second one needs its own order_id)."""
+    restock = replace(
+        line,
+        order_id=f"restock-{line.sku}",
+        line=0,
+        type="restock",
+        quantity=quantity,
+        province="",
+        channel="",
+        payment="",
+    )
+    return replace(restock, **changes)

@@ -3,12 +3,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from flashsale.events import MalformedEvent, decode_event, encode_event
+from flashsale.events import EVENT_TYPES, MalformedEvent, decode_event, encode_event
 from tests.factories import make_order
 
 
 def _order(**changes: object) -> dict[str, object]:
-    event = make_order(order_id="o11-000000001", quantity=2, unit_price_cents=4_999, emit_ns=123)
+    event = make_order(
+        order_id="o11-000000001", line=3, quantity=2, unit_price_cents=4_999, emit_ns=123
+    )
     doc: dict[str, object] = orjson.loads(encode_event(event))
     doc.update(changes)
     return doc
@@ -18,7 +20,35 @@ def test_encoded_event_decodes_to_the_same_event() -> None:
     raw = orjson.dumps(_order())
     event = decode_event(raw)
     assert event.amount_cents == 9_998
+    assert event.line == 3
     assert encode_event(event) == raw
+
+
+def test_keys_in_another_order_decode_to_the_same_event() -> None:
+    doc = _order()
+    shuffled = dict(reversed(list(doc.items())))
+    assert list(shuffled) != list(doc)
+    assert decode_event(orjson.dumps(shuffled)) == decode_event(orjson.dumps(doc))
+
+
+def test_event_names_its_line_and_its_lifecycle_step() -> None:
+    event = decode_event(orjson.dumps(_order(type="paid")))
+    assert event.line_id == "o11-000000001/3"
+    assert event.event_id == "o11-000000001/3/paid"
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_TYPES - {"restock"}))
+def test_every_lifecycle_step_carries_the_whole_line(kind: str) -> None:
+    event = decode_event(orjson.dumps(_order(type=kind)))
+    assert (event.type, event.sku, event.quantity, event.province) == (
+        kind,
+        "FR-WIN-0001",
+        2,
+        "Guangdong",
+    )
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(orjson.dumps(_order(type=kind, payment="")))
+    assert caught.value.reason == "out_of_range"
 
 
 def test_encoding_overrides_the_emit_time_only() -> None:
@@ -36,17 +66,23 @@ def test_encoding_overrides_the_emit_time_only() -> None:
         (orjson.dumps(_order(v=2)), "unknown_version"),
         (orjson.dumps(_order(v=True)), "unknown_version"),
         (orjson.dumps({k: v for k, v in _order().items() if k != "sku"}), "missing_field"),
+        (orjson.dumps({k: v for k, v in _order().items() if k != "line"}), "missing_field"),
         (orjson.dumps(_order(coupon="X")), "unknown_field"),
         (orjson.dumps(_order(quantity="2")), "wrong_type"),
         (orjson.dumps(_order(quantity=True)), "wrong_type"),
         (orjson.dumps(_order(unit_price_cents=49.99)), "wrong_type"),
         (orjson.dumps(_order(sku=7)), "wrong_type"),
+        (orjson.dumps(_order(line="0")), "wrong_type"),
+        (orjson.dumps(_order(line=False)), "wrong_type"),
+        (orjson.dumps(_order(line=1.0)), "wrong_type"),
         (orjson.dumps(_order(type="teleported")), "unknown_type"),
         (orjson.dumps(_order(quantity=0)), "out_of_range"),
         (orjson.dumps(_order(quantity=-1)), "out_of_range"),
         (orjson.dumps(_order(unit_price_cents=-100)), "out_of_range"),
         (orjson.dumps(_order(event_ts_ms=-1)), "out_of_range"),
         (orjson.dumps(_order(sku="")), "out_of_range"),
+        (orjson.dumps(_order(line=-1)), "out_of_range"),
+        (orjson.dumps(_order(line=100)), "out_of_range"),
         (orjson.dumps(_order(order_id="x" * 500)), "out_of_range"),
     ],
 )
@@ -55,6 +91,11 @@ def test_malformed_input_is_rejected_with_its_reason(raw: bytes | None, reason: 
         decode_event(raw)
     assert caught.value.reason == reason
     assert caught.value.detail
+
+
+def test_lines_zero_to_ninety_nine_are_valid() -> None:
+    assert decode_event(orjson.dumps(_order(line=0))).line == 0
+    assert decode_event(orjson.dumps(_order(line=99))).line == 99
 
 
 def test_restock_may_have_no_buyer_but_an_order_must() -> None:
