@@ -6,7 +6,6 @@ Figures are rates on this machine and broker; the ratio is what to compare acros
 from __future__ import annotations
 
 import asyncio
-import itertools
 import tempfile
 import time
 import uuid
@@ -20,20 +19,22 @@ from rich.console import Console
 from rich.table import Table
 
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
-from flashsale.events import OrderEvent, encode_event
 from flashsale.kafka import ensure_run_topics, ensure_topics
-from flashsale.scenario import CurveSpec, Scenario
+from flashsale.scenario import CurveSpec, ScaleSpec, Scenario
 from flashsale.settings import Settings
-from producers.emitter import OrderEmitter
+from producers.emitter import OrderEmitter, open_sink, produce_scenario
 from producers.generator import Generator
 
 __all__ = ["run_bench"]
 
 console = Console(highlight=False)
 
-# A constant, fast curve: the benchmark measures throughput, not pacing.
+# A constant, fast curve with lifecycle events: the benchmark measures throughput, not pacing.
 BENCH_SCENARIO = Scenario(
-    name="bench", seed=7, curve=CurveSpec(shape="constant", peak_rate=1e9, compression=1.0)
+    name="bench",
+    seed=7,
+    curve=CurveSpec(shape="constant", horizon_s=3600.0),
+    scale=ScaleSpec(peak_per_s=1_000_000.0, sample_ratio=1.0, compression=1.0),
 )
 
 
@@ -49,29 +50,69 @@ def _stage(ours: float, ceiling: float, what: str) -> dict[str, Any]:
     }
 
 
-def _orders(n: int) -> list[OrderEvent]:
-    events = itertools.chain.from_iterable(
-        evs for _, evs in Generator(BENCH_SCENARIO).schedule(max_orders=n, duration_s=1e9)
-    )
-    return list(itertools.islice(events, n))
+def _payloads(n: int) -> list[tuple[bytes, bytes]]:
+    """The first n events of the bench scenario, encoded: what the bare loops send."""
+    out: list[tuple[bytes, bytes]] = []
+    for block in Generator(BENCH_SCENARIO).blocks(max_events=n, block_s=0.1):
+        out.extend(zip(block.keys, block.values(1), strict=True))
+    return out
 
 
-def bench_generate(n: int) -> dict[str, Any]:
-    """Generator + encoding per order, beside encoding one prebuilt dict n times."""
+def _generate(n: int) -> float:
+    """Our generator to keys and JSON values ready to send, events per second."""
     started = time.perf_counter()
     count = 0
-    for _, evs in Generator(BENCH_SCENARIO).schedule(max_orders=n, duration_s=1e9):
-        for ev in evs:
-            encode_event(ev, emit_ns=1)
-            count += 1
-    ours = count / (time.perf_counter() - started)
-    doc = orjson.loads(encode_event(_orders(1)[0]))
-    dumps = orjson.dumps
+    for block in Generator(BENCH_SCENARIO).blocks(max_events=n, block_s=0.1):
+        keys, values = block.keys, block.values(time.time_ns())
+        count += min(len(keys), len(values))
+    return count / (time.perf_counter() - started)
+
+
+def _bare_confluent(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    """A bare librdkafka produce loop on prebuilt payloads (same linger, acks=all)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "enable.idempotence": False,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    produce = producer.produce
+    poll = producer.poll
     started = time.perf_counter()
-    for _ in range(n):
-        dumps(doc)
-    ceiling = n / (time.perf_counter() - started)
-    return _stage(ours, ceiling, "orjson.dumps of one prebuilt order dict in a loop")
+    for i, (key, value) in enumerate(payloads):
+        while True:
+            try:
+                produce(topic, value, key)
+                break
+            except BufferError:
+                poll(0.001)
+        if i % 10_000 == 0:
+            poll(0)
+    producer.flush()
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def bench_generate(bootstrap: str, settings: Settings, n: int) -> dict[str, Any]:
+    """Generation to JSON bytes beside the bare librdkafka produce ceiling, in one run."""
+    topic = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions))
+    payloads = _payloads(n)
+    _bare_confluent(bootstrap, topic, payloads[:10_000])  # warm-up
+    ours = ceiling = 0.0
+    for _ in range(PRODUCE_ROUNDS):
+        ceiling = max(ceiling, _bare_confluent(bootstrap, topic, payloads))
+        ours = max(ours, _generate(n))
+    return _stage(
+        ours,
+        ceiling,
+        f"bare confluent-kafka (librdkafka) produce loop, prebuilt payloads (best of "
+        f"{PRODUCE_ROUNDS})",
+    )
 
 
 async def _bare_produce(
@@ -96,24 +137,25 @@ async def _bare_produce(
         await producer.stop()
 
 
-async def _our_produce(settings: Settings, events: list[OrderEvent]) -> float:
-    emitter = OrderEmitter(settings)
-    await emitter.start()
+async def _our_produce(settings: Settings, client: str, n: int) -> float:
+    """`flashsale produce --client CLIENT` unpaced: generate, encode, send, all acknowledged."""
+    sink = open_sink("kafka", client, settings)
+    await sink.start()
     try:
         started = time.perf_counter()
-        await emitter.send(events)
-        await emitter.flush()
+        await produce_scenario(
+            sink, Generator(BENCH_SCENARIO), None, n, restocks=False, paced=False
+        )
         elapsed = time.perf_counter() - started
-        assert emitter.stats.errors == 0, emitter.stats.last_error
-        return emitter.stats.acked / elapsed
+        assert sink.stats.errors == 0, sink.stats.last_error
+        return sink.stats.acked / elapsed
     finally:
-        await emitter.stop()
+        await sink.stop()
 
 
 async def bench_produce(settings: Settings, bootstrap: str, n: int) -> dict[str, Any]:
-    """OrderEmitter (stamping, encoding, bounded in-flight) beside a bare aiokafka send loop."""
-    events = _orders(n)
-    payloads = [(e.sku.encode(), encode_event(e, emit_ns=1)) for e in events]
+    """Our aiokafka path (generation included) beside a bare aiokafka send loop."""
+    payloads = _payloads(n)
     tag = uuid.uuid4().hex[:6]
     ours_topic, bare_topic = f"bench-ours-{tag}", f"bench-bare-{tag}"
     await ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions)
@@ -125,11 +167,31 @@ async def bench_produce(settings: Settings, bootstrap: str, n: int) -> dict[str,
     bare = ours = 0.0
     for _ in range(PRODUCE_ROUNDS):
         bare = max(bare, await _bare_produce(bootstrap, bare_topic, payloads, settings))
-        ours = max(ours, await _our_produce(ours_settings, events))
+        ours = max(ours, await _our_produce(ours_settings, "aiokafka", n))
     return _stage(
         ours,
         bare,
         f"bare aiokafka producer loop: prebuilt payloads, same linger (best of {PRODUCE_ROUNDS})",
+    )
+
+
+def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[str, Any]:
+    """Our librdkafka path (generation included) beside a bare librdkafka loop."""
+    payloads = _payloads(n)
+    tag = uuid.uuid4().hex[:6]
+    ours_topic, bare_topic = f"bench-cours-{tag}", f"bench-cbare-{tag}"
+    asyncio.run(ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions))
+    ours_settings = settings.model_copy(update={"topic_orders": ours_topic})
+    _bare_confluent(bootstrap, bare_topic, payloads[:10_000])
+    bare = ours = 0.0
+    for _ in range(PRODUCE_ROUNDS):
+        bare = max(bare, _bare_confluent(bootstrap, bare_topic, payloads))
+        ours = max(ours, asyncio.run(_our_produce(ours_settings, "confluent", n)))
+    return _stage(
+        ours,
+        bare,
+        f"bare confluent-kafka (librdkafka) produce loop, prebuilt realistic payloads (best of "
+        f"{PRODUCE_ROUNDS})",
     )
 
 
@@ -166,16 +228,12 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
         }
     )
     asyncio.run(ensure_run_topics(run, bootstrap))
-    events = _orders(n)
-    gen = Generator(BENCH_SCENARIO)
 
     async def preload() -> int:
         emitter = OrderEmitter(run)
         await emitter.start()
         try:
-            await emitter.send(gen.restocks())
-            await emitter.send(events)
-            await emitter.flush()
+            await produce_scenario(emitter, Generator(BENCH_SCENARIO), None, n, paced=False)
             return emitter.stats.acked
         finally:
             await emitter.stop()
@@ -196,18 +254,19 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
 
 def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
     """Run every stage, print the table, write the JSON; 0 on success."""
-    n_produce = 30_000 if quick else 100_000
+    n_produce = 100_000 if quick else 400_000
+    n_aiokafka = 30_000 if quick else 100_000
     n_process = 10_000 if quick else 60_000
     results: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+
+    def on(b: str) -> Settings:
+        return settings.model_copy(update={"bootstrap_servers": b})
+
     steps: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
-        ("generate", lambda _b: bench_generate(n_produce)),
-        (
-            "produce_aiokafka",
-            lambda b: asyncio.run(
-                bench_produce(settings.model_copy(update={"bootstrap_servers": b}), b, n_produce)
-            ),
-        ),
+        ("generate", lambda b: bench_generate(b, settings, n_produce)),
+        ("produce_confluent", lambda b: bench_produce_confluent(on(b), b, n_produce)),
+        ("produce_aiokafka", lambda b: asyncio.run(bench_produce(on(b), b, n_aiokafka))),
         ("process_per_order", lambda b: bench_process(settings, b, n_process, workdir)),
     ]
     with bootstrap_for(settings, announce=False) as bootstrap:

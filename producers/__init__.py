@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from producers.catalog import Catalog, Sku
-from producers.curves import rate_at
+from producers.curves import Curve
 from producers.generator import Generator
 
-__all__ = ["Catalog", "Generator", "Sku", "rate_at"]
+__all__ = ["Catalog", "Curve", "Generator", "Sku"]

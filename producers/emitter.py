@@ -1,8 +1,9 @@
-"""The Kafka emitter: paces generator output onto topic `orders`, queued and batched.
+"""Where generated events go: Kafka through aiokafka or librdkafka, or a JSON-lines file.
 
-`send()` returns as soon as an order is queued in the client's batch; acknowledgements are
-counted in callbacks, and in-flight orders are bounded so memory stays flat when the broker
-is slower than the schedule.
+Every sink takes ready-made keys and values in batches (one generator block at a time),
+queues them without awaiting each message, bounds what is in flight, and counts what the
+broker acknowledged. `produce_scenario` paces the generator's blocks on the wall clock (or
+runs as fast as it can for files), and says so whenever it falls behind the schedule.
 """
 
 from __future__ import annotations
@@ -10,18 +11,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from flashsale.events import OrderEvent, encode_event
 from flashsale.settings import Settings
-from producers.generator import Generator
+from producers.generator import GRID_S, Generator
 from producers.metrics import ProducerMetrics
 
-__all__ = ["OrderEmitter", "ProduceStats", "produce_scenario"]
+__all__ = [
+    "ConfluentSink",
+    "JsonlSink",
+    "OrderEmitter",
+    "ProduceStats",
+    "Sink",
+    "produce_scenario",
+]
+
+Headers = list[tuple[str, bytes]]
+#: Behind schedule by more than this many seconds: the run says so.
+BEHIND_WARN_S = 1.0
+#: ... and repeats it at most this often.
+BEHIND_WARN_EVERY_S = 10.0
 
 
 @dataclass(slots=True)
@@ -36,6 +52,11 @@ class ProduceStats:
     started_ns: int = 0
     finished_ns: int = 0
     last_error: str = ""
+    scenario_s: float = 0.0
+    """Scenario seconds emitted so far."""
+    behind_s: float = 0.0
+    """How far the last block left after its scheduled time (0 when on time)."""
+    max_behind_s: float = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -49,8 +70,86 @@ class ProduceStats:
         return max((end - self.started_ns) / 1e9, 1e-9) if self.started_ns else 0.0
 
 
-class OrderEmitter:
-    """An aiokafka producer for order events with bounded in-flight sends."""
+class Sink(Protocol):
+    """What `produce_scenario` writes to."""
+
+    stats: ProduceStats
+    metrics: ProducerMetrics | None
+    #: True: values carry the wall-clock send time; False: the scenario clock (files).
+    wall_clock: bool
+
+    async def start(self) -> None: ...
+
+    async def send(self, events: Iterable[OrderEvent], headers: Headers | None = None) -> None: ...
+
+    async def send_raw(
+        self, keys: Sequence[bytes], values: Sequence[bytes], headers: Headers | None = None
+    ) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Counting:
+    """Shared bookkeeping of the sinks."""
+
+    stats: ProduceStats
+    metrics: ProducerMetrics | None
+
+    def _count_sent(self, n: int, restocks: int = 0) -> None:
+        st = self.stats
+        if not st.started_ns:
+            st.started_ns = time.time_ns()
+        st.sent += n
+        st.orders_sent += n - restocks
+        st.restocks_sent += restocks
+        if self.metrics and n:
+            self.metrics.sent.inc(n)
+
+    def _count_settled(self, acked: int, errors: int, last_error: str = "") -> None:
+        st = self.stats
+        st.acked += acked
+        st.errors += errors
+        if last_error:
+            st.last_error = last_error
+        m = self.metrics
+        if m:
+            if acked:
+                m.acked.inc(acked)
+            if errors:
+                m.errors.inc(errors)
+            m.in_flight.set(st.in_flight)
+
+    async def send(self, events: Iterable[OrderEvent], headers: Headers | None = None) -> None:
+        """Encode and send events one by one (restocks and tests; the stream uses blocks)."""
+        evs = list(events)
+        now = time.time_ns() if getattr(self, "wall_clock", True) else 0
+        keys = [e.sku.encode() for e in evs]
+        values = [encode_event(e, emit_ns=now if now else e.emit_ns) for e in evs]
+        restocks = sum(1 for e in evs if e.type == "restock")
+        await self._send(keys, values, headers, restocks)
+
+    async def send_raw(
+        self, keys: Sequence[bytes], values: Sequence[bytes], headers: Headers | None = None
+    ) -> None:
+        """Queue encoded events (keys are SKUs)."""
+        await self._send(keys, values, headers, 0)
+
+    async def _send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None,
+        restocks: int,
+    ) -> None:
+        raise NotImplementedError
+
+
+class OrderEmitter(_Counting):
+    """aiokafka producer with bounded in-flight sends (the default client)."""
+
+    wall_clock = True
 
     def __init__(self, settings: Settings, metrics: ProducerMetrics | None = None) -> None:
         self.settings = settings
@@ -74,7 +173,7 @@ class OrderEmitter:
     async def stop(self) -> None:
         """Flush what is queued and disconnect."""
         try:
-            await self._producer.flush()
+            await self.flush()
         finally:
             await self._producer.stop()
             self.stats.finished_ns = self.stats.finished_ns or time.time_ns()
@@ -82,63 +181,38 @@ class OrderEmitter:
     def _settle(self) -> None:
         """Count the acknowledged (or failed) sends at the head of the queue."""
         pending = self._pending
-        st = self.stats
         acked = errors = 0
+        last_error = ""
         # Futures complete in send order per partition; stopping at the first pending one
         # only delays counting, never loses it. No per-message callback is scheduled.
         while pending and pending[0].done():
             fut = pending.popleft()
             if fut.cancelled() or fut.exception() is not None:
                 errors += 1
-                st.last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
+                last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
             else:
                 acked += 1
-        st.acked += acked
-        st.errors += errors
-        m = self.metrics
-        if m:
-            if acked:
-                m.acked.inc(acked)
-            if errors:
-                m.errors.inc(errors)
-            m.in_flight.set(st.in_flight)
+        self._count_settled(acked, errors, last_error)
 
-    async def send(
-        self, events: Iterable[OrderEvent], headers: list[tuple[str, bytes]] | None = None
+    async def _send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None,
+        restocks: int,
     ) -> None:
-        """Queue events (stamped with the wall-clock emit time), waiting only when full."""
-        st = self.stats
-        if not st.started_ns:
-            st.started_ns = time.time_ns()
         send = self._producer.send
         topic = self.settings.topic_orders
         limit = self.settings.max_in_flight
         pending = self._pending
         append = pending.append
-        now_ns = time.time_ns
-        n_orders = 0
-        n = 0
-        for event in events:
+        self._count_sent(len(values), restocks)
+        for key, value in zip(keys, values, strict=True):
             if len(pending) >= limit:
                 # Bounded in flight: wait for the oldest send, not for each one.
                 await asyncio.wait([pending[0]])
                 self._settle()
-            append(
-                await send(
-                    topic,
-                    encode_event(event, emit_ns=now_ns()),
-                    key=event.sku.encode(),
-                    headers=headers,
-                )
-            )
-            n += 1
-            if event.type == "created":
-                n_orders += 1
-        st.sent += n
-        st.orders_sent += n_orders
-        st.restocks_sent += n - n_orders
-        if self.metrics:
-            self.metrics.sent.inc(n)
+            append(await send(topic, value, key=key, headers=headers))
         self._settle()
 
     async def flush(self) -> None:
@@ -150,37 +224,231 @@ class OrderEmitter:
         self.stats.finished_ns = time.time_ns()
 
 
-async def produce_scenario(
-    emitter: OrderEmitter,
-    generator: Generator,
-    duration_s: float | None,
-    max_orders: int | None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> ProduceStats:
-    """Restock the catalog, then emit the scenario's orders on schedule; flush at the end."""
-    # The restocks carry the run's identity, so `verify` can name the scenario and seed.
+class ConfluentSink(_Counting):
+    """librdkafka through confluent-kafka: the client for peak rates.
+
+    Acknowledgements are counted without a per-message callback: librdkafka reports only
+    failures (`delivery.report.only.error`), and acknowledged = sent - queued - failed.
+    """
+
+    wall_clock = True
+
+    def __init__(self, settings: Settings, metrics: ProducerMetrics | None = None) -> None:
+        from confluent_kafka import Producer
+
+        self.settings = settings
+        self.metrics = metrics
+        self.stats = ProduceStats()
+        self._failed = 0
+        self._last_error = ""
+        self._producer = Producer(
+            {
+                "bootstrap.servers": ",".join(settings.bootstrap_list()),
+                "client.id": "flashsale-producer",
+                # Java's and aiokafka's partitioner: a SKU lands on the same partition whichever
+                # client sent it (librdkafka's default, consistent_random, is CRC32).
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "linger.ms": settings.linger_ms,
+                "batch.size": settings.max_batch_bytes,
+                # Bounded: at most this many events (about 300 bytes each) wait in memory.
+                "queue.buffering.max.messages": max(settings.max_in_flight * 10, 10_000),
+                # Tansu answers idempotent producers with UnknownError; dedupe is downstream.
+                "enable.idempotence": False,
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_error,
+            }
+        )
+        self._counted_acked = 0
+
+    def _on_error(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed += 1
+            self._last_error = str(err)
+
+    async def start(self) -> None:
+        """librdkafka connects lazily; nothing to wait for."""
+
+    def _settle(self) -> None:
+        self._producer.poll(0)
+        st = self.stats
+        acked = st.sent - len(self._producer) - self._failed
+        new_errors = self._failed - st.errors
+        self._count_settled(acked - self._counted_acked, new_errors, self._last_error)
+        self._counted_acked = acked
+
+    async def _send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None,
+        restocks: int,
+    ) -> None:
+        produce = self._producer.produce
+        poll = self._producer.poll
+        topic = self.settings.topic_orders
+        self._count_sent(len(values), restocks)
+        for key, value in zip(keys, values, strict=True):
+            try:
+                if headers is None:
+                    produce(topic, value, key)
+                else:
+                    produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
+            except BufferError:
+                # The bounded local queue is full: wait for the broker, then go on.
+                while True:
+                    poll(0.005)
+                    await asyncio.sleep(0)
+                    try:
+                        produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
+                        break
+                    except BufferError:
+                        continue
+        self._settle()
+
+    async def flush(self) -> None:
+        """Wait until everything queued is acknowledged or failed."""
+        while len(self._producer):
+            await asyncio.to_thread(self._producer.flush, 0.1)
+        self._settle()
+        self.stats.finished_ns = time.time_ns()
+
+    async def stop(self) -> None:
+        """Flush; librdkafka's producer closes when it is collected."""
+        await self.flush()
+
+
+class JsonlSink(_Counting):
+    """One JSON object per line: `{"key": SKU, "value": {event}}`; driven by the scenario clock."""
+
+    wall_clock = False
+
+    def __init__(self, path: Path, metrics: ProducerMetrics | None = None) -> None:
+        self.path = path
+        self.metrics = metrics
+        self.stats = ProduceStats()
+        self._file: Any = None
+        self._key_literals: dict[bytes, bytes] = {}
+
+    async def start(self) -> None:
+        """Open (truncate) the file."""
+        self._file = self.path.open("wb")
+
+    async def _send(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None,
+        restocks: int,
+    ) -> None:
+        literals = self._key_literals
+        lines = []
+        for key, value in zip(keys, values, strict=True):
+            literal = literals.get(key)
+            if literal is None:
+                literal = literals[key] = orjson.dumps(key.decode())
+            lines.append(b'{"key":%b,"value":%b}\n' % (literal, value))
+        self._count_sent(len(values), restocks)
+        self._file.write(b"".join(lines))
+        self._count_settled(len(values), 0)
+
+    async def flush(self) -> None:
+        """Flush the file."""
+        if self._file is not None:
+            self._file.flush()
+        self.stats.finished_ns = time.time_ns()
+
+    async def stop(self) -> None:
+        """Close the file."""
+        if self._file is not None:
+            await self.flush()
+            self._file.close()
+            self._file = None
+
+
+async def send_restocks(sink: Sink, generator: Generator) -> None:
+    """The catalog's restocks, carrying the run's identity so `verify` can name it."""
     scenario = generator.scenario
     identity = [
         ("flashsale.scenario", scenario.name.encode()),
         ("flashsale.seed", str(scenario.seed).encode()),
     ]
-    await emitter.send(generator.restocks(), headers=identity)
-    await emitter.flush()
-    start = time.monotonic()
-    metrics = emitter.metrics
-    for offset_s, events in generator.schedule(duration_s=duration_s, max_orders=max_orders):
+    await sink.send(generator.restocks(), headers=identity)
+    await sink.flush()
+
+
+async def produce_scenario(
+    sink: Sink,
+    generator: Generator,
+    duration_s: float | None,
+    max_events: int | None,
+    should_stop: Callable[[], bool] = lambda: False,
+    *,
+    until: tuple[float, int, int, int, int] | None = None,
+    restocks: bool = True,
+    paced: bool | None = None,
+    start_at: float | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ProduceStats:
+    """Restock the catalog, then emit the scenario's events; flush at the end.
+
+    Paced (the default for Kafka sinks): each 10 ms block leaves at its scheduled wall time,
+    counted from `start_at` (a `time.monotonic()` value shared by split producers). Unpaced
+    (the default for files): as fast as the sink takes it, on the scenario clock.
+    """
+    if restocks:
+        await send_restocks(sink, generator)
+    paced = sink.wall_clock if paced is None else paced
+    st = sink.stats
+    metrics = sink.metrics
+    compression = generator.scenario.scale.compression
+    start = time.monotonic() if start_at is None else start_at
+    last_warned = -BEHIND_WARN_EVERY_S
+    blocks = generator.blocks(duration_s, max_events, GRID_S if paced else 0.1, until)
+    for block in blocks:
         if should_stop():
             break
-        delay = start + offset_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
+        if paced:
+            delay = start + block.start_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                behind = 0.0
+            else:
+                behind = -delay
+                await asyncio.sleep(0)  # still let acknowledgements and status run
+            st.behind_s = behind
+            st.max_behind_s = max(st.max_behind_s, behind)
             if metrics:
-                metrics.behind.set(-delay)
-            await asyncio.sleep(0)  # behind schedule: still let acks and status run
-        if events:
-            await emitter.send(events)
-    await emitter.flush()
+                metrics.behind.set(behind)
+            now = time.monotonic()
+            if behind > BEHIND_WARN_S and warn and now - last_warned >= BEHIND_WARN_EVERY_S:
+                last_warned = now
+                warn(
+                    f"producer is {behind:.1f} s behind schedule at scenario second "
+                    f"{block.start_s * compression:,.0f}: the client or broker cannot keep "
+                    "up with this rate"
+                )
+        if len(block):
+            emit_ns = time.time_ns() if sink.wall_clock else None
+            await sink.send_raw(block.keys, block.values(emit_ns))
+        st.scenario_s = block.end_s * compression
+    await sink.flush()
     if metrics:
         metrics.behind.set(0)
-    return emitter.stats
+    st.behind_s = 0.0
+    return st
+
+
+def open_sink(
+    spec: str, client: str, settings: Settings, metrics: ProducerMetrics | None = None
+) -> Sink:
+    """`kafka` (with `client` aiokafka or confluent) or `jsonl:PATH`."""
+    if spec.startswith("jsonl:"):
+        return JsonlSink(Path(spec.removeprefix("jsonl:")), metrics)
+    if spec != "kafka":
+        raise ValueError(f"unknown sink {spec!r}; use kafka or jsonl:PATH")
+    if client == "confluent":
+        return ConfluentSink(settings, metrics)
+    if client == "aiokafka":
+        return OrderEmitter(settings, metrics)
+    raise ValueError(f"unknown client {client!r}; use aiokafka or confluent")

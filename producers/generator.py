@@ -1,40 +1,167 @@
-"""Deterministic order stream: restocks, then orders paced slot by slot along the curve.
+"""The order stream: every event a pure function of (seed, sequence number), vectorised.
 
-All randomness comes from one `random.Random(scenario.seed)` drawn in a fixed order, so the
-same scenario yields a byte-identical stream in any process. Per original order the draws are:
-SKU, quantity, province, channel, payment, retry?, and (only for a retry) its delay.
+Order `s` (a basket) is created at the scenario time the curve gives its sequence number; its
+lines, buyer, quantities, later lifecycle (paid, cancelled, refunded), out-of-order delivery and
+client retries all come from counter-based random draws `u(seed, field, s, ...)` (a SplitMix64
+hash), never from a shared random state. So the stream does not depend on how it is cut into
+blocks or split across processes: `workers=N, worker=w` generates the orders `s % N == w`, and
+the N streams together are exactly the one-process stream.
+
+Emission order is total and deterministic: by emission time, then order, line, event type and
+copy (a client retry is copy 1). An event due later than the block being generated waits in a
+two-level calendar (fine 10 ms cells near the present, coarse 1 s buckets further on), so a
+paid event 20 s or a refund an hour after its order costs O(1) to hold.
+
+Values are encoded from per-SKU and per-buyer byte templates, one `bytes %` per event: the
+generator writes JSON several times faster than building a dict and calling orjson per event.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
-from bisect import bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
 
-from flashsale.events import OrderEvent
-from flashsale.scenario import CurveSpec, Scenario
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from flashsale.events import SCHEMA_VERSION, OrderEvent
+from flashsale.scenario import Scenario
 from producers.catalog import CHANNELS, PAYMENTS, PROVINCES, Catalog
-from producers.curves import expected_orders, scenario_start_ms
+from producers.curves import Curve, scenario_start_ms
 
-__all__ = ["Generator"]
+__all__ = ["BOT_CHANNEL", "EVENT_TYPES", "GRID_S", "Block", "Generator"]
+
+#: The scheduling grid in wall seconds: order `s` is placed inside its 10 ms cell, whatever
+#: block size a caller asks for, so block size never changes a byte of the stream.
+GRID_S: Final = 0.01
+#: Events are grouped into coarse buckets of this many grid cells while far in the future.
+_COARSE_CELLS: Final = 100
+#: Type codes in emission tie-break order.
+EVENT_TYPES: Final = ("created", "paid", "cancelled", "refunded")
+_CREATED, _PAID, _CANCELLED, _REFUNDED = range(4)
+BOT_CHANNEL: Final = "bot"
+_LINE_STRIDE: Final = 32  # lines per order in the draw index (basket_max_lines <= 20)
+_MAX_QUANTITY: Final = 6
 
 # Cumulative quantity distribution: ~70% buy one, 20% two, 7% three, 3% four to six.
-_Q1 = 0.70
-_Q2 = 0.90
-_Q3 = 0.97
-# Slot counts come from float division; tolerate rounding when duration is a multiple of slot.
-_EPS = 1e-9
+_QUANTITY_CUM: Final = np.array([0.70, 0.90, 0.97, 0.98, 0.99])
+
+_EVENT_DTYPE: Final = np.dtype(
+    [
+        ("e", "f8"),  # emission, wall seconds from the run's start
+        ("seq", "i8"),
+        ("line", "i2"),
+        ("typ", "i1"),
+        ("copy", "i1"),
+        ("sku", "i4"),
+        ("qty", "i4"),
+        ("buyer", "i4"),
+        ("ts", "i8"),  # event time, epoch ms
+    ]
+)
+
+_MASK64: Final = (1 << 64) - 1
+_GOLDEN: Final = np.uint64(0x9E3779B97F4A7C15)
+_M1: Final = np.uint64(0xBF58476D1CE4E5B9)
+_M2: Final = np.uint64(0x94D049BB133111EB)
+_TO_UNIT: Final = 2.0**-53
+
+
+def _mix_int(x: int) -> int:
+    """SplitMix64's finaliser on a Python int (for salts)."""
+    x &= _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+class _Draws:
+    """Uniform [0, 1) draws as a pure function of (seed, field, index)."""
+
+    def __init__(self, seed: int) -> None:
+        self._salts: dict[str, np.uint64] = {}
+        self._seed = seed
+
+    def salt(self, field: str) -> np.uint64:
+        salt = self._salts.get(field)
+        if salt is None:
+            h = _mix_int(self._seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019)
+            for ch in field.encode():
+                h = _mix_int(h ^ ch)
+            salt = self._salts[field] = np.uint64(h)
+        return salt
+
+    def u(self, field: str, index: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
+        x = index * _GOLDEN + self.salt(field)
+        x ^= x >> np.uint64(30)
+        x *= _M1
+        x ^= x >> np.uint64(27)
+        x *= _M2
+        x ^= x >> np.uint64(31)
+        return (x >> np.uint64(11)).astype(np.float64) * _TO_UNIT
+
+
+@dataclass(slots=True)
+class Block:
+    """Events due in wall interval [start_s, end_s), in emission order."""
+
+    start_s: float
+    end_s: float
+    rows: npt.NDArray[np.void]
+    generator: Generator
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The Kafka key (SKU) of each event."""
+        sku_keys = self.generator._sku_keys
+        return [sku_keys[i] for i in self.rows["sku"].tolist()]
+
+    def values(self, emit_ns: int | None = None) -> list[bytes]:
+        """Each event's JSON value. `emit_ns=None` stamps the scenario-clock emission time
+        (deterministic, for files); otherwise every event carries `emit_ns`."""
+        return self.generator._encode(self.rows, emit_ns)
+
+    def events(self, emit_ns: int | None = None) -> list[OrderEvent]:
+        """The same events as objects (slow; for tests and small tools)."""
+        return self.generator._objects(self.rows, emit_ns)
 
 
 class Generator:
-    """Generates a scenario's restocks and its paced, reproducible stream of orders."""
+    """A scenario's restocks and its reproducible, paced stream of order events."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, worker: int = 0, workers: int = 1) -> None:
+        if not 0 <= worker < workers:
+            raise ValueError(f"worker must be in 0..{workers - 1}, got {worker}")
         self.scenario: Scenario = scenario
-        self.catalog: Catalog = Catalog.build(scenario.catalog, scenario.seed)
-        self.start_ms: int = scenario_start_ms(scenario.curve)
+        self.worker = worker
+        self.workers = workers
+        self.catalog: Catalog = Catalog.for_scenario(scenario)
+        self.curve = Curve(scenario)
+        self.start_ms: int = scenario_start_ms(scenario)
+        self._draws = _Draws(scenario.seed)
+        skus = self.catalog.skus
+        self._sku_keys: list[bytes] = [s.sku.encode() for s in skus]
+        self._flash = np.array(self.catalog.flash_indices, dtype=np.int64)
+        ordinary_cum = np.array(self.catalog.cum_weights, dtype=np.float64)
+        self._ordinary_cum = ordinary_cum if ordinary_cum[-1] > 0 else None
+        self._prov_cum = _cum(PROVINCES)
+        self._chan_cum = _cum(CHANNELS)
+        self._pay_cum = _cum(PAYMENTS)
+        self._provinces = [name for name, _ in PROVINCES]
+        self._channels = [name for name, _ in CHANNELS] + [BOT_CHANNEL]
+        self._payments = [name for name, _ in PAYMENTS]
+        self._n_chan = len(self._channels)
+        self._n_pay = len(self._payments)
+        self._max_lines = scenario.mix.basket_max_lines
+        self._templates()
+
+    # -- restocks -------------------------------------------------------------------------
 
     def restocks(self) -> list[OrderEvent]:
         """One restock per SKU, in catalog order, loading its initial stock at 00:00."""
@@ -57,152 +184,412 @@ class Generator:
             for s in self.catalog.skus
         ]
 
-    def schedule(
+    # -- the stream -----------------------------------------------------------------------
+
+    def blocks(
         self,
         duration_s: float | None = None,
-        max_orders: int | None = None,
-        slot_s: float = 0.01,
-    ) -> Iterator[tuple[float, list[OrderEvent]]]:
-        """Yield `(wall_offset_s, events)` per wall slot, from the slot's start, until a limit.
+        max_events: int | None = None,
+        block_s: float = GRID_S,
+        until: tuple[float, int, int, int, int] | None = None,
+    ) -> Iterator[Block]:
+        """Blocks of `block_s` wall seconds (a multiple of 10 ms), in emission order.
 
-        Stops after `duration_s` wall seconds or `max_orders` original orders, whichever
-        comes first. Retries repeat an earlier event object unchanged; those still pending
-        when generation stops are appended to the final slot.
+        Stops at `duration_s` wall seconds (default: the scenario's horizon), after
+        `max_events` events of this generator, or after the event whose sort key is `until`
+        (see `cutoff`), whichever comes first. Events due after the end are not emitted.
         """
-        if duration_s is None and max_orders is None:
-            raise ValueError("give duration_s or max_orders (or both)")
-        if not slot_s > 0:
-            raise ValueError(f"slot_s must be positive, got {slot_s}")
+        if block_s < GRID_S or abs(block_s / GRID_S - round(block_s / GRID_S)) > 1e-9:
+            raise ValueError(f"block_s must be a positive multiple of {GRID_S}, got {block_s}")
         if duration_s is not None and duration_s < 0:
             raise ValueError(f"duration_s must not be negative, got {duration_s}")
-        if max_orders is not None and max_orders < 0:
-            raise ValueError(f"max_orders must not be negative, got {max_orders}")
-        curve = self.scenario.curve
-        if duration_s is None and max_orders is not None:
-            reachable = _total_orders(curve)
-            # The cumulative count only approaches the total, so reaching it exactly never happens.
-            if max_orders >= reachable:
-                raise ValueError(
-                    f"the curve yields fewer than {reachable:.0f} orders in all, "
-                    f"never max_orders={max_orders}; give duration_s"
+        if max_events is not None and max_events < 0:
+            raise ValueError(f"max_events must not be negative, got {max_events}")
+        horizon = self._horizon()
+        end = horizon if duration_s is None else min(duration_s, horizon)
+        return self._blocks(end, max_events, round(block_s / GRID_S), until)
+
+    def cutoff(
+        self, n_events: int, duration_s: float | None = None
+    ) -> tuple[float, int, int, int, int] | None:
+        """Sort key of the stream's `n_events`-th event over all workers (None: fewer exist).
+
+        Every worker of a split run stops at this key, so together they emit exactly the
+        first `n_events` events of the one-process stream.
+        """
+        whole = Generator(self.scenario) if self.workers > 1 else self
+        seen = 0
+        end = self._horizon() if duration_s is None else min(duration_s, self._horizon())
+        for block in whole._blocks(end, None, 100, None):
+            if seen + len(block) >= n_events:
+                row = block.rows[n_events - seen - 1]
+                return (
+                    float(row["e"]),
+                    int(row["seq"]),
+                    int(row["line"]),
+                    int(row["typ"]),
+                    int(row["copy"]),
                 )
-        return self._schedule(duration_s, max_orders, slot_s)
+            seen += len(block)
+        return None
 
-    def _schedule(
-        self, duration_s: float | None, max_orders: int | None, slot_s: float
-    ) -> Iterator[tuple[float, list[OrderEvent]]]:
-        """The generator body, kept apart so `schedule` validates its arguments eagerly."""
-        scenario = self.scenario
-        curve = scenario.curve
-        mix = scenario.mix
-        rng = random.Random(scenario.seed)
-        rand = rng.random
+    def _horizon(self) -> float:
+        return self.scenario.curve.horizon_s / self.scenario.scale.compression
 
-        # Per-SKU fields pre-packed so the hot loop does one index instead of five getattrs.
-        rows = [
-            (s.sku, s.merchant, s.country, s.category, s.unit_price_cents)
-            for s in self.catalog.skus
+    def _blocks(
+        self,
+        end_s: float,
+        max_events: int | None,
+        cells_per_block: int,
+        until: tuple[float, int, int, int, int] | None,
+    ) -> Iterator[Block]:
+        fine: dict[int, list[npt.NDArray[np.void]]] = {}
+        coarse: dict[int, list[npt.NDArray[np.void]]] = {}
+        emitted = 0
+        n_cells = math.ceil(end_s / GRID_S - 1e-9)
+        cell = 0
+        while cell < n_cells:
+            last = min(cell + cells_per_block, n_cells)
+            start_s = cell * GRID_S
+            block_end = min(last * GRID_S, end_s)
+            # Open the coarse buckets the block reaches (and the next one), cell by cell.
+            for bucket in range(cell // _COARSE_CELLS, last // _COARSE_CELLS + 2):
+                chunks = coarse.pop(bucket, None)
+                if chunks is not None:
+                    _file_fine(fine, np.concatenate(chunks), cell)
+            born = self._orders(cell, last)
+            parts = [fine.pop(c) for c in range(cell, last) if c in fine]
+            pending = [p for chunk in parts for p in chunk]
+            if len(born):
+                # Due means "in a cell of this block": one integer rule, whatever the block size.
+                born_cells = _cells(born)
+                due_now = born_cells < last
+                pending.append(born[due_now])
+                if not due_now.all():
+                    self._file(fine, coarse, born[~due_now], born_cells[~due_now], last)
+            rows = np.concatenate(pending) if pending else np.empty(0, _EVENT_DTYPE)
+            if len(rows):
+                rows = rows[
+                    np.lexsort((rows["copy"], rows["typ"], rows["line"], rows["seq"], rows["e"]))
+                ]
+                rows = rows[rows["e"] < end_s]
+            if until is not None and len(rows):
+                keys = (rows["e"], rows["seq"], rows["line"], rows["typ"], rows["copy"])
+                stop = _first_after(keys, until)
+                if stop < len(rows):
+                    rows = rows[:stop]
+                    yield Block(start_s, block_end, rows, self)
+                    return
+            if max_events is not None and emitted + len(rows) >= max_events:
+                yield Block(start_s, block_end, rows[: max_events - emitted], self)
+                return
+            emitted += len(rows)
+            yield Block(start_s, block_end, rows, self)
+            cell = last
+
+    def _file(
+        self,
+        fine: dict[int, list[npt.NDArray[np.void]]],
+        coarse: dict[int, list[npt.NDArray[np.void]]],
+        rows: npt.NDArray[np.void],
+        cells: npt.NDArray[np.int64],
+        now_cell: int,
+    ) -> None:
+        """Hold events due after this block: near ones per cell, far ones per coarse bucket."""
+        near_limit = (now_cell // _COARSE_CELLS + 2) * _COARSE_CELLS
+        near = cells < near_limit
+        if near.any():
+            _file_fine(fine, rows[near], now_cell, cells[near])
+        far = ~near
+        if far.any():
+            far_rows = rows[far]
+            buckets = cells[far] // _COARSE_CELLS
+            order = np.argsort(buckets, kind="stable")
+            buckets = buckets[order]
+            far_rows = far_rows[order]
+            cuts = np.flatnonzero(np.diff(buckets)) + 1
+            for part, b in zip(
+                np.split(far_rows, cuts), buckets[np.r_[0, cuts]].tolist(), strict=True
+            ):
+                coarse.setdefault(b, []).append(part)
+
+    def _orders(self, first_cell: int, last_cell: int) -> npt.NDArray[np.void]:
+        """Every event of the orders created in cells [first_cell, last_cell) of this worker."""
+        curve = self.curve
+        bounds = [
+            math.floor(curve.emitted_by(c * GRID_S)) for c in range(first_cell, last_cell + 1)
         ]
-        sku_cum = self.catalog.cum_weights
-        sku_total = sku_cum[-1]
-        sku_hi = len(sku_cum) - 1
-        prov_names, prov_cum, prov_total = _table(PROVINCES)
-        prov_hi = len(prov_cum) - 1
-        chan_names, chan_cum, chan_total = _table(CHANNELS)
-        chan_hi = len(chan_cum) - 1
-        pay_names, pay_cum, pay_total = _table(PAYMENTS)
-        pay_hi = len(pay_cum) - 1
+        counts: npt.NDArray[np.int64] = np.diff(np.array(bounds, dtype=np.int64)).astype(np.int64)
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0, _EVENT_DTYPE)
+        seq = np.arange(bounds[0], bounds[-1], dtype=np.int64)
+        # Place each order inside its cell: (i + 0.5) / n of the way through.
+        cell_of = np.repeat(np.arange(first_cell, last_cell, dtype=np.int64), counts)
+        first_of_cell = np.repeat(np.array(bounds[:-1], dtype=np.int64), counts)
+        n_of_cell = np.repeat(counts, counts).astype(np.float64)
+        wall = (cell_of + ((seq - first_of_cell) + 0.5) / n_of_cell) * GRID_S
+        if self.workers > 1:
+            mine = seq % self.workers == self.worker
+            seq = seq[mine]
+            wall = wall[mine]
+            if not len(seq):
+                return np.empty(0, _EVENT_DTYPE)
+        return self._expand(seq, wall)
 
-        dup_rate = mix.duplicate_rate
-        dup_delay = mix.duplicate_max_delay
-        seed = scenario.seed
-        start_ms = self.start_ms
-        ms_per_wall_s = curve.compression * 1000.0
-        event = OrderEvent
-        bisect = bisect_right
-        floor = math.floor
+    def _expand(
+        self, seq: npt.NDArray[np.int64], wall: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.void]:
+        """Orders -> lines -> lifecycle events -> out-of-order delivery and retries."""
+        sc = self.scenario
+        mix = sc.mix
+        compression = sc.scale.compression
+        d = self._draws
+        s64 = seq.astype(np.uint64)
 
-        n_slots = None if duration_s is None else math.ceil(duration_s / slot_s - _EPS)
-        # Retries keyed by the sequence number of the original order they follow.
-        pending: dict[int, list[OrderEvent]] = {}
-        pop_pending = pending.pop
-        seq = 0
-        for k in itertools.count():
-            if n_slots is not None and k >= n_slots:
-                return
-            wall_start = k * slot_s
-            final = n_slots is not None and k == n_slots - 1
-            wall_end = duration_s if final and duration_s is not None else (k + 1) * slot_s
-            # From the exact cumulative count, not a running float sum: no drift over hours.
-            n = floor(expected_orders(curve, wall_end)) - seq
-            if max_orders is not None and seq + n >= max_orders:
-                n = max_orders - seq
-                final = True
-            events: list[OrderEvent] = []
-            append = events.append
-            if n > 0:
-                step = (wall_end - wall_start) / n
-                for j in range(n):
-                    sku, merchant, country, category, price = rows[
-                        bisect(sku_cum, rand() * sku_total, 0, sku_hi)
-                    ]
-                    u = rand()
-                    if u < _Q1:
-                        quantity = 1
-                    elif u < _Q2:
-                        quantity = 2
-                    elif u < _Q3:
-                        quantity = 3
-                    else:
-                        quantity = min(6, 4 + int((u - _Q3) * 100.0))
-                    ev = event(
-                        order_id=f"o{seed}-{seq:09d}",
-                        type="created",
-                        event_ts_ms=start_ms + int((wall_start + (j + 0.5) * step) * ms_per_wall_s),
-                        sku=sku,
-                        merchant=merchant,
-                        country=country,
-                        category=category,
-                        quantity=quantity,
-                        unit_price_cents=price,
-                        province=prov_names[bisect(prov_cum, rand() * prov_total, 0, prov_hi)],
-                        channel=chan_names[bisect(chan_cum, rand() * chan_total, 0, chan_hi)],
-                        payment=pay_names[bisect(pay_cum, rand() * pay_total, 0, pay_hi)],
-                        emit_ns=0,
-                    )
-                    append(ev)
-                    if rand() < dup_rate:
-                        due = seq + 1 + int(rand() * dup_delay)
-                        retries = pending.get(due)
-                        if retries is None:
-                            pending[due] = [ev]
-                        else:
-                            retries.append(ev)
-                    due_now = pop_pending(seq, None)
-                    if due_now is not None:
-                        events.extend(due_now)
-                    seq += 1
-            if final:
-                for due in sorted(pending):
-                    events.extend(pending[due])
-                pending.clear()
-                yield wall_start, events
-                return
-            yield wall_start, events
+        # Per order: bot?, basket size, buyer.
+        bot = d.u("bot", s64) < mix.bot_share if len(self._flash) else np.zeros(len(seq), bool)
+        lines = np.ones(len(seq), dtype=np.int64)
+        extra_mean = mix.basket_mean_lines - 1.0
+        if extra_mean > 0 and mix.basket_max_lines > 1:
+            p = extra_mean / (extra_mean + 1.0)  # geometric number of extra lines, mean m - 1
+            u = d.u("basket", s64)
+            extra = np.floor(np.log1p(-u) / math.log(p)).astype(np.int64)
+            lines = 1 + np.minimum(extra, mix.basket_max_lines - 1)
+        lines[bot] = 1
+        prov = np.searchsorted(self._prov_cum, d.u("province", s64), side="right")
+        chan = np.searchsorted(self._chan_cum, d.u("channel", s64), side="right")
+        chan[bot] = self._n_chan - 1
+        pay = np.searchsorted(self._pay_cum, d.u("payment", s64), side="right")
+        buyer = (prov * self._n_chan + chan) * self._n_pay + pay
+
+        # Per line.
+        n_lines = int(lines.sum())
+        order_of = np.repeat(np.arange(len(seq)), lines)
+        line = np.arange(n_lines) - np.repeat(np.cumsum(lines) - lines, lines)
+        lseq = seq[order_of]
+        lidx = lseq.astype(np.uint64) * np.uint64(_LINE_STRIDE) + line.astype(np.uint64)
+        lbot = bot[order_of]
+        hot = (d.u("hot", lidx) < sc.popularity.hot_share) | lbot
+        pick = d.u("pick", lidx)
+        sku = np.empty(n_lines, dtype=np.int64)
+        if len(self._flash):
+            flash_pick = self._flash[
+                np.minimum((pick * len(self._flash)).astype(np.int64), len(self._flash) - 1)
+            ]
+        else:
+            flash_pick = np.zeros(n_lines, dtype=np.int64)
+            hot[:] = False
+        if self._ordinary_cum is None:
+            hot[:] = True
+            ordinary_pick = flash_pick
+        else:
+            cum = self._ordinary_cum
+            ordinary_pick = np.minimum(
+                np.searchsorted(cum, pick * cum[-1], side="right"), len(cum) - 1
+            )
+        sku = np.where(hot, flash_pick, ordinary_pick)
+        qty = 1 + np.searchsorted(_QUANTITY_CUM, d.u("quantity", lidx), side="right")
+        qty[lbot] = 1
+        lbuyer = buyer[order_of]
+        created_t = wall[order_of] * compression  # scenario seconds
+
+        # Lifecycle: paid, or cancelled (failed payment at the timeout, or by the buyer).
+        fate = d.u("fate", lidx)
+        when = d.u("when", lidx)
+        failed = fate < mix.payment_failure_rate
+        cancelled = ~failed & (fate < mix.payment_failure_rate + mix.cancellation_rate)
+        paid = ~(failed | cancelled)
+        second_t = np.where(
+            failed,
+            created_t + mix.unpaid_timeout_s,
+            np.where(
+                cancelled,
+                created_t + when * mix.unpaid_timeout_s,
+                created_t - mix.pay_delay_mean_s * np.log1p(-when),
+            ),
+        )
+        second_typ = np.where(paid, _PAID, _CANCELLED)
+        refunded = paid & (d.u("refund", lidx) < mix.refund_rate)
+        third_t = second_t - mix.refund_delay_mean_s * np.log1p(-d.u("refund_when", lidx))
+
+        # One row per event (created; paid or cancelled; refunded), then delivery.
+        r_idx = np.flatnonzero(refunded)
+        idx = np.concatenate([np.arange(n_lines), np.arange(n_lines), r_idx])
+        typ = np.concatenate(
+            [np.full(n_lines, _CREATED), second_typ, np.full(len(r_idx), _REFUNDED)]
+        )
+        t = np.concatenate([created_t, second_t, third_t[r_idx]])
+        slot = np.concatenate(
+            [np.zeros(n_lines, np.int64), np.ones(n_lines, np.int64), np.full(len(r_idx), 2)]
+        )
+        eidx = lidx[idx] * np.uint64(4) + slot.astype(np.uint64)
+        late = d.u("late", eidx) < mix.out_of_order_share
+        delay = self._delays(d.u("late_by", eidx))
+        emit_t = t + np.where(late, delay, 0.0)
+        # A line's events leave in causal order: never paid before its order was delivered.
+        n2 = n_lines * 2
+        emit_t[n_lines:n2] = np.maximum(emit_t[n_lines:n2], emit_t[:n_lines] + 1e-6)
+        if len(r_idx):
+            emit_t[n2:] = np.maximum(emit_t[n2:], emit_t[n_lines + r_idx] + 1e-6)
+
+        rows = np.empty(len(idx), _EVENT_DTYPE)
+        rows["e"] = emit_t / compression
+        rows["seq"] = lseq[idx]
+        rows["line"] = line[idx]
+        rows["typ"] = typ
+        rows["copy"] = 0
+        rows["sku"] = sku[idx]
+        rows["qty"] = qty[idx]
+        rows["buyer"] = lbuyer[idx]
+        rows["ts"] = self.start_ms + np.floor(t * 1000.0).astype(np.int64)
+
+        retry = d.u("retry", eidx) < mix.duplicate_rate
+        if retry.any():
+            copies = rows[retry]
+            gap = (d.u("retry_by", eidx[retry]) * mix.duplicate_max_delay_s + 1e-6) / compression
+            copies["e"] = copies["e"] + gap
+            copies["copy"] = 1
+            rows = np.concatenate([rows, copies])
+        return rows
+
+    def _delays(self, u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        spec = self.scenario.mix.out_of_order_delay
+        if spec.distribution == "uniform":
+            return u * spec.max_s
+        return np.minimum(-spec.mean_s * np.log1p(-u), spec.max_s)
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _templates(self) -> None:
+        """Byte fragments per (SKU, type) and per buyer, JSON-escaped once."""
+        seed = self.scenario.seed
+        heads: list[bytes] = []
+        for s in self.catalog.skus:
+            fixed = (
+                f'"sku":{_js(s.sku)},"merchant":{_js(s.merchant)},"country":{_js(s.country)},'
+                f'"category":{_js(s.category)},"unit_price_cents":{s.unit_price_cents},'
+            )
+            heads.extend(
+                f'{{"v":{SCHEMA_VERSION},"type":"{kind}",{fixed}"order_id":"o{seed}-'.encode()
+                for kind in EVENT_TYPES
+            )
+        self._heads = heads
+        # Buyer, line and quantity together: one fragment from the order id's end to the
+        # event time, so encoding an event is a single `%` with five arguments.
+        self._mids = [
+            f'","province":{_js(p)},"channel":{_js(c)},"payment":{_js(y)},"line":{ln},'
+            f'"quantity":{q},"event_ts_ms":'.encode()
+            for p in self._provinces
+            for c in self._channels
+            for y in self._payments
+            for ln in range(self._max_lines)
+            for q in range(1, _MAX_QUANTITY + 1)
+        ]
+
+    def _encode(self, rows: npt.NDArray[np.void], emit_ns: int | None) -> list[bytes]:
+        heads = self._heads
+        mids = self._mids
+        head_idx = (rows["sku"].astype(np.int64) * 4 + rows["typ"]).tolist()
+        mid_idx = (
+            (rows["buyer"].astype(np.int64) * self._max_lines + rows["line"]) * _MAX_QUANTITY
+            + (rows["qty"] - 1)
+        ).tolist()
+        seqs = rows["seq"].tolist()
+        stamps = rows["ts"].tolist()
+        if emit_ns is not None:
+            tail = b',"emit_ns":%d}' % emit_ns
+            return [
+                b"%b%09d%b%d%b" % (heads[h], s, mids[m], ts, tail)
+                for h, s, m, ts in zip(head_idx, seqs, mid_idx, stamps, strict=True)
+            ]
+        emits = self._scenario_emit_ns(rows).tolist()
+        return [
+            b'%b%09d%b%d,"emit_ns":%d}' % (heads[h], s, mids[m], ts, em)
+            for h, s, m, ts, em in zip(head_idx, seqs, mid_idx, stamps, emits, strict=True)
+        ]
+
+    def _scenario_emit_ns(self, rows: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+        """Emission time on the scenario clock, epoch ns (deterministic)."""
+        scenario_ms = rows["e"] * self.scenario.scale.compression * 1000.0
+        return (self.start_ms + np.floor(scenario_ms).astype(np.int64)) * 1_000_000
+
+    def _objects(self, rows: npt.NDArray[np.void], emit_ns: int | None) -> list[OrderEvent]:
+        skus = self.catalog.skus
+        n_chan, n_pay = self._n_chan, self._n_pay
+        seed = self.scenario.seed
+        emits = self._scenario_emit_ns(rows).tolist() if emit_ns is None else [emit_ns] * len(rows)
+        out = []
+        for row, em in zip(rows.tolist(), emits, strict=True):
+            _, seq, line, typ, _, sku_i, qty, buyer, ts = row
+            s = skus[sku_i]
+            prov, rest = divmod(buyer, n_chan * n_pay)
+            chan, pay = divmod(rest, n_pay)
+            out.append(
+                OrderEvent(
+                    order_id=f"o{seed}-{seq:09d}",
+                    type=EVENT_TYPES[typ],
+                    event_ts_ms=ts,
+                    sku=s.sku,
+                    merchant=s.merchant,
+                    country=s.country,
+                    category=s.category,
+                    quantity=qty,
+                    unit_price_cents=s.unit_price_cents,
+                    province=self._provinces[prov],
+                    channel=self._channels[chan],
+                    payment=self._payments[pay],
+                    emit_ns=em,
+                    line=line,
+                )
+            )
+        return out
 
 
-def _table(pairs: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], list[float], float]:
-    """Names, cumulative weights and total of a weighted table, for bisect sampling."""
-    names = tuple(name for name, _ in pairs)
-    cum = list(itertools.accumulate(weight for _, weight in pairs))
-    return names, cum, cum[-1]
+def _cells(rows: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
+    """The grid cell each event is due in."""
+    return np.floor(rows["e"] / GRID_S).astype(np.int64)
 
 
-def _total_orders(curve: CurveSpec) -> float:
-    """Orders the curve yields over all time (infinite unless it decays to zero)."""
-    if curve.shape == "constant" or curve.floor_fraction > 0:
-        return math.inf
-    offset = curve.peak_offset_s
-    # Everything up to the peak, plus the full exponential tail peak * decay_s.
-    rise = expected_orders(curve, offset / curve.compression)
-    return rise + curve.peak_rate * curve.decay_s / curve.compression
+def _file_fine(
+    fine: dict[int, list[npt.NDArray[np.void]]],
+    rows: npt.NDArray[np.void],
+    min_cell: int,
+    cells: npt.NDArray[np.int64] | None = None,
+) -> None:
+    """Append `rows` to the per-cell lists of `fine` (never to a cell already emitted)."""
+    cells = np.maximum(_cells(rows) if cells is None else cells, min_cell)
+    order = np.argsort(cells, kind="stable")
+    cells = cells[order]
+    rows = rows[order]
+    cuts = np.flatnonzero(np.diff(cells)) + 1
+    for part, c in zip(np.split(rows, cuts), cells[np.r_[0, cuts]].tolist(), strict=True):
+        fine.setdefault(c, []).append(part)
+
+
+def _first_after(
+    keys: tuple[npt.NDArray[np.generic], ...], until: tuple[float, int, int, int, int]
+) -> int:
+    """Index of the first row (rows sorted by `keys`) whose key is greater than `until`."""
+    e = keys[0]
+    # Rows strictly before/after `until` in the first key, then compare the few ties exactly.
+    lo = int(np.searchsorted(e, until[0], side="left"))
+    hi = int(np.searchsorted(e, until[0], side="right"))
+    for i in range(lo, hi):
+        row = tuple(k[i].item() for k in keys)
+        if row > until:
+            return i
+    return hi
+
+
+def _cum(pairs: tuple[tuple[str, float], ...]) -> npt.NDArray[np.float64]:
+    """Normalised cumulative weights for `searchsorted` sampling (last entry exactly 1)."""
+    weights = np.array([w for _, w in pairs], dtype=np.float64)
+    cum = np.cumsum(weights) / weights.sum()
+    cum[-1] = 1.0
+    return cum[:-1]  # searchsorted(side="right") on the first n-1 bounds gives 0..n-1
+
+
+def _js(text: str) -> str:
+    """`text` as a JSON string literal."""
+    return orjson.dumps(text).decode()

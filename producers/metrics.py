@@ -37,7 +37,7 @@ class ProducerMetrics:
             registry=registry,
         )
         self.behind = Gauge(
-            "flashsale_producer_behind_seconds",
-            "How far the producer lags the scenario's schedule (0 when on time).",
+            "flashsale_producer_behind_schedule_seconds",
+            "How far the producer's last block left after its scheduled time (0 when on time).",
             registry=registry,
         )

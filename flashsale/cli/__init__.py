@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from flashsale.broker import BrokerError, TansuNotFound
-from flashsale.scenario import PRESETS, Scenario, get_scenario
+from flashsale.scenario import Scenario, ScenarioError, list_presets, load_scenario
 from flashsale.settings import Settings
 
 __all__ = ["app", "main"]
@@ -35,8 +35,12 @@ BootstrapOpt = Annotated[
         help="Use this Kafka (HOST:PORT[,...]) instead of starting the embedded broker.",
     ),
 ]
+DEFAULT_SCENARIO = "singles-day-2020"
 ScenarioOpt = Annotated[
-    str, typer.Option("--scenario", help="Scenario preset (see `flashsale scenarios`).")
+    str,
+    typer.Option(
+        "--scenario", help="A preset (see `flashsale scenarios`) or a scenario YAML file."
+    ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")]
 
@@ -55,11 +59,8 @@ def settings_for(bootstrap_servers: str | None, **overrides: object) -> Settings
 
 
 def pick_scenario(name: str, seed: int | None) -> Scenario:
-    """A preset by name with an optional seed, or a usage error."""
-    try:
-        return get_scenario(name).with_seed(seed)
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="'--scenario'") from None
+    """A preset or a YAML file, with an optional seed; `ScenarioError` names what is wrong."""
+    return load_scenario(name).with_seed(seed)
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -120,28 +121,56 @@ def worker(
 @app.command()
 def produce(
     bootstrap_servers: BootstrapOpt = None,
-    scenario: ScenarioOpt = "singles-day",
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Wall-clock seconds to produce.")
+        float | None,
+        typer.Option("--duration", help="Wall-clock seconds to produce [default: 60 for Kafka]."),
     ] = None,
     events: Annotated[
-        int | None, typer.Option("--events", help="Stop after this many orders.")
+        int | None,
+        typer.Option("--events", help="Stop after the scenario's first N events (any sink)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Split the stream across N producer processes.")
+    ] = 1,
+    sink: Annotated[
+        str,
+        typer.Option(
+            "--sink",
+            help="kafka, or jsonl:PATH to write one JSON object per line as fast as possible.",
+        ),
+    ] = "kafka",
+    client: Annotated[
+        str, typer.Option("--client", help="Kafka client: aiokafka, or confluent (librdkafka).")
+    ] = "aiokafka",
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="Port of the producer's /metrics; 0 = free.")
     ] = 0,
 ) -> None:
-    """Run the generator and producer only (default: 60 s of the scenario)."""
+    """Run the generator and producer only."""
     from flashsale.cli.run import run_produce
 
     _check_positive("--duration", duration)
     _check_positive("--events", events)
+    _check_positive("--workers", workers)
+    if client not in {"aiokafka", "confluent"}:
+        raise typer.BadParameter(
+            f"{client!r} is not aiokafka or confluent", param_hint="'--client'"
+        )
+    if sink != "kafka" and not (sink.startswith("jsonl:") and len(sink) > len("jsonl:")):
+        raise typer.BadParameter(f"{sink!r} is not kafka or jsonl:PATH", param_hint="'--sink'")
+    if sink.startswith("jsonl:"):
+        target = Path(sink.removeprefix("jsonl:"))
+        if not target.parent.is_dir():
+            raise typer.BadParameter(f"no folder {target.parent}", param_hint="'--sink'")
     chosen = pick_scenario(scenario, seed)
     settings = settings_for(bootstrap_servers)
-    if duration is None and events is None:
+    if duration is None and events is None and sink == "kafka":
         duration = 60.0
-    raise typer.Exit(run_produce(settings, chosen, duration, events, metrics_port))
+    raise typer.Exit(
+        run_produce(settings, chosen, duration, events, metrics_port, workers, sink, client)
+    )
 
 
 @app.command()
@@ -171,7 +200,7 @@ def verify(
 @app.command()
 def demo(
     bootstrap_servers: BootstrapOpt = None,
-    scenario: ScenarioOpt = "singles-day",
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
         float, typer.Option("--duration", help="Wall-clock seconds of the scenario to run.")
@@ -189,11 +218,51 @@ def demo(
     raise typer.Exit(run_demo(settings, chosen, duration, summary_json))
 
 
-@app.command()
-def scenarios() -> None:
+scenarios_app = typer.Typer(
+    help="List the scenario presets, or show one (and plot its curve).",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(scenarios_app, name="scenarios")
+
+
+@scenarios_app.callback()
+def scenarios(ctx: typer.Context) -> None:
     """List the scenario presets."""
-    for name, sc in sorted(PRESETS.items()):
-        print(f"{name:<14} seed={sc.seed:<4} {sc.description}")
+    if ctx.invoked_subcommand is None:
+        for sc in list_presets():
+            print(f"{sc.name:<18} seed={sc.seed:<4} {sc.description}")
+
+
+@scenarios_app.command("show")
+def scenarios_show(
+    name: Annotated[str, typer.Argument(help="A preset name or a scenario YAML file.")],
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write the traffic curve as a PNG here.")
+    ] = None,
+) -> None:
+    """Print a scenario as YAML with its key figures; optionally plot its curve."""
+    import yaml
+
+    from producers.curves import Curve
+
+    chosen = load_scenario(name)
+    print(yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    curve = Curve(chosen)
+    at, peak = curve.peak()
+    horizon = chosen.curve.horizon_s
+    print(
+        f"# peak {peak:,.0f} orders/s (real) at {at:,.1f} s; emitted at the peak "
+        f"{chosen.peak_wall_rate:,.0f} orders/s wall; {curve.total_emitted():,.0f} orders "
+        f"emitted over the {horizon:,.0f} s horizon "
+        f"({horizon / chosen.scale.compression:,.0f} s wall)"
+    )
+    if plot is not None:
+        from flashsale.plots import plot_curve
+
+        if not plot.parent.is_dir():
+            raise typer.BadParameter(f"no folder {plot.parent}", param_hint="'--plot'")
+        print(f"curve plotted: {plot_curve(chosen, plot)}")
 
 
 @app.command()
@@ -229,7 +298,7 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"flashsale: error: {message}{hint}", file=sys.stderr)
         sys.exit(int(getattr(exc, "exit_code", 2)))
-    except (TansuNotFound, BrokerError) as exc:
+    except (TansuNotFound, BrokerError, ScenarioError) as exc:
         print(f"flashsale: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except typer.Abort:

@@ -41,17 +41,41 @@ def _wait_gone(sid: int, timeout_s: float = 15.0) -> list[int]:
 
 
 def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
+    # The default preset with a lifecycle compressed into seconds: most lines are paid,
+    # cancelled or refunded within the run, so the rules on stock release are exercised.
+    fast_lifecycle = tmp_path / "fast-lifecycle.yaml"
+    fast_lifecycle.write_text(
+        "name: fast-lifecycle\n"
+        "curve: {shape: midnight-spike, peak_offset_s: 5, decay_s: 60, horizon_s: 3600}\n"
+        "scale: {peak_per_s: 583000, sample_ratio: 0.005}\n"
+        "catalog: {flash_share: 0.05}\n"
+        "mix: {pay_delay_mean_s: 1.5, unpaid_timeout_s: 4, payment_failure_rate: 0.05,\n"
+        "      cancellation_rate: 0.1, refund_rate: 0.05, refund_delay_mean_s: 2}\n"
+    )
     summary = tmp_path / "out.json"
     env = dict(os.environ)
     env.pop("FLASHSALE_BOOTSTRAP_SERVERS", None)
-    proc = _flashsale("demo", "--duration", "15", "--summary-json", str(summary), env=env)
+    proc = _flashsale(
+        "demo",
+        "--scenario",
+        str(fast_lifecycle),
+        "--duration",
+        "15",
+        "--summary-json",
+        str(summary),
+        env=env,
+    )
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     doc = orjson.loads(summary.read_bytes())
     assert doc["reconciled"] is True
     assert doc["orders_produced"] > 20_000
     assert doc["orders_processed"] == doc["orders_produced"]
+    assert doc["events_processed"] == doc["events_produced"]
     assert doc["gmv_cents_streamed"] == doc["gmv_cents_expected"] > 0
+    assert doc["orders_paid"] > 0.5 * doc["orders_accepted"]
+    assert doc["orders_cancelled"] > 1_000  # stock released and sold again
+    assert doc["orders_refunded"] > 0
     assert doc["sold_out_skus"] > 0  # flash-sale SKUs sell out during the run
     assert doc["duplicates_dropped"] > 0
     assert doc["oversold_skus"] == 0

@@ -12,18 +12,30 @@ from aiokafka import AIOKafkaProducer
 
 from flashsale.cli.processes import WorkerProcess, free_port
 from flashsale.kafka import ensure_run_topics, read_topic
-from flashsale.scenario import CurveSpec, Scenario
+from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
+from streams.state import OUTCOMES
 
 pytestmark = pytest.mark.integration
 
-SMALL = Scenario(
-    name="test-small",
-    seed=5,
-    curve=CurveSpec(shape="constant", peak_rate=2_500.0, compression=1.0),
+# 2,500 orders/s with short lifecycle delays, so a run of seconds pays, cancels and refunds.
+SMALL = Scenario.model_validate(
+    {
+        "name": "test-small",
+        "seed": 5,
+        "curve": {"shape": "constant", "horizon_s": 3600.0},
+        "scale": {"peak_per_s": 2_500.0, "sample_ratio": 1.0, "compression": 1.0},
+        "mix": {
+            "pay_delay_mean_s": 0.5,
+            "unpaid_timeout_s": 2.0,
+            "refund_rate": 0.05,
+            "refund_delay_mean_s": 0.5,
+            "bot_share": 0.02,
+        },
+    }
 )
 
 
@@ -47,11 +59,11 @@ def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[object]:
         worker.stop()
 
 
-async def _produce(settings: Settings, scenario: Scenario, orders: int) -> int:
+async def _produce(settings: Settings, scenario: Scenario, events: int) -> int:
     emitter = OrderEmitter(settings)
     await emitter.start()
     try:
-        stats = await produce_scenario(emitter, Generator(scenario), None, orders)
+        stats = await produce_scenario(emitter, Generator(scenario), None, events)
     finally:
         await emitter.stop()
     assert stats.errors == 0
@@ -83,7 +95,7 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     asyncio.run(_send_raw(run_settings, [(k, v) for k, v, _ in MALFORMED]))
     # A wrong type and a negative quantity in an otherwise valid order.
     good = orjson.loads(
-        b'{"v":1,"order_id":"bad-1","type":"created","event_ts_ms":1,"emit_ns":1,'
+        b'{"v":1,"order_id":"bad-1","line":0,"type":"created","event_ts_ms":1,"emit_ns":1,'
         b'"sku":"FR-WIN-0001","merchant":"m","country":"FR","category":"wine","quantity":1,'
         b'"unit_price_cents":100,"province":"Beijing","channel":"app","payment":"alipay"}'
     )
@@ -106,7 +118,8 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert result.differences == []
     assert result.summary["dlq_messages"] == 5
-    assert result.summary["orders_produced"] == produced + 5
+    # The producer counts every non-restock event it sends, lifecycle steps included.
+    assert result.summary["events_produced"] == produced + 5
     assert result.summary["orders_accepted"] > 0
     metrics = worker_metrics(worker)
     assert 'flashsale_dlq_messages_total{reason="not_json"} 1.0' in metrics
@@ -143,8 +156,8 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert result.differences == [], "\n".join(result.differences)
     assert result.summary["reconciled"] is True
-    assert result.summary["orders_produced"] == produced
-    assert result.summary["orders_processed"] == produced
+    assert result.summary["events_produced"] == produced
+    assert result.summary["events_processed"] == produced
     assert result.summary["oversold_skus"] == 0
 
 
@@ -160,12 +173,10 @@ def test_worker_metrics_count_what_it_processed(
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    outcomes = sum(
-        samples[f'flashsale_orders_processed_total{{outcome="{o}"}}']
-        for o in ("accepted", "rejected_oversell", "duplicate")
-    )
+    outcomes = sum(samples[f'flashsale_orders_processed_total{{outcome="{o}"}}'] for o in OUTCOMES)
     assert outcomes == produced
-    # Every order, duplicates included, has its end-to-end latency observed; restocks do not.
+    # Every event, duplicates included, has its end-to-end latency observed; restocks do not.
     assert samples["flashsale_e2e_latency_seconds_count"] == produced
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
+    assert samples["flashsale_refunded_cents_total"] == result.summary["refunded_cents"]

@@ -1,4 +1,4 @@
-"""The order stream: deterministic, paced along the curve, with client retries."""
+"""The order stream: a pure function of (seed, sequence number), whatever the split."""
 
 from __future__ import annotations
 
@@ -9,62 +9,103 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
-from flashsale.events import OrderEvent, decode_event, encode_event
-from flashsale.scenario import CurveSpec, OrderMix, Scenario, get_scenario
+from flashsale.events import decode_event, encode_event
+from flashsale.scenario import Scenario
 from producers import Generator
-from producers.curves import expected_orders
+from producers.curves import Curve
+from producers.generator import BOT_CHANNEL
 
 ROOT = Path(__file__).resolve().parents[2]
-SINGLES_DAY = get_scenario("singles-day")
 
 
-def _events(
-    gen: Generator, duration_s: float | None = None, max_orders: int | None = None
-) -> list[OrderEvent]:
-    return [e for _, evs in gen.schedule(duration_s, max_orders) for e in evs]
+def scenario(**changes: Any) -> Scenario:
+    """A small, fast scenario: 5,000 orders/s emitted, lifecycle on short delays."""
+    doc: dict[str, Any] = {
+        "name": "gen-test",
+        "seed": 5,
+        "curve": {"shape": "constant", "horizon_s": 3600.0},
+        "scale": {"peak_per_s": 5_000.0, "sample_ratio": 1.0, "compression": 1.0},
+        "catalog": {"sku_count": 300, "flash_share": 0.05},
+        "mix": {
+            "pay_delay_mean_s": 0.5,
+            "unpaid_timeout_s": 2.0,
+            "refund_delay_mean_s": 1.0,
+            "refund_rate": 0.05,
+            "duplicate_rate": 0.02,
+            "duplicate_max_delay_s": 0.5,
+            "out_of_order_share": 0.05,
+            "out_of_order_delay": {"distribution": "exponential", "mean_s": 0.2, "max_s": 1.0},
+            "bot_share": 0.05,
+        },
+    }
+    for path, value in changes.items():
+        node = doc
+        *parents, leaf = path.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return Scenario.model_validate(doc)
+
+
+BASE = scenario()
+
+
+def stream(
+    sc: Scenario,
+    duration_s: float | None = 4.0,
+    block_s: float = 0.01,
+    worker: int = 0,
+    workers: int = 1,
+    max_events: int | None = None,
+    until: Any = None,
+) -> list[bytes]:
+    gen = Generator(sc, worker=worker, workers=workers)
+    out: list[bytes] = []
+    for block in gen.blocks(duration_s, max_events, block_s, until):
+        out.extend(block.values())
+    return out
 
 
 @functools.cache
-def _first_orders(max_orders: int) -> tuple[OrderEvent, ...]:
-    """The singles-day stream up to `max_orders` originals, shared by read-only tests."""
-    return tuple(_events(Generator(SINGLES_DAY), max_orders=max_orders))
+def base_stream() -> tuple[bytes, ...]:
+    return tuple(stream(BASE))
 
 
-def _stream_digest(scenario: Scenario, max_orders: int) -> str:
-    gen = Generator(scenario)
-    digest = hashlib.sha256()
-    for _, evs in gen.schedule(max_orders=max_orders):
-        for e in evs:
-            digest.update(encode_event(e, emit_ns=0))
-    return digest.hexdigest()
+@functools.cache
+def base_docs() -> tuple[dict[str, Any], ...]:
+    return tuple(orjson.loads(v) for v in base_stream())
+
+
+def test_same_seed_same_bytes_and_another_seed_another_stream() -> None:
+    assert stream(BASE, 1.0) == stream(BASE, 1.0)
+    assert stream(BASE.with_seed(6), 1.0) != stream(BASE, 1.0)
 
 
 _DIGEST_SCRIPT = """
-import hashlib
-from flashsale.events import encode_event
-from flashsale.scenario import get_scenario
+import hashlib, sys
+from flashsale.scenario import Scenario
 from producers import Generator
-gen = Generator(get_scenario("singles-day"))
-stream = b"".join(
-    encode_event(e, emit_ns=0) for _, evs in gen.schedule(max_orders=20_000) for e in evs
-)
-print(hashlib.sha256(stream).hexdigest())
+sc = Scenario.model_validate_json(sys.stdin.read())
+h = hashlib.sha256()
+for block in Generator(sc).blocks(2.0):
+    for v in block.values():
+        h.update(v)
+print(h.hexdigest())
 """
 
 
-def test_same_seed_gives_byte_identical_stream() -> None:
-    assert _stream_digest(SINGLES_DAY, 20_000) == _stream_digest(SINGLES_DAY, 20_000)
-
-
-def test_same_seed_gives_byte_identical_stream_across_processes() -> None:
+def test_same_bytes_in_other_processes() -> None:
     digests = set()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(
             [sys.executable, "-c", _DIGEST_SCRIPT],
+            input=BASE.model_dump_json(),
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -73,156 +114,151 @@ def test_same_seed_gives_byte_identical_stream_across_processes() -> None:
             timeout=60,
         )
         digests.add(out.stdout.strip())
-    assert digests == {_stream_digest(SINGLES_DAY, 20_000)}
+    here = hashlib.sha256(b"".join(stream(BASE, 2.0))).hexdigest()
+    assert digests == {here}
 
 
-def test_another_seed_gives_another_stream() -> None:
-    assert _stream_digest(SINGLES_DAY.with_seed(12), 5_000) != _stream_digest(SINGLES_DAY, 5_000)
+def test_block_size_never_changes_the_stream() -> None:
+    assert stream(BASE, block_s=0.5) == list(base_stream())
+    assert stream(BASE, block_s=1.0) == list(base_stream())
 
 
-def test_schedule_needs_a_limit() -> None:
-    with pytest.raises(ValueError, match="duration_s or max_orders"):
-        Generator(SINGLES_DAY).schedule()
+@pytest.mark.parametrize("workers", [2, 3])
+def test_split_workers_emit_exactly_the_same_multiset(workers: int) -> None:
+    parts = [stream(BASE, worker=w, workers=workers) for w in range(workers)]
+    assert Counter(v for part in parts for v in part) == Counter(base_stream())
+    # Each worker's share keeps the one-process order.
+    whole = list(base_stream())
+    positions = {v: i for i, v in enumerate(whole)}
+    for part in parts:
+        assert [positions[v] for v in part] == sorted(positions[v] for v in part)
 
 
-def test_schedule_refuses_more_orders_than_a_vanishing_curve_ever_yields() -> None:
-    scenario = Scenario(name="t", curve=CurveSpec(floor_fraction=0.0, peak_rate=10.0))
-    with pytest.raises(ValueError, match="max_orders"):
-        Generator(scenario).schedule(max_orders=10_000_000)
+def test_max_events_is_a_prefix_and_cutoff_splits_it_exactly() -> None:
+    whole = list(base_stream())
+    n = 7_777
+    assert stream(BASE, max_events=n) == whole[:n]
+    until = Generator(BASE, worker=1, workers=3).cutoff(n, 4.0)
+    parts = [stream(BASE, worker=w, workers=3, until=until) for w in range(3)]
+    assert Counter(v for part in parts for v in part) == Counter(whole[:n])
 
 
-@pytest.mark.parametrize("seconds", [0.5, 2.6, 5.0, 8.0])
-def test_orders_in_the_first_seconds_match_expected_orders(seconds: float) -> None:
-    originals = {e.order_id for e in _events(Generator(SINGLES_DAY), duration_s=seconds)}
-    assert abs(len(originals) - expected_orders(SINGLES_DAY.curve, seconds)) <= 1
+def test_fast_encoding_decodes_to_the_reference_events() -> None:
+    gen = Generator(BASE)
+    block = next(b for b in gen.blocks(1.0, block_s=0.5) if len(b))
+    for value, event, key in zip(block.values(), block.events(), block.keys, strict=True):
+        decoded = decode_event(value)
+        assert decoded == event
+        assert orjson.loads(value) == orjson.loads(encode_event(event))
+        assert key == event.sku.encode()
+    stamped = block.values(123)
+    assert all(decode_event(v).emit_ns == 123 for v in stamped)
 
 
-def test_slots_are_in_order_and_cover_the_duration() -> None:
-    offsets = [w for w, _ in Generator(SINGLES_DAY).schedule(duration_s=1.0, slot_s=0.05)]
-    assert offsets == pytest.approx([i * 0.05 for i in range(20)])
+def settled_docs() -> list[dict[str, Any]]:
+    """Events of the orders created in the first 3 s: all their lines were delivered by 4 s
+    (late deliveries are at most 1 s late)."""
+    start = Generator(BASE).start_ms
+    return [d for d in base_docs() if d["event_ts_ms"] < start + 3_000]
 
 
-def test_max_orders_stops_after_that_many_original_orders() -> None:
-    events = _events(Generator(SINGLES_DAY), max_orders=7_000)
-    assert len({e.order_id for e in events}) == 7_000
-    assert events[0].order_id == f"o{SINGLES_DAY.seed}-000000000"
+def test_orders_follow_the_curve_cell_by_cell() -> None:
+    created = {d["order_id"] for d in settled_docs() if d["type"] == "created"}
+    # Exactly floor(emitted_by(3 s)) orders: the count is cut from the curve's exact integral.
+    assert len(created) == int(Curve(BASE).emitted_by(3.0))
+    assert len(created) == 15_000
 
 
-def test_duplicates_follow_the_rate_and_arrive_within_the_max_delay() -> None:
-    mix = SINGLES_DAY.mix
-    events = _first_orders(50_000)
-    originals_seen = 0
-    position: dict[str, int] = {}
-    duplicates = 0
-    for e in events:
-        if e.order_id in position:
-            duplicates += 1
-            delay = originals_seen - 1 - position[e.order_id]
-            assert 1 <= delay <= mix.duplicate_max_delay
-        else:
-            position[e.order_id] = originals_seen
-            originals_seen += 1
-    assert originals_seen == 50_000
-    assert duplicates / originals_seen == pytest.approx(mix.duplicate_rate, abs=0.0025)
-
-
-def test_a_duplicate_is_the_identical_event() -> None:
-    seen: dict[str, OrderEvent] = {}
-    repeats = 0
-    for e in _events(Generator(SINGLES_DAY), max_orders=10_000):
-        if e.order_id in seen:
-            assert e == seen[e.order_id]
-            repeats += 1
-        seen[e.order_id] = e
-    assert repeats > 0
-
-
-def test_every_pending_duplicate_is_emitted_in_the_final_slot() -> None:
-    # Every order retried, retries late: most are still pending when generation stops.
-    scenario = Scenario(name="t", mix=OrderMix(duplicate_rate=0.5, duplicate_max_delay=5_000))
-    slots = list(Generator(scenario).schedule(max_orders=2_000))
-    counts = Counter(e.order_id for _, evs in slots for e in evs)
-    assert len(counts) == 2_000
-    assert set(counts.values()) <= {1, 2}
-    duplicates = sum(n == 2 for n in counts.values())
-    assert duplicates == pytest.approx(1_000, abs=120)
-    final_ids = [e.order_id for e in slots[-1][1]]
-    assert len(final_ids) > len(set(final_ids))
-
-
-def test_pending_duplicates_are_emitted_when_a_duration_ends() -> None:
-    scenario = Scenario(name="t", mix=OrderMix(duplicate_rate=0.2, duplicate_max_delay=400))
-    counts = Counter(e.order_id for e in _events(Generator(scenario), duration_s=0.3))
-    drawn_twice = sum(n == 2 for n in counts.values())
-    assert drawn_twice == pytest.approx(0.2 * len(counts), rel=0.25)
-
-
-def test_event_times_of_originals_never_go_back() -> None:
-    gen = Generator(SINGLES_DAY)
-    seen: set[str] = set()
-    last = gen.start_ms
-    for e in _events(gen, duration_s=4.0):
-        if e.order_id in seen:
+def test_lifecycle_events_follow_their_order_and_the_rates() -> None:
+    docs = base_docs()
+    first_seen: dict[tuple[str, int, str], int] = {}
+    for i, d in enumerate(docs):
+        first_seen.setdefault((d["order_id"], d["line"], d["type"]), i)
+    lines = [k[:2] for k in first_seen if k[2] == "created"]
+    paid = cancelled = refunded = 0
+    for (oid, line, kind), i in first_seen.items():
+        if kind == "created":
             continue
-        seen.add(e.order_id)
-        assert e.event_ts_ms >= last
-        last = e.event_ts_ms
-    assert last <= gen.start_ms + 4.0 * SINGLES_DAY.curve.compression * 1000
+        # Never before the line's order: per-line causal order survives late delivery.
+        created_at = first_seen.get((oid, line, "created"))
+        if created_at is not None:
+            assert created_at < i
+        if kind == "refunded":
+            assert first_seen[(oid, line, "paid")] < i
+            refunded += 1
+        paid += kind == "paid"
+        cancelled += kind == "cancelled"
+    # Over 4 s most lines reach their second event (pay delay 0.5 s, timeout 2 s).
+    settled = paid + cancelled
+    assert settled > 0.7 * len(lines)
+    assert cancelled / settled == pytest.approx(0.05, abs=0.015)  # 2% failures + 3% cancels
+    assert refunded > 0
 
 
-def test_orders_are_valid_created_events_of_catalog_skus() -> None:
-    gen = Generator(SINGLES_DAY)
-    for e in _events(gen, max_orders=3_000):
-        assert decode_event(encode_event(e)) == e
-        sku = gen.catalog.by_id[e.sku]
-        assert e.type == "created"
-        assert (e.merchant, e.country, e.category) == (sku.merchant, sku.country, sku.category)
-        assert e.unit_price_cents == sku.unit_price_cents
-        assert 1 <= e.quantity <= 6
-        assert e.emit_ns == 0
+def test_retries_repeat_the_event_later_within_the_delay() -> None:
+    sent: dict[bytes, list[int]] = {}
+    for doc in base_docs():
+        d = dict(doc)
+        emitted = d.pop("emit_ns")
+        sent.setdefault(orjson.dumps(d), []).append(emitted)
+    repeated = [times for times in sent.values() if len(times) > 1]
+    assert len(repeated) / len(sent) == pytest.approx(0.02, abs=0.005)
+    assert max(len(times) for times in sent.values()) == 2
+    # The copy leaves after the original (emission stamps have millisecond resolution),
+    # within duplicate_max_delay_s (0.5 s).
+    assert all(0 <= b - a <= 501_000_000 for a, b in repeated)
 
 
-def test_quantities_are_mostly_one() -> None:
-    counts = Counter(e.quantity for e in _first_orders(20_000))
-    total = sum(counts.values())
-    assert counts[1] / total == pytest.approx(0.70, abs=0.02)
-    assert counts[2] / total == pytest.approx(0.20, abs=0.02)
-    assert set(counts) == {1, 2, 3, 4, 5, 6}
+def test_late_events_carry_their_own_time() -> None:
+    docs = base_docs()
+    # Emission order vs event time: a late event is emitted after later-timed ones.
+    late = 0
+    newest = 0
+    for d in docs:
+        if d["event_ts_ms"] < newest - 1:
+            late += 1
+            assert newest - d["event_ts_ms"] <= 1_000 + 600  # max_s plus a retry's delay
+        newest = max(newest, d["event_ts_ms"])
+    assert late > 0.01 * len(docs)
 
 
-def test_restocks_cover_every_sku_once_at_midnight() -> None:
-    gen = Generator(SINGLES_DAY)
+def test_bots_buy_one_unit_of_a_flash_sku_and_shoppers_follow_hot_share() -> None:
+    gen = Generator(BASE)
+    flash = {gen.catalog.skus[i].sku for i in gen.catalog.flash_indices}
+    created = [d for d in base_docs() if d["type"] == "created"]
+    bots = [d for d in created if d["channel"] == BOT_CHANNEL]
+    assert bots
+    assert all(d["sku"] in flash and d["quantity"] == 1 for d in bots)
+    shoppers = [d for d in created if d["channel"] != BOT_CHANNEL]
+    hot = sum(d["sku"] in flash for d in shoppers) / len(shoppers)
+    assert hot == pytest.approx(BASE.popularity.hot_share, abs=0.02)
+    assert len(bots) / len({d["order_id"] for d in created}) == pytest.approx(0.05, abs=0.015)
+
+
+def test_baskets_are_split_into_lines_of_one_order() -> None:
+    lines = {(d["order_id"], d["line"]) for d in settled_docs() if d["type"] == "created"}
+    per_order: dict[str, set[int]] = {}
+    for order_id, line in lines:
+        per_order.setdefault(order_id, set()).add(line)
+    # Each order's lines are numbered 0..n-1, at most basket_max_lines of them.
+    assert all(numbers == set(range(len(numbers))) for numbers in per_order.values())
+    assert max(len(numbers) for numbers in per_order.values()) <= BASE.mix.basket_max_lines
+    mean = len(lines) / len(per_order)
+    assert mean == pytest.approx(BASE.mix.basket_mean_lines, abs=0.1)
+
+
+def test_restocks_load_every_sku_once() -> None:
+    gen = Generator(BASE)
     restocks = gen.restocks()
     assert [r.sku for r in restocks] == [s.sku for s in gen.catalog.skus]
-    for r, sku in zip(restocks, gen.catalog.skus, strict=True):
-        assert r.type == "restock"
-        assert r.order_id == f"restock-{sku.sku}"
-        assert r.quantity == sku.stock
-        assert r.event_ts_ms == gen.start_ms
-        assert (r.province, r.channel, r.payment) == ("", "", "")
-        assert decode_event(encode_event(r)) == r
+    assert all(r.type == "restock" and r.quantity > 0 for r in restocks)
 
 
-def test_busiest_scenario_second_is_within_the_first_minute() -> None:
-    gen = Generator(SINGLES_DAY)
-    per_second = Counter(
-        (e.event_ts_ms - gen.start_ms) // 1000 for e in _events(gen, duration_s=12.0)
-    )
-    busiest, _ = per_second.most_common(1)[0]
-    assert 0 <= busiest < 60
-    assert abs(busiest - SINGLES_DAY.curve.peak_offset_s) <= 3
-
-
-def test_flash_skus_are_ordered_beyond_their_stock() -> None:
-    gen = Generator(SINGLES_DAY)
-    units: Counter[str] = Counter()
-    for e in _first_orders(50_000):
-        units[e.sku] += e.quantity
-    sold_out = [s for s in gen.catalog.flash_skus if units[s.sku] >= s.stock]
-    assert len(sold_out) >= len(gen.catalog.flash_skus) // 2
-
-
-def test_provinces_are_weighted_with_guangdong_the_most_common() -> None:
-    provinces = Counter(e.province for e in _first_orders(20_000))
-    assert provinces.most_common(1)[0][0] == "Guangdong"
-    assert len(provinces) >= 15
+def test_bad_arguments_are_refused() -> None:
+    gen = Generator(BASE)
+    with pytest.raises(ValueError, match="multiple"):
+        gen.blocks(1.0, block_s=0.015)
+    with pytest.raises(ValueError, match="negative"):
+        gen.blocks(-1.0)
+    with pytest.raises(ValueError, match="worker"):
+        Generator(BASE, worker=2, workers=2)
