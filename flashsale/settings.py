@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     """Worker web port (views and /metrics). Env: FLASHSALE_WEB_PORT."""
 
     dedupe_window: int = Field(default=5000, ge=1)
-    """Distinct order ids remembered per partition for duplicate detection. Env:
+    """Event ids (order, line, step) remembered per partition for duplicate detection, and
+    paid lines remembered for refunds (a refund of a line older than that is an orphan). Env:
     FLASHSALE_DEDUPE_WINDOW."""
 
     batch_max: int = Field(default=2000, ge=1)
@@ -62,6 +63,12 @@ class Settings(BaseSettings):
 
     batch_within_s: float = Field(default=0.05, gt=0)
     """Longest a worker waits to fill a batch. Env: FLASHSALE_BATCH_WITHIN_S."""
+
+    state_save_interval_s: float = Field(default=0.5, ge=0)
+    """Least time between two changelog writes of one partition's state (0: every batch).
+    Outputs are always delivered before a state is written, so a crash in between replays
+    from the last written state and re-emits the same decisions. Env:
+    FLASHSALE_STATE_SAVE_INTERVAL_S."""
 
     linger_ms: int = Field(default=5, ge=0)
     """Producer linger: how long a batch waits for more orders. Env: FLASHSALE_LINGER_MS."""

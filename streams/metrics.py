@@ -106,6 +106,12 @@ class WorkerMetrics:
             "itself, so none is lost.",
             registry=registry,
         )
+        self.state_writes = Counter(
+            "flashsale_state_writes_total",
+            "Partition state records written to the changelog (at most one per partition per "
+            "save interval).",
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "flashsale_worker_batch_seconds",
             "Time to apply one batch, including awaiting its output deliveries.",

@@ -262,7 +262,8 @@ def scenarios_show(
 
         if not plot.parent.is_dir():
             raise typer.BadParameter(f"no folder {plot.parent}", param_hint="'--plot'")
-        print(f"curve plotted: {plot_curve(chosen, plot)}")
+        # On stderr, so stdout stays a scenario file that loads back as it is.
+        print(f"curve plotted: {plot_curve(chosen, plot)}", file=sys.stderr)
 
 
 @app.command()

@@ -284,7 +284,15 @@ async def _demo(
     emitter = OrderEmitter(settings, metrics)
     await emitter.start()
     try:
-        task = asyncio.create_task(produce_scenario(emitter, Generator(scenario), duration_s, None))
+        task = asyncio.create_task(
+            produce_scenario(
+                emitter,
+                Generator(scenario),
+                duration_s,
+                None,
+                warn=lambda line: console.print(f"[yellow]warning: {line}[/yellow]"),
+            )
+        )
         with Live(console=console, refresh_per_second=4) as live:
             last = (time.monotonic(), 0)
             stalled_since = time.monotonic()
@@ -327,10 +335,16 @@ async def _demo(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await emitter.stop()
+    if not console.is_terminal:
+        console.line()  # a piped status line ends without one
     st = emitter.stats
     console.print(
-        f"produced {st.orders_sent:,} orders in {st.duration_s:.1f} s; "
-        f"{st.acked:,} messages acknowledged, {st.errors:,} failed"
+        f"produced {st.orders_sent:,} order events ({st.restocks_sent:,} restocks) in "
+        f"{st.duration_s:.1f} s; {st.acked:,} messages acknowledged, {st.errors:,} failed"
     )
+    if st.max_behind_s > 1.0:
+        console.print(
+            f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
+        )
     with console.status("verifying against the truth recomputed from topic orders..."):
         return await verify_live(settings, bootstrap)

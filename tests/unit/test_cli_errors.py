@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,11 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("demo", "--duration", "-5"), "--duration"),
         (("demo", "--scenario", "black-friday"), "black-friday"),
         (("produce", "--events", "0"), "--events"),
+        (("produce", "--workers", "0"), "--workers"),
+        (("produce", "--client", "kafka-python"), "--client"),
+        (("produce", "--sink", "csv:x"), "--sink"),
+        (("produce", "--sink", "jsonl:/nonexistent/dir/x.jsonl"), "/nonexistent/dir"),
+        (("scenarios", "show", "black-friday"), "black-friday"),
         (("demo", "--frobnicate"), "--frobnicate"),
         (("worker", "--log-level", "loud"), "loud"),
         (("verify",), "--bootstrap-servers"),
@@ -54,5 +60,50 @@ def test_missing_tansu_binary_says_how_to_get_it() -> None:
 def test_scenarios_lists_the_presets() -> None:
     result = _run("scenarios")
     assert result.returncode == 0
-    assert "singles-day" in result.stdout
-    assert "steady" in result.stdout
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == sorted(
+        ["flash-drop", "singles-day-2014", "singles-day-2019", "singles-day-2020", "steady"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("name: x\nmix: {duplicate_rate: 0.9}\n", "mix.duplicate_rate"),
+        ("name: x\ncurve: {shape: zigzag}\n", "curve.shape"),
+        ("name: x\ncatalog: {countries: [FR, XX]}\n", "XX"),
+        ("name: [unclosed\n", "YAML"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
+def test_a_bad_scenario_file_gives_file_field_and_expectation(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    for args in (("produce", "--scenario", str(path)), ("scenarios", "show", str(path))):
+        result = _run(*args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert str(path) in lines[0] or "bad.yaml" in lines[0]
+        assert named in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_scenarios_show_prints_the_scenario_and_plots_its_curve(tmp_path: Path) -> None:
+    png = tmp_path / "curve.png"
+    result = _run("scenarios", "show", "singles-day-2020", "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert "name: singles-day-2020" in result.stdout
+    assert "peak 583,000 orders/s (real) at 26.0 s" in result.stdout
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+    # What `show` prints is a scenario file that loads back to the same scenario.
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(result.stdout)
+    again = _run("scenarios", "show", str(shown))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == result.stdout
+    assert "curve plotted" in result.stderr

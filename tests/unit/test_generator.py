@@ -153,6 +153,11 @@ def test_fast_encoding_decodes_to_the_reference_events() -> None:
         assert key == event.sku.encode()
     stamped = block.values(123)
     assert all(decode_event(v).emit_ns == 123 for v in stamped)
+    # The wire path: fixed-width values padded with JSON whitespace, the same events.
+    now_ns = 1_732_650_000_123_456_789
+    wire = block.values(now_ns)
+    assert len({len(v) for v in wire}) == 1
+    assert [decode_event(v) for v in wire] == block.events(now_ns)
 
 
 def settled_docs() -> list[dict[str, Any]]:
