@@ -498,7 +498,9 @@ def create_app(
 
         async def get(self, request: Request) -> Response:
             parts, confirmed = await held_totals()
-            body: dict[str, Any] = {"ready": bool(parts) and confirmed}
+            # `ready`: holds partitions, all confirmed. `settled`: not mid-rebalance (a worker
+            # of a group may hold no partition at all and still be settled).
+            body: dict[str, Any] = {"ready": bool(parts) and confirmed, "settled": confirmed}
             for name in TOTALS:
                 body[name] = sum(p[name] for p in parts)
             body["sold_out_skus"] = sum(p["sold_out"] for p in parts)

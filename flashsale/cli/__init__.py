@@ -208,14 +208,25 @@ def demo(
     summary_json: Annotated[
         Path | None, typer.Option("--summary-json", help="Write the run summary (JSON) here.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Faust workers sharing the partitions (web ports P, P+1…)."),
+    ] = 1,
 ) -> None:
-    """Broker, topics, worker, producer, metrics; run, verify, summarise, clean up."""
+    """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from flashsale.cli.run import run_demo
 
     _check_positive("--duration", duration)
+    _check_positive("--workers", workers)
     chosen = pick_scenario(scenario, seed)
     settings = settings_for(bootstrap_servers)
-    raise typer.Exit(run_demo(settings, chosen, duration, summary_json))
+    if workers > settings.partitions:
+        raise typer.BadParameter(
+            f"{workers} workers for {settings.partitions} partitions would leave some idle; "
+            "raise FLASHSALE_PARTITIONS",
+            param_hint="'--workers'",
+        )
+    raise typer.Exit(run_demo(settings, chosen, duration, summary_json, workers))
 
 
 scenarios_app = typer.Typer(

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from flashsale.broker import EmbeddedBroker, die_with_parent
 from flashsale.kafka import end_offsets
 from flashsale.settings import Settings
 
-__all__ = ["WorkerProcess", "bootstrap_for", "free_port", "unprocessed"]
+__all__ = [
+    "WorkerProcess",
+    "bootstrap_for",
+    "free_port",
+    "group_totals",
+    "unprocessed",
+    "wait_drained",
+]
 
 
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
@@ -139,6 +146,51 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def group_totals(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
+    """The `/totals` of several workers as one: each partition from the worker whose durable
+    state of it is newest (during a rebalance two may report it), sums over those."""
+    newest: dict[int, dict[str, Any]] = {}
+    settled = True
+    answered = False
+    for worker in workers:
+        if not worker.alive():
+            continue
+        doc = worker.totals()
+        if not doc:
+            settled = False
+            continue
+        answered = True
+        settled = settled and bool(doc.get("settled", doc.get("ready")))
+        for part in doc.get("partitions", []):
+            held = newest.get(part["partition"])
+            if held is None or part["last_offset"] > held["last_offset"]:
+                newest[part["partition"]] = part
+    parts = [newest[p] for p in sorted(newest)]
+    body: dict[str, Any] = {"ready": answered and settled and bool(parts), "partitions": parts}
+    for name in {k for part in parts for k, v in part.items() if isinstance(v, int)}:
+        if name not in ("partition", "last_offset"):
+            body[name] = sum(part.get(name, 0) for part in parts)
+    body["sold_out_skus"] = body.pop("sold_out", 0)
+    return body
+
+
+def wait_drained(
+    workers: Sequence[WorkerProcess], settings: Settings, timeout_s: float = 120.0
+) -> None:
+    """Block until the live workers together have applied, durably, all of topic `orders`."""
+    deadline = time.monotonic() + timeout_s
+    bootstrap = settings.bootstrap_servers or ""
+    while True:
+        ends = asyncio.run(end_offsets(bootstrap, settings.topic_orders))
+        if unprocessed(group_totals(workers), ends) == 0:
+            return
+        if not any(w.alive() for w in workers):
+            raise RuntimeError("no worker is running")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers did not drain the orders topic in {timeout_s:.0f}s")
+        time.sleep(0.2)
 
 
 def unprocessed(totals: dict[str, Any], ends: dict[int, int]) -> int | None:

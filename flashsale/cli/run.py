@@ -17,7 +17,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, unprocessed
+from flashsale.cli.processes import (
+    WorkerProcess,
+    bootstrap_for,
+    free_port,
+    group_totals,
+    unprocessed,
+)
 from flashsale.kafka import end_offsets, ensure_run_topics
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
@@ -223,7 +229,11 @@ def print_verdict(result: VerifyResult) -> None:
 
 
 def run_demo(
-    settings: Settings, scenario: Scenario, duration_s: float, summary_json: Path | None
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float,
+    summary_json: Path | None,
+    workers: int = 1,
 ) -> int:
     """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles."""
     registry = CollectorRegistry()
@@ -236,21 +246,24 @@ def run_demo(
         )
         run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
         asyncio.run(ensure_run_topics(run_settings, bootstrap))
-        worker = WorkerProcess(
-            run_settings,
-            free_port(settings.web_host, settings.web_port),
-            log_path=workdir / "worker.log",
-        )
+        group: list[WorkerProcess] = []
+        for i in range(workers):
+            port = free_port(settings.web_host, settings.web_port + i)
+            log = workdir / (f"worker-{i}.log" if workers > 1 else "worker.log")
+            group.append(WorkerProcess(run_settings, port, log_path=log))
         with metrics_server(registry, settings.web_host, 0) as producer_port:
             console.print(f"producer metrics: http://{settings.web_host}:{producer_port}/metrics")
-            worker.start()
             try:
+                for worker in group:
+                    worker.start()
                 result = asyncio.run(
-                    _demo(run_settings, scenario, duration_s, metrics, worker, workdir)
+                    _demo(run_settings, scenario, duration_s, metrics, group, workdir)
                 )
             finally:
-                worker.stop()
-            console.print(f"worker metrics:   {worker.url}/metrics  (stopped)")
+                for worker in group:
+                    worker.stop()
+            for worker in group:
+                console.print(f"worker metrics:   {worker.url}/metrics  (stopped)")
             console.print(
                 f"producer metrics: http://{settings.web_host}:{producer_port}/metrics  (stopped)"
             )
@@ -263,24 +276,43 @@ def run_demo(
     return 0 if result.reconciled else 1
 
 
+def _wait_group_ready(group: list[WorkerProcess], partitions: int, timeout_s: float) -> float:
+    """Block until the workers together hold every partition, settled; the seconds it took."""
+    started = time.monotonic()
+    while True:
+        totals = group_totals(group)
+        if totals["ready"] and len(totals["partitions"]) >= partitions:
+            return time.monotonic() - started
+        dead = [w for w in group if not w.alive()]
+        if dead:
+            raise RuntimeError(f"a worker exited with {dead[0].proc and dead[0].proc.returncode}")
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"workers not ready in {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
 async def _demo(
     settings: Settings,
     scenario: Scenario,
     duration_s: float,
     metrics: ProducerMetrics,
-    worker: WorkerProcess,
+    group: list[WorkerProcess],
     workdir: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
-    console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
+    for worker in group:
+        console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
     started = time.monotonic()
-    with console.status("waiting for the worker to join its consumer group..."):
+    what = "the worker" if len(group) == 1 else f"the {len(group)} workers"
+    with console.status(f"waiting for {what} to join the consumer group..."):
         try:
-            took = await asyncio.to_thread(worker.wait_ready, WORKER_READY_TIMEOUT_S)
+            took = await asyncio.to_thread(
+                _wait_group_ready, group, settings.partitions, WORKER_READY_TIMEOUT_S
+            )
         except (RuntimeError, TimeoutError) as exc:
-            console.print(f"[red]{exc}; its log: {workdir / 'worker.log'}[/red]")
+            console.print(f"[red]{exc}; logs in {workdir}[/red]")
             return None
-    console.print(f"worker ready in {took:.1f} s")
+    console.print(f"{what.removeprefix('the ')} ready in {took:.1f} s")
     emitter = OrderEmitter(settings, metrics)
     await emitter.start()
     try:
@@ -299,7 +331,7 @@ async def _demo(
             last_lag: int | None = None
             while True:
                 await asyncio.sleep(0.5)
-                totals = await asyncio.to_thread(worker.totals)
+                totals = await asyncio.to_thread(group_totals, group)
                 ends = await end_offsets(bootstrap, settings.topic_orders)
                 lag = unprocessed(totals, ends)
                 now = time.monotonic()
@@ -316,8 +348,8 @@ async def _demo(
                         f"lag {'?' if lag is None else f'{lag:,}'}"
                     )
                 )
-                if not worker.alive():
-                    console.print(f"[red]worker died; log: {workdir / 'worker.log'}[/red]")
+                if not all(w.alive() for w in group):
+                    console.print(f"[red]a worker died; logs in {workdir}[/red]")
                     return None
                 if task.done():
                     task.result()  # re-raise a producer failure

@@ -3,72 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from flashsale.cli.processes import WorkerProcess, free_port
-from flashsale.kafka import ensure_run_topics, read_topic
-from flashsale.scenario import Scenario
+from flashsale.cli.processes import WorkerProcess
+from flashsale.kafka import read_topic
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
-from producers.emitter import OrderEmitter, produce_scenario
-from producers.generator import Generator
 from streams.state import OUTCOMES
+from tests.integration.conftest import StartWorker
+from tests.integration.helpers import SMALL, produce
 
 pytestmark = pytest.mark.integration
-
-# 2,500 orders/s with short lifecycle delays, so a run of seconds pays, cancels and refunds.
-SMALL = Scenario.model_validate(
-    {
-        "name": "test-small",
-        "seed": 5,
-        "curve": {"shape": "constant", "horizon_s": 3600.0},
-        "scale": {"peak_per_s": 2_500.0, "sample_ratio": 1.0, "compression": 1.0},
-        "mix": {
-            "pay_delay_mean_s": 0.5,
-            "unpaid_timeout_s": 2.0,
-            "refund_rate": 0.05,
-            "refund_delay_mean_s": 0.5,
-            "bot_share": 0.02,
-        },
-    }
-)
-
-
-@pytest.fixture
-def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[object]:
-    """Start workers for this test's topics; all are stopped at the end."""
-    started: list[WorkerProcess] = []
-    asyncio.run(ensure_run_topics(run_settings, run_settings.bootstrap_servers or ""))
-
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(
-            run_settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
-        )
-        worker.start()
-        started.append(worker)
-        worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
-
-
-async def _produce(settings: Settings, scenario: Scenario, events: int) -> int:
-    emitter = OrderEmitter(settings)
-    await emitter.start()
-    try:
-        stats = await produce_scenario(emitter, Generator(scenario), None, events)
-    finally:
-        await emitter.stop()
-    assert stats.errors == 0
-    return stats.orders_sent
-
 
 MALFORMED = [
     (b"FR-WIN-0001", b"{definitely not json", "not_json"),
@@ -89,9 +37,9 @@ async def _send_raw(settings: Settings, messages: list[tuple[bytes, bytes]]) -> 
 
 
 def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
-    run_settings: Settings, start_worker: object
+    run_settings: Settings, start_worker: StartWorker
 ) -> None:
-    worker = start_worker()  # type: ignore[operator]
+    worker = start_worker()
     asyncio.run(_send_raw(run_settings, [(k, v) for k, v, _ in MALFORMED]))
     # A wrong type and a negative quantity in an otherwise valid order.
     good = orjson.loads(
@@ -102,7 +50,7 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     wrong_type = orjson.dumps(dict(good, quantity="one"))
     negative = orjson.dumps(dict(good, order_id="bad-2", quantity=-3))
     asyncio.run(_send_raw(run_settings, [(b"FR-WIN-0001", wrong_type), (b"FR-WIN-0001", negative)]))
-    produced = asyncio.run(_produce(run_settings, SMALL, 3_000))
+    produced = asyncio.run(produce(run_settings, SMALL, 3_000))
     worker.wait_drained()
     assert worker.alive()
 
@@ -136,12 +84,12 @@ def worker_metrics(worker: WorkerProcess) -> str:
 
 
 def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
-    run_settings: Settings, start_worker: object
+    run_settings: Settings, start_worker: StartWorker
 ) -> None:
-    worker = start_worker()  # type: ignore[operator]
+    worker = start_worker()
 
     async def produce_while_killing() -> int:
-        task = asyncio.create_task(_produce(run_settings, SMALL, 25_000))
+        task = asyncio.create_task(produce(run_settings, SMALL, 25_000))
         # Kill once the worker is well into the stream, with changelog writes in flight.
         while worker.totals().get("accepted", 0) < 5_000:
             await asyncio.sleep(0.1)
@@ -150,7 +98,7 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
 
     produced = asyncio.run(produce_while_killing())
     assert not worker.alive()
-    restarted = start_worker()  # type: ignore[operator]
+    restarted = start_worker()
     restarted.wait_drained(timeout_s=180)
 
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
@@ -162,10 +110,10 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
 
 
 def test_worker_metrics_count_what_it_processed(
-    run_settings: Settings, start_worker: object
+    run_settings: Settings, start_worker: StartWorker
 ) -> None:
-    worker = start_worker()  # type: ignore[operator]
-    produced = asyncio.run(_produce(run_settings, SMALL, 2_000))
+    worker = start_worker()
+    produced = asyncio.run(produce(run_settings, SMALL, 2_000))
     worker.wait_drained()
     text = worker_metrics(worker)
     samples = {

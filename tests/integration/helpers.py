@@ -1,0 +1,37 @@
+"""What integration tests share: a small fast scenario and a producer run."""
+
+from __future__ import annotations
+
+from flashsale.scenario import Scenario
+from flashsale.settings import Settings
+from producers.emitter import OrderEmitter, produce_scenario
+from producers.generator import Generator
+
+# 2,500 orders/s with short lifecycle delays, so a run of seconds pays, cancels and refunds.
+SMALL = Scenario.model_validate(
+    {
+        "name": "test-small",
+        "seed": 5,
+        "curve": {"shape": "constant", "horizon_s": 3600.0},
+        "scale": {"peak_per_s": 2_500.0, "sample_ratio": 1.0, "compression": 1.0},
+        "mix": {
+            "pay_delay_mean_s": 0.5,
+            "unpaid_timeout_s": 2.0,
+            "refund_rate": 0.05,
+            "refund_delay_mean_s": 0.5,
+            "bot_share": 0.02,
+        },
+    }
+)
+
+
+async def produce(settings: Settings, scenario: Scenario, events: int) -> int:
+    """Emit the scenario's first `events` events on schedule; the number of events sent."""
+    emitter = OrderEmitter(settings)
+    await emitter.start()
+    try:
+        stats = await produce_scenario(emitter, Generator(scenario), None, events)
+    finally:
+        await emitter.stop()
+    assert stats.errors == 0
+    return stats.orders_sent

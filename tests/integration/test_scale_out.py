@@ -1,0 +1,96 @@
+"""Several Faust workers share the partitions: from the start, joining, leaving, crashing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from flashsale.cli.processes import WorkerProcess, group_totals, wait_drained
+from flashsale.settings import Settings
+from flashsale.verify import verify_live
+from tests.integration.conftest import StartWorker
+from tests.integration.helpers import SMALL, produce
+
+pytestmark = pytest.mark.integration
+
+
+def held(worker: WorkerProcess) -> set[int]:
+    return {p["partition"] for p in worker.totals().get("partitions", [])}
+
+
+def wait_split(workers: list[WorkerProcess], partitions: int, timeout_s: float = 60) -> None:
+    """Until the workers hold every partition between them, each at least one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        mine = [held(w) for w in workers]
+        totals = group_totals(workers)
+        if all(mine) and totals["ready"] and len(totals["partitions"]) == partitions:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"partitions not split: {[held(w) for w in workers]}")
+
+
+def reconciles(settings: Settings, produced: int) -> None:
+    result = asyncio.run(verify_live(settings, settings.bootstrap_servers or ""))
+    assert result.differences == [], "\n".join(result.differences)
+    assert result.summary["reconciled"] is True
+    assert result.summary["events_produced"] == produced
+    assert result.summary["events_processed"] == produced
+    assert result.summary["orders_cancelled"] > 0
+
+
+def test_two_workers_from_the_start_share_the_partitions_and_reconcile(
+    run_settings: Settings, start_worker: StartWorker
+) -> None:
+    workers = [start_worker(wait=False), start_worker(wait=False)]
+    wait_split(workers, run_settings.partitions)
+    assert held(workers[0]).isdisjoint(held(workers[1]))
+    produced = asyncio.run(produce(run_settings, SMALL, 12_000))
+    wait_drained(workers, run_settings)
+    reconciles(run_settings, produced)
+    # Both did real work.
+    assert all(w.totals()["accepted"] > 0 for w in workers)
+
+
+def test_a_worker_joining_and_one_leaving_mid_run_still_reconcile(
+    run_settings: Settings, start_worker: StartWorker
+) -> None:
+    first = start_worker()
+
+    async def run() -> int:
+        task = asyncio.create_task(produce(run_settings, SMALL, 30_000))
+        await asyncio.sleep(2)
+        # A second worker joins while orders flow: a rebalance mid-run.
+        second = await asyncio.to_thread(start_worker, False)
+        await asyncio.to_thread(wait_split, [first, second], run_settings.partitions)
+        await asyncio.sleep(1)
+        # The first leaves (SIGTERM, a clean LeaveGroup): the second takes everything.
+        await asyncio.to_thread(first.stop)
+        produced = await task
+        await asyncio.to_thread(wait_drained, [second], run_settings, 180)
+        assert held(second) == set(range(run_settings.partitions))
+        return produced
+
+    reconciles(run_settings, asyncio.run(run()))
+
+
+def test_a_worker_sigkilled_and_restarted_while_the_other_goes_on_reconciles(
+    run_settings: Settings, start_worker: StartWorker
+) -> None:
+    workers = [start_worker(wait=False), start_worker(wait=False)]
+    wait_split(workers, run_settings.partitions)
+    victim, survivor = workers
+
+    async def run() -> int:
+        task = asyncio.create_task(produce(run_settings, SMALL, 30_000))
+        await asyncio.sleep(3)
+        victim.kill()
+        await asyncio.sleep(2)
+        restarted = await asyncio.to_thread(start_worker, False)
+        produced = await task
+        await asyncio.to_thread(wait_drained, [survivor, restarted], run_settings, 180)
+        return produced
+
+    reconciles(run_settings, asyncio.run(run()))
