@@ -236,6 +236,9 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
             "topic_decisions": f"bench-decisions-{tag}",
             "topic_inventory": f"bench-inventory-{tag}",
             "topic_dlq": f"bench-dlq-{tag}",
+            "topic_late": f"bench-late-{tag}",
+            "topic_revenue_second": f"bench-rps-{tag}",
+            "topic_revenue_minute": f"bench-rpm-{tag}",
             "app_id": f"bench-{tag}",
         }
     )

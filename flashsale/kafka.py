@@ -36,6 +36,9 @@ async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
         settings.topic_decisions,
         settings.topic_inventory,
         settings.topic_dlq,
+        settings.topic_late,
+        settings.topic_revenue_second,
+        settings.topic_revenue_minute,
     ]
     await ensure_topics(bootstrap, topics, settings.partitions)
 

@@ -470,6 +470,10 @@ class Scenario(BaseModel):
     curve: CurveSpec = CurveSpec()
     scale: ScaleSpec = ScaleSpec()
     mix: OrderMix = OrderMix()
+    window_grace_s: Num = Field(default=2.0, ge=0, le=3600)
+    """How late (scenario seconds behind the newest event of its partition) an event may
+    arrive and still count in its 1 s and 1 min windows; the workers `flashsale demo` starts
+    use it."""
 
     @field_validator("start")
     @classmethod

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     topic_dlq: str = "orders-dlq"
     """Malformed input with its reason in headers. Env: FLASHSALE_TOPIC_DLQ."""
 
+    topic_late: str = "orders-late"
+    """Events later than the window grace, unchanged, with partition, offset and watermark in
+    headers. Env: FLASHSALE_TOPIC_LATE."""
+
+    topic_revenue_second: str = "revenue-per-second"
+    """Closed 1 s event-time windows per partition. Env: FLASHSALE_TOPIC_REVENUE_SECOND."""
+
+    topic_revenue_minute: str = "revenue-per-minute"
+    """Closed 1 min event-time windows per partition. Env: FLASHSALE_TOPIC_REVENUE_MINUTE."""
+
     partitions: int = Field(default=4, ge=1, le=1024)
     """Partitions of every flashsale topic. Env: FLASHSALE_PARTITIONS."""
 
@@ -51,6 +61,12 @@ class Settings(BaseSettings):
 
     web_port: int = Field(default=6066, ge=0, le=65535)
     """Worker web port (views and /metrics). Env: FLASHSALE_WEB_PORT."""
+
+    window_grace_s: float = Field(default=2.0, ge=0, le=3600)
+    """How late (behind the newest event time of its partition) an event may arrive and still
+    count in its 1 s and 1 min windows; later ones go to the late topic. A scenario's
+    `window_grace_s` sets it for the workers `flashsale demo` starts. Env:
+    FLASHSALE_WINDOW_GRACE_S."""
 
     dedupe_window: int = Field(default=5000, ge=1)
     """Event ids (order, line, step) remembered per partition for duplicate detection, and

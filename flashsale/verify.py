@@ -91,6 +91,10 @@ class Truth:
     #: Times a SKU's stock reached zero (a SKU can sell out again after a cancellation).
     sold_out_times: int = 0
     emit_ns: list[int] = field(default_factory=list)
+    #: Events later than the window grace, by (partition, offset).
+    late_at: set[tuple[int, int]] = field(default_factory=set)
+    #: Closed event-time windows: (partition, size_s, start_ms) -> (accepted, paid, gmv_cents).
+    windows: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
     scenario: str | None = None
     seed: int | None = None
 
@@ -99,10 +103,18 @@ class Truth:
         return int(getattr(self, name))
 
 
-def compute_truth(orders: Mapping[int, Sequence[Record]], window: int) -> Truth:
-    """Apply the rules to every message of `orders`, partition by partition."""
+def compute_truth(
+    orders: Mapping[int, Sequence[Record]],
+    window: int,
+    grace_ms: Mapping[int, int] | None = None,
+) -> Truth:
+    """Apply the rules to every message of `orders`, partition by partition.
+
+    `grace_ms` is each partition's window grace (as its worker ran; default 2,000 ms).
+    """
     truth = Truth()
     for partition in sorted(orders):
+        windows = _Windows(partition, (grace_ms or {}).get(partition, 2_000), truth)
         # Each partition has its own stock, lines and dedupe window.
         seen: dict[tuple[str, int, str], None] = {}
         stock: dict[str, int] = {}
@@ -181,7 +193,42 @@ def compute_truth(orders: Mapping[int, Sequence[Record]], window: int) -> Truth:
             truth.outcomes[where] = outcome
             if cents:
                 truth.amounts[where] = cents
+            if ev.type != "restock":
+                windows.add(where, ev.event_ts_ms, outcome, cents)
     return truth
+
+
+class _Windows:
+    """1 s and 60 s event-time windows of one partition (the rules of docs/streams.md)."""
+
+    SIZES_MS = (1_000, 60_000)
+
+    def __init__(self, partition: int, grace_ms: int, truth: Truth) -> None:
+        self.partition = partition
+        self.grace_ms = grace_ms
+        self.truth = truth
+        self.newest = -1
+        self.open: dict[tuple[int, int], list[int]] = {}  # (size_ms, start) -> counts
+
+    def add(self, where: tuple[int, int], ts: int, outcome: str, cents: int) -> None:
+        if self.newest >= 0 and ts < self.newest - self.grace_ms:
+            self.truth.late_at.add(where)
+            return
+        if outcome in ("accepted", "paid"):
+            for size in self.SIZES_MS:
+                counts = self.open.setdefault((size, ts // size * size), [0, 0, 0])
+                if outcome == "accepted":
+                    counts[0] += 1
+                else:
+                    counts[1] += 1
+                    counts[2] += cents
+        if ts > self.newest:
+            self.newest = ts
+            mark = ts - self.grace_ms
+            for size, start in [k for k in self.open if k[0] + k[1] <= mark]:
+                accepted, paid, gmv = self.open.pop((size, start))
+                key = (self.partition, size // 1000, start)
+                self.truth.windows[key] = (accepted, paid, gmv)
 
 
 @dataclass
@@ -219,8 +266,14 @@ def reconcile(
     inventory: Mapping[int, Sequence[Record]],
     states: Mapping[int, Sequence[Record]],
     default_window: int,
+    late: Mapping[int, Sequence[Record]] | None = None,
+    revenue: Sequence[Mapping[int, Sequence[Record]]] | None = None,
 ) -> VerifyResult:
-    """Compare the workers' outputs with the truth recomputed from `orders`."""
+    """Compare the workers' outputs with the truth recomputed from `orders`.
+
+    `late` (topic `orders-late`) and `revenue` (the two window topics) are compared when
+    given.
+    """
     diffs: list[str] = []
     # Latest worker state per source partition (the changelog is keyed by partition).
     latest: dict[bytes, dict[str, Any]] = {}
@@ -232,7 +285,8 @@ def reconcile(
     if len(windows) > 1:
         diffs.append(f"workers used different dedupe windows: {sorted(windows)}")
     window = windows.pop() if windows else default_window
-    truth = compute_truth(orders, window)
+    graces = {int(st["partition"]): int(st.get("grace_ms", 2_000)) for st in latest.values()}
+    truth = compute_truth(orders, window, graces)
 
     # Decisions: re-deliveries repeat a decision for the same source offset; they must agree.
     decided: dict[tuple[int, int], dict[str, Any]] = {}
@@ -341,6 +395,47 @@ def reconcile(
     if sold_out_times != truth.sold_out_times:
         diffs.append(f"sell-outs: worker totals say {sold_out_times}, truth {truth.sold_out_times}")
 
+    late_state = state_total("late")
+    if late_state != len(truth.late_at):
+        diffs.append(f"late events: worker totals say {late_state}, truth {len(truth.late_at)}")
+    if late is not None:
+        sent_late: set[tuple[int, int]] = set()
+        for part in sorted(late):
+            for rec in late[part]:
+                p, o = _header(rec, "flashsale.partition"), _header(rec, "flashsale.offset")
+                if p is not None and o is not None:
+                    sent_late.add((int(p), int(o)))
+        if sent_late != truth.late_at:
+            diffs.append(
+                f"late events: orders-late has {len(sent_late)}, truth {len(truth.late_at)}"
+            )
+    published: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+    if revenue is not None:
+        disagree = 0
+        for rec in (r for topic in revenue for part in sorted(topic) for r in topic[part]):
+            doc = orjson.loads(rec.value or b"{}")
+            key = (int(doc["partition"]), int(doc["size_s"]), int(doc["window_start_ms"]))
+            counts = (int(doc["accepted"]), int(doc["paid"]), int(doc["gmv_cents"]))
+            if published.setdefault(key, counts) != counts:
+                disagree += 1
+        if disagree:
+            diffs.append(f"{disagree} re-published windows disagree with the first")
+        if published != truth.windows:
+            off = [
+                k
+                for k in set(published) | set(truth.windows)
+                if published.get(k) != truth.windows.get(k)
+            ]
+            diffs.append(
+                f"{len(off)} closed windows differ from the truth (published {len(published)}, "
+                f"truth {len(truth.windows)}), e.g. "
+                + ", ".join(
+                    f"p{p} {size}s@{start}: {published.get((p, size, start))} != "
+                    f"{truth.windows.get((p, size, start))}"
+                    for p, size, start in sorted(off)[:MAX_EXAMPLES]
+                )
+            )
+
     # Orders are `created` lines; events are every message but restocks.
     event_docs = [d for d in decided.values() if d.get("type", "created") != "restock"]
     orders_decided = sum(1 for d in event_docs if d.get("type", "created") == "created")
@@ -373,6 +468,8 @@ def reconcile(
         "refunded_cents": truth.refunded_cents,
         "oversold_skus": len(oversold_skus),
         "sold_out_skus": len(sold_out_streamed),
+        "late_events": late_state,
+        "windows_closed": len(truth.windows),
         "reconciled": not diffs,
         "produce_rate_per_s": round(truth.events / produced_span, 1) if produced_span else 0.0,
         "process_rate_per_s": round(len(event_docs) / processed_span, 1) if processed_span else 0.0,
@@ -425,4 +522,9 @@ async def verify_live(settings: Settings, bootstrap: str) -> VerifyResult:
         inventory=await read_topic(bootstrap, settings.topic_inventory),
         states=await read_topic(bootstrap, settings.state_changelog_topic()),
         default_window=settings.dedupe_window,
+        late=await read_topic(bootstrap, settings.topic_late),
+        revenue=[
+            await read_topic(bootstrap, settings.topic_revenue_second),
+            await read_topic(bootstrap, settings.topic_revenue_minute),
+        ],
     )

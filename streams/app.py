@@ -30,7 +30,8 @@ from flashsale.events import MalformedEvent, decode_event
 from flashsale.kafka import last_record, read_ranges
 from flashsale.settings import STATE_TABLE, Settings
 from streams.metrics import WorkerMetrics
-from streams.state import OUTCOMES, PartitionState, apply_event
+from streams.state import DUPLICATE, OUTCOMES, PartitionState, apply_event
+from streams.windows import apply_window
 
 __all__ = ["create_app", "missing_ranges", "run_worker"]
 
@@ -47,6 +48,7 @@ TOTALS = (
     "orphans",
     "open_lines",
     "dlq",
+    "late",
 )
 
 
@@ -105,7 +107,11 @@ class OrderProcessor:
         state = (
             PartitionState.from_bytes(local)
             if local is not None
-            else PartitionState(partition=partition, window=self.settings.dedupe_window)
+            else PartitionState(
+                partition=partition,
+                window=self.settings.dedupe_window,
+                grace_ms=round(self.settings.window_grace_s * 1000),
+            )
         )
         tp = TopicPartition(self.settings.state_changelog_topic(), partition)
         record = await last_record(await self._reader(), tp)
@@ -271,6 +277,37 @@ class OrderProcessor:
                     }
                 )
                 pending.append(await send(s.topic_decisions, msg.key, decision, None, None, None))
+                if order.type == "restock" or outcome == DUPLICATE:
+                    continue
+                late, closed = apply_window(state, order, outcome, amount)
+                if late:
+                    m.late.inc()
+                    headers = [
+                        ("flashsale.reason", b"late"),
+                        ("flashsale.partition", str(partition).encode()),
+                        ("flashsale.offset", str(msg.offset).encode()),
+                        (
+                            "flashsale.watermark_ms",
+                            str(state.max_event_ms - state.grace_ms).encode(),
+                        ),
+                    ]
+                    pending.append(
+                        await send(s.topic_late, msg.key, msg.value, None, None, headers)
+                    )
+                for size, start, accepted, paid, gmv in closed:
+                    record = orjson.dumps(
+                        {
+                            "partition": partition,
+                            "size_s": size,
+                            "window_start_ms": start,
+                            "accepted": accepted,
+                            "paid": paid,
+                            "gmv_cents": gmv,
+                        }
+                    )
+                    topic = s.topic_revenue_second if size == 1 else s.topic_revenue_minute
+                    key = f"{partition}:{start}".encode()
+                    pending.append(await send(topic, key, record, None, None, None))
             if state.last_offset == before[0]:
                 continue  # every message was a re-delivery
             for sku in state.sold_out[before[-1] :]:

@@ -106,6 +106,12 @@ class WorkerMetrics:
             "itself, so none is lost.",
             registry=registry,
         )
+        self.late = Counter(
+            "flashsale_late_events_total",
+            "Events later than the window grace: kept out of the windows, sent to the late "
+            "topic (their lifecycle rules still apply).",
+            registry=registry,
+        )
         self.state_writes = Counter(
             "flashsale_state_writes_total",
             "Partition state records written to the changelog (at most one per partition per "

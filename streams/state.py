@@ -73,6 +73,13 @@ class PartitionState:
     # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
     # once `window` are held.
     paid_lines: dict[str, int] = field(default_factory=dict)
+    # Event-time windows (streams/windows.py): grace, the newest event time seen, events that
+    # came later than the grace, and the open windows "size_s:start_ms" -> [accepted, paid,
+    # gmv_cents].
+    grace_ms: int = 2_000
+    max_event_ms: int = -1
+    late: int = 0
+    windows: dict[str, list[int]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Serialise for the changelog (JSON objects keep the insertion order of the dicts)."""
@@ -99,6 +106,10 @@ class PartitionState:
                 "seen": list(self.seen),
                 "open": self.open,
                 "paid_lines": self.paid_lines,
+                "grace_ms": self.grace_ms,
+                "max_event_ms": self.max_event_ms,
+                "late": self.late,
+                "windows": self.windows,
             }
         )
 
@@ -127,6 +138,8 @@ class PartitionState:
             "dlq": self.dlq,
             "open_lines": len(self.open),
             "sold_out": len(set(self.sold_out)),
+            "late": self.late,
+            "grace_ms": self.grace_ms,
         }
 
 

@@ -42,6 +42,9 @@ def run_settings(broker: EmbeddedBroker) -> Settings:
         topic_decisions=f"order-decisions-{tag}",
         topic_inventory=f"inventory-events-{tag}",
         topic_dlq=f"orders-dlq-{tag}",
+        topic_late=f"orders-late-{tag}",
+        topic_revenue_second=f"revenue-per-second-{tag}",
+        topic_revenue_minute=f"revenue-per-minute-{tag}",
         app_id=f"flashsale-{tag}",
     )
 

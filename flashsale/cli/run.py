@@ -244,7 +244,9 @@ def run_demo(
         console.print(
             f"broker: {bootstrap} ({'embedded Tansu, memory storage' if embedded else 'external'})"
         )
-        run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        run_settings = settings.model_copy(
+            update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
+        )
         asyncio.run(ensure_run_topics(run_settings, bootstrap))
         group: list[WorkerProcess] = []
         for i in range(workers):

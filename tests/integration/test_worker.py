@@ -107,6 +107,7 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
     assert result.summary["events_produced"] == produced
     assert result.summary["events_processed"] == produced
     assert result.summary["oversold_skus"] == 0
+    assert result.summary["windows_closed"] > 0  # windows survived the SIGKILL, exactly
 
 
 def test_worker_metrics_count_what_it_processed(

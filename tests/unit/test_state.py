@@ -236,4 +236,6 @@ def test_summary_counts_every_outcome() -> None:
         "dlq": 0,
         "open_lines": 0,
         "sold_out": 1,
+        "late": 0,
+        "grace_ms": 2_000,
     }
