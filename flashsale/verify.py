@@ -91,6 +91,12 @@ class Truth:
     #: Times a SKU's stock reached zero (a SKU can sell out again after a cancellation).
     sold_out_times: int = 0
     emit_ns: list[int] = field(default_factory=list)
+    #: Paid GMV by dimension ("country", "category", "merchant", "province") and value.
+    gmv_by: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Every sell-out: (SKU, event time of the order that took the last unit).
+    sell_outs: set[tuple[str, int]] = field(default_factory=set)
+    #: Event time of each SKU's first restock.
+    restocked_at: dict[str, int] = field(default_factory=dict)
     #: Events later than the window grace, by (partition, offset).
     late_at: set[tuple[int, int]] = field(default_factory=set)
     #: Closed event-time windows: (partition, size_s, start_ms) -> (accepted, paid, gmv_cents).
@@ -118,7 +124,8 @@ def compute_truth(
         # Each partition has its own stock, lines and dedupe window.
         seen: dict[tuple[str, int, str], None] = {}
         stock: dict[str, int] = {}
-        reserved: dict[tuple[str, int], tuple[int, int]] = {}  # line -> (units, cents)
+        # line -> (units, cents, country, category, merchant, province), as created
+        reserved: dict[tuple[str, int], tuple[int, int, str, str, str, str]] = {}
         paid: dict[tuple[str, int], int] = {}  # line -> cents, oldest first
         for rec in orders[partition]:
             where = (partition, rec.offset)
@@ -155,23 +162,35 @@ def compute_truth(
             if ev.type == "restock":
                 stock[ev.sku] = stock.get(ev.sku, 0) + ev.quantity
                 truth.restocked[ev.sku] = truth.restocked.get(ev.sku, 0) + ev.quantity
+                truth.restocked_at.setdefault(ev.sku, ev.event_ts_ms)
                 outcome = "restocked"
             elif ev.type == "created":
                 have = stock.get(ev.sku, 0)
                 if have >= ev.quantity:
                     stock[ev.sku] = have - ev.quantity
                     cents = ev.quantity * ev.unit_price_cents
-                    reserved[line] = (ev.quantity, cents)
+                    reserved[line] = (
+                        ev.quantity,
+                        cents,
+                        ev.country,
+                        ev.category,
+                        ev.merchant,
+                        ev.province,
+                    )
                     outcome = "accepted"
                     truth.accepted += 1
                     if have == ev.quantity:
                         truth.sold_out.add(ev.sku)
                         truth.sold_out_times += 1
+                        truth.sell_outs.add((ev.sku, ev.event_ts_ms))
                 else:
                     outcome = "rejected_oversell"
                     truth.rejected_oversell += 1
             elif ev.type == "paid" and line in reserved:
-                cents = reserved.pop(line)[1]
+                _, cents, *names = reserved.pop(line)
+                for dimension, name in zip(_DIMENSIONS, names, strict=True):
+                    by = truth.gmv_by.setdefault(dimension, {})
+                    by[name] = by.get(name, 0) + cents
                 paid[line] = cents
                 if len(paid) > window:
                     paid.pop(next(iter(paid)))
@@ -179,7 +198,7 @@ def compute_truth(
                 truth.paid += 1
                 truth.gmv_cents += cents
             elif ev.type == "cancelled" and line in reserved:
-                units, cents = reserved.pop(line)
+                units, cents, *_ = reserved.pop(line)
                 stock[ev.sku] = stock.get(ev.sku, 0) + units
                 outcome = "cancelled"
                 truth.cancelled += 1
@@ -196,6 +215,9 @@ def compute_truth(
             if ev.type != "restock":
                 windows.add(where, ev.event_ts_ms, outcome, cents)
     return truth
+
+
+_DIMENSIONS = ("country", "category", "merchant", "province")
 
 
 class _Windows:
@@ -391,6 +413,39 @@ def reconcile(
             f"sold-out SKUs: inventory-events has {len(sold_out_streamed)}, "
             f"truth {len(truth.sold_out)}"
         )
+    for dimension in _DIMENSIONS:
+        if not all(f"gmv_by_{dimension}" in st for st in latest.values()):
+            continue  # a state written before this breakdown existed
+        summed: dict[str, int] = {}
+        for st in latest.values():
+            for name, cents in st.get(f"gmv_by_{dimension}", {}).items():
+                summed[name] = summed.get(name, 0) + cents
+        want_by = truth.gmv_by.get(dimension, {})
+        if summed != want_by:
+            names = sorted(k for k in set(summed) | set(want_by) if summed.get(k) != want_by.get(k))
+            diffs.append(
+                f"GMV by {dimension}: worker totals differ for {len(names)}, e.g. "
+                + ", ".join(f"{k} {summed.get(k)} != {want_by.get(k)}" for k in names[:3])
+            )
+    streamed_sell_outs: set[tuple[str, int]] = set()
+    bad_times = 0
+    for part in sorted(inventory):
+        for rec in inventory[part]:
+            doc = orjson.loads(rec.value or b"{}")
+            if doc.get("type") == "sold_out" and "event_ts_ms" in doc:
+                streamed_sell_outs.add((doc["sku"], doc["event_ts_ms"]))
+                since = truth.restocked_at.get(doc["sku"])
+                if since is not None and doc.get("time_to_sell_out_s") != (
+                    (doc["event_ts_ms"] - since) / 1000
+                ):
+                    bad_times += 1
+    if streamed_sell_outs and streamed_sell_outs != truth.sell_outs:
+        diffs.append(
+            f"sell-outs: inventory-events has {len(streamed_sell_outs)} (SKU, time) pairs, "
+            f"truth {len(truth.sell_outs)}"
+        )
+    if bad_times:
+        diffs.append(f"{bad_times} sold-out events carry a wrong time to sell out")
     sold_out_times = sum(len(st.get("sold_out", ())) for st in latest.values())
     if sold_out_times != truth.sold_out_times:
         diffs.append(f"sell-outs: worker totals say {sold_out_times}, truth {truth.sold_out_times}")

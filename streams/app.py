@@ -310,13 +310,20 @@ class OrderProcessor:
                     pending.append(await send(topic, key, record, None, None, None))
             if state.last_offset == before[0]:
                 continue  # every message was a re-delivery
-            for sku in state.sold_out[before[-1] :]:
+            first_new = before[-1]
+            for sku, sold_ts in zip(
+                state.sold_out[first_new:], state.sold_out_ts[first_new:], strict=True
+            ):
+                since = state.restocked_at.get(sku)
                 event_doc = orjson.dumps(
                     {
                         "type": "sold_out",
                         "sku": sku,
                         "partition": partition,
                         "offset": state.last_offset,
+                        "event_ts_ms": sold_ts,
+                        # From the SKU's first restock (00:00 for a scenario's catalog).
+                        "time_to_sell_out_s": None if since is None else (sold_ts - since) / 1000,
                         "processed_ns": time.time_ns(),
                     }
                 )

@@ -63,12 +63,18 @@ class PartitionState:
     dlq: int = 0
     gmv_by_country: dict[str, int] = field(default_factory=dict)
     gmv_by_category: dict[str, int] = field(default_factory=dict)
+    gmv_by_merchant: dict[str, int] = field(default_factory=dict)
+    gmv_by_province: dict[str, int] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
+    # Event time of each SKU's first restock, and of each sell-out in `sold_out` (epoch ms).
+    restocked_at: dict[str, int] = field(default_factory=dict)
+    sold_out_ts: list[int] = field(default_factory=list)
     sold_out: list[str] = field(default_factory=list)
     # Insertion-ordered: the oldest event id is evicted first once `window` ids are held.
     seen: dict[str, None] = field(default_factory=dict)
     # Lines reserved and not yet paid or cancelled: line id -> [quantity, amount_cents,
-    # country, category]. Each holds at least one unit of stock, so restocks bound it.
+    # country, category, merchant, province]. Each holds at least one unit of stock, so
+    # restocks bound it.
     open: dict[str, list[Any]] = field(default_factory=dict)
     # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
     # once `window` are held.
@@ -101,7 +107,11 @@ class PartitionState:
                 "dlq": self.dlq,
                 "gmv_by_country": self.gmv_by_country,
                 "gmv_by_category": self.gmv_by_category,
+                "gmv_by_merchant": self.gmv_by_merchant,
+                "gmv_by_province": self.gmv_by_province,
                 "stock": self.stock,
+                "restocked_at": self.restocked_at,
+                "sold_out_ts": self.sold_out_ts,
                 "sold_out": self.sold_out,
                 "seen": list(self.seen),
                 "open": self.open,
@@ -174,22 +184,33 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
         left = have - quantity
         stock[sku] = left
         amount = quantity * event.unit_price_cents
-        state.open[event.line_id] = [quantity, amount, event.country, event.category]
+        state.open[event.line_id] = [
+            quantity,
+            amount,
+            event.country,
+            event.category,
+            event.merchant,
+            event.province,
+        ]
         state.accepted += 1
         if left == 0:
             state.sold_out.append(sku)
+            state.sold_out_ts.append(event.event_ts_ms)
         return ACCEPTED, amount
     if kind == "paid":
         line = state.open.pop(event.line_id, None)
         if line is None:
             state.orphans += 1
             return ORPHAN, 0
-        _, amount, country, category = line
+        _, amount, country, category, merchant, province = line
         state.gmv_cents += amount
-        by_country = state.gmv_by_country
-        by_country[country] = by_country.get(country, 0) + amount
-        by_category = state.gmv_by_category
-        by_category[category] = by_category.get(category, 0) + amount
+        for totals, name in (
+            (state.gmv_by_country, country),
+            (state.gmv_by_category, category),
+            (state.gmv_by_merchant, merchant),
+            (state.gmv_by_province, province),
+        ):
+            totals[name] = totals.get(name, 0) + amount
         state.paid += 1
         paid_lines = state.paid_lines
         paid_lines[event.line_id] = amount
@@ -214,5 +235,6 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
         return REFUNDED, refunded
     # restock (decode_event admits no other type)
     state.stock[event.sku] = state.stock.get(event.sku, 0) + event.quantity
+    state.restocked_at.setdefault(event.sku, event.event_ts_ms)
     state.restocks += 1
     return RESTOCKED, 0

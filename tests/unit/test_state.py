@@ -37,7 +37,8 @@ def test_created_line_within_stock_is_accepted_and_reserves_its_units() -> None:
     assert apply_event(state, replace(ORDER, quantity=2)) == (ACCEPTED, 3_000)
     assert state.stock[SKU] == 0
     assert state.sold_out == [SKU]
-    assert state.open == {"o1/0": [2, 3_000, "IT", "olive-oil"]}
+    assert state.open == {"o1/0": [2, 3_000, "IT", "olive-oil", "Frantoio", "Guangdong"]}
+    assert state.sold_out_ts == [ORDER.event_ts_ms]
     # Reserved is not revenue: GMV counts paid lines only.
     assert (state.accepted, state.gmv_cents, state.gmv_by_country) == (1, 0, {})
 
@@ -47,6 +48,8 @@ def test_paid_line_moves_its_reserved_amount_into_gmv() -> None:
     line = replace(ORDER, quantity=2)
     apply_event(state, line)
     assert apply_event(state, make_step(line, "paid")) == (PAID, 3_000)
+    assert state.gmv_by_merchant == {"Frantoio": 3_000}
+    assert state.gmv_by_province == {"Guangdong": 3_000}
     assert (state.paid, state.gmv_cents) == (1, 3_000)
     assert state.gmv_by_country == {"IT": 3_000}
     assert state.gmv_by_category == {"olive-oil": 3_000}

@@ -331,3 +331,16 @@ def test_random_lifecycles_reach_every_outcome() -> None:
         "orphan",
         "restocked",
     }
+
+
+def test_gmv_breakdowns_are_checked_against_the_truth() -> None:
+    truth = compute_truth(_orders(), 100)
+    right = {
+        f"gmv_by_{d}": truth.gmv_by[d] for d in ("country", "category", "merchant", "province")
+    }
+    assert sum(truth.gmv_by["merchant"].values()) == truth.gmv_cents
+    assert _reconcile(states=_state(**right)).reconciled
+    wrong = dict(right, gmv_by_province={"Zhejiang": truth.gmv_cents})
+    result = _reconcile(states=_state(**wrong))
+    assert not result.reconciled
+    assert any(d.startswith("GMV by province") for d in result.differences)
