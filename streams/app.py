@@ -31,6 +31,7 @@ from flashsale.kafka import last_record, read_ranges
 from flashsale.settings import STATE_TABLE, Settings
 from streams.metrics import WorkerMetrics
 from streams.state import DUPLICATE, OUTCOMES, PartitionState, apply_event
+from streams.views import RunViews
 from streams.windows import apply_window
 
 __all__ = ["create_app", "missing_ranges", "run_worker"]
@@ -527,6 +528,7 @@ def create_app(
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(app: faust.App, **kwargs: Any) -> None:
         await processor.close()
+        await views.close()
 
     @app.page("/metrics")
     class MetricsView(View):
@@ -536,6 +538,45 @@ def create_app(
                 generate_latest(metrics_registry),
                 headers={"Content-Type": CONTENT_TYPE_LATEST},
             )
+
+    views = RunViews(settings, lambda: processor.states)
+
+    @app.page("/views/gmv")
+    class GmvView(View):
+        """The whole run's GMV now, by country, category, merchant and buyer province."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(orjson.dumps(await views.gmv()), content_type="application/json")
+
+    @app.page("/views/stock/{sku}")
+    class StockView(View):
+        """One SKU's units left (whichever worker holds it)."""
+
+        async def get(self, request: Request, sku: str) -> Response:
+            found = await views.stock(sku)
+            if found is None:
+                return self.bytes(
+                    orjson.dumps({"error": f"unknown SKU {sku!r}"}),
+                    content_type="application/json",
+                    status=404,
+                )
+            return self.bytes(orjson.dumps(found), content_type="application/json")
+
+    @app.page("/views/sold-out")
+    class SoldOutView(View):
+        """The most recent sell-outs with their time to sell out (`?limit=N`, default 20)."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                limit = max(1, min(int(request.query.get("limit", "20")), 1000))
+            except ValueError:
+                return self.bytes(
+                    orjson.dumps({"error": "limit must be an integer"}),
+                    content_type="application/json",
+                    status=400,
+                )
+            rows = await views.sold_out(limit)
+            return self.bytes(orjson.dumps(rows), content_type="application/json")
 
     @app.page("/totals")
     class TotalsView(View):

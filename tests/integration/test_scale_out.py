@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
+from typing import Any
 
+import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from flashsale.cli.processes import WorkerProcess, group_totals, wait_drained
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
+from producers.generator import Generator
 from tests.integration.conftest import StartWorker
 from tests.integration.helpers import SMALL, produce
 
@@ -98,3 +104,45 @@ def test_a_worker_sigkilled_and_restarted_while_the_other_goes_on_reconciles(
         return produced
 
     reconciles(run_settings, asyncio.run(run()))
+
+
+def view(worker: WorkerProcess, path: str) -> Any:
+    with urllib.request.urlopen(f"{worker.url}{path}", timeout=10) as resp:
+        return orjson.loads(resp.read())
+
+
+def test_each_workers_views_answer_for_the_whole_run(
+    run_settings: Settings, start_worker: StartWorker
+) -> None:
+    workers = [start_worker(wait=False), start_worker(wait=False)]
+    wait_split(workers, run_settings.partitions)
+    asyncio.run(produce(run_settings, SMALL, 15_000))
+    wait_drained(workers, run_settings)
+    time.sleep(1.1)  # past the views' one-second cache
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
+    assert result.reconciled, result.differences
+    expected = result.summary["gmv_cents_expected"]
+    for worker in workers:
+        gmv = view(worker, "/views/gmv")
+        # Not only this worker's partitions: the whole run.
+        assert gmv["gmv_cents"] == expected > 0
+        assert len(gmv["partitions"]) == run_settings.partitions
+        assert sum(gmv["by_merchant"].values()) == expected
+        assert sum(gmv["by_province"].values()) == expected
+        assert 0 < gmv["paid_to_created"] <= 1
+    # A SKU held by the other worker: its stock from either worker.
+    other = held(workers[1])
+    sku = next(
+        s.sku
+        for s in Generator(SMALL).catalog.skus
+        if DefaultPartitioner()(s.sku.encode(), list(range(run_settings.partitions)), []) in other
+    )
+    assert view(workers[0], f"/views/stock/{sku}") == view(workers[1], f"/views/stock/{sku}")
+    assert view(workers[0], f"/views/stock/{sku}")["stock"] >= 0
+    sold = view(workers[0], "/views/sold-out?limit=5")
+    assert sold == view(workers[1], "/views/sold-out?limit=5")
+    assert sold and all(row["time_to_sell_out_s"] >= 0 for row in sold)
+    assert len(sold) <= 5
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        view(workers[0], "/views/stock/NO-SUCH-SKU")
+    assert missing.value.code == 404

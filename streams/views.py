@@ -1,0 +1,136 @@
+"""Whole-run JSON views: any worker answers for every partition, not only those it holds.
+
+A worker knows the live state of the partitions it holds; the others' newest written states
+are the tails of the state changelog, which every worker can read. A view combines both, so
+with several workers each one's `/views/...` answers for the whole run. The combined states
+are cached for `CACHE_S`, so a dashboard polling every worker costs a few changelog reads a
+second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from flashsale.kafka import last_record
+from flashsale.settings import Settings
+from streams.state import PartitionState
+
+__all__ = ["RunViews"]
+
+CACHE_S: Final = 1.0
+DIMENSIONS: Final = ("country", "category", "merchant", "province")
+
+
+class RunViews:
+    """Answers of the views over the newest state of every partition of the run."""
+
+    def __init__(
+        self, settings: Settings, live: Callable[[], Mapping[int, PartitionState]]
+    ) -> None:
+        self.settings = settings
+        self.live = live
+        self._reader: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self._cached: tuple[float, dict[int, PartitionState]] = (0.0, {})
+        self._partitioner = DefaultPartitioner()
+
+    async def close(self) -> None:
+        """Release the changelog reader."""
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
+
+    async def states(self) -> dict[int, PartitionState]:
+        """The live state of held partitions and the newest written one of the others."""
+        async with self._lock:
+            at, cached = self._cached
+            if time.monotonic() - at < CACHE_S:
+                return cached
+            live = dict(self.live())
+            if self._reader is None:
+                self._reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.bootstrap_list(),
+                    enable_auto_commit=False,
+                    fetch_max_wait_ms=100,
+                    max_partition_fetch_bytes=64 * 1024 * 1024,
+                )
+                await self._reader.start()
+            topic = self.settings.state_changelog_topic()
+            states: dict[int, PartitionState] = {}
+            for p in range(self.settings.partitions):
+                if p in live:
+                    states[p] = live[p]
+                    continue
+                record = await last_record(self._reader, TopicPartition(topic, p))
+                if record is not None and record.value is not None:
+                    states[p] = PartitionState.from_bytes(record.value)
+            self._cached = (time.monotonic(), states)
+            return states
+
+    async def gmv(self) -> dict[str, Any]:
+        """GMV now, its breakdowns, conversion and cancellation rate."""
+        states = await self.states()
+        paid = sum(s.paid for s in states.values())
+        accepted = sum(s.accepted for s in states.values())
+        cancelled = sum(s.cancelled for s in states.values())
+        gmv = sum(s.gmv_cents for s in states.values())
+        body: dict[str, Any] = {
+            "gmv_cents": gmv,
+            "gmv_eur": gmv / 100,
+            "accepted": accepted,
+            "paid": paid,
+            "cancelled": cancelled,
+            "refunded_cents": sum(s.refunded_cents for s in states.values()),
+            "late": sum(s.late for s in states.values()),
+            "paid_to_created": round(paid / accepted, 4) if accepted else None,
+            "cancellation_rate": round(cancelled / accepted, 4) if accepted else None,
+            "partitions": {str(p): s.last_offset for p, s in sorted(states.items())},
+        }
+        for dimension in DIMENSIONS:
+            summed: dict[str, int] = {}
+            for state in states.values():
+                for name, cents in getattr(state, f"gmv_by_{dimension}").items():
+                    summed[name] = summed.get(name, 0) + cents
+            body[f"by_{dimension}"] = dict(sorted(summed.items(), key=lambda kv: -kv[1]))
+        return body
+
+    async def stock(self, sku: str) -> dict[str, Any] | None:
+        """One SKU's units left, from the partition its key maps to (None: unknown SKU)."""
+        states = await self.states()
+        partition = self._partitioner(sku.encode(), list(range(self.settings.partitions)), [])
+        state = states.get(partition)
+        if state is None or sku not in state.stock:
+            return None
+        sell_outs = sum(1 for s in state.sold_out if s == sku)
+        return {
+            "sku": sku,
+            "partition": partition,
+            "stock": state.stock[sku],
+            "sold_out": state.stock[sku] == 0,
+            "sell_outs": sell_outs,
+            "as_of_offset": state.last_offset,
+        }
+
+    async def sold_out(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent sell-outs (by event time), with each SKU's time to sell out."""
+        states = await self.states()
+        rows: list[dict[str, Any]] = []
+        for state in states.values():
+            for sku, ts in zip(state.sold_out, state.sold_out_ts, strict=False):
+                since = state.restocked_at.get(sku)
+                rows.append(
+                    {
+                        "sku": sku,
+                        "event_ts_ms": ts,
+                        "time_to_sell_out_s": None if since is None else (ts - since) / 1000,
+                        "stock_now": state.stock.get(sku, 0),
+                    }
+                )
+        rows.sort(key=lambda r: (-r["event_ts_ms"], r["sku"]))
+        return rows[:limit]
