@@ -239,6 +239,7 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
             "topic_late": f"bench-late-{tag}",
             "topic_revenue_second": f"bench-rps-{tag}",
             "topic_revenue_minute": f"bench-rpm-{tag}",
+            "topic_hot": f"bench-hot-{tag}",
             "app_id": f"bench-{tag}",
         }
     )

@@ -39,6 +39,7 @@ async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
         settings.topic_late,
         settings.topic_revenue_second,
         settings.topic_revenue_minute,
+        settings.topic_hot,
     ]
     await ensure_topics(bootstrap, topics, settings.partitions)
 

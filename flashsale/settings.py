@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     topic_revenue_minute: str = "revenue-per-minute"
     """Closed 1 min event-time windows per partition. Env: FLASHSALE_TOPIC_REVENUE_MINUTE."""
 
+    topic_hot: str = "hot-products"
+    """Each closed minute's top SKUs by units, per partition. Env: FLASHSALE_TOPIC_HOT."""
+
     partitions: int = Field(default=4, ge=1, le=1024)
     """Partitions of every flashsale topic. Env: FLASHSALE_PARTITIONS."""
 

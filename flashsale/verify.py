@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from flashsale.events import MalformedEvent, decode_event
+from flashsale.events import MalformedEvent, OrderEvent, decode_event
 from flashsale.kafka import read_topic
 from flashsale.settings import Settings
 
@@ -99,6 +99,8 @@ class Truth:
     restocked_at: dict[str, int] = field(default_factory=dict)
     #: Events later than the window grace, by (partition, offset).
     late_at: set[tuple[int, int]] = field(default_factory=set)
+    #: Each closed minute's hot products: (partition, start_ms) -> [(sku, units)] (top 10).
+    hot: dict[tuple[int, int], list[tuple[str, int]]] = field(default_factory=dict)
     #: Closed event-time windows: (partition, size_s, start_ms) -> (accepted, paid, gmv_cents).
     windows: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
     scenario: str | None = None
@@ -213,7 +215,7 @@ def compute_truth(
             if cents:
                 truth.amounts[where] = cents
             if ev.type != "restock":
-                windows.add(where, ev.event_ts_ms, outcome, cents)
+                windows.add(where, ev, outcome, cents)
     return truth
 
 
@@ -231,16 +233,22 @@ class _Windows:
         self.truth = truth
         self.newest = -1
         self.open: dict[tuple[int, int], list[int]] = {}  # (size_ms, start) -> counts
+        self.units: dict[int, dict[str, int]] = {}  # minute start -> {sku: units accepted}
 
-    def add(self, where: tuple[int, int], ts: int, outcome: str, cents: int) -> None:
+    def add(self, where: tuple[int, int], ev: OrderEvent, outcome: str, cents: int) -> None:
+        ts = ev.event_ts_ms
         if self.newest >= 0 and ts < self.newest - self.grace_ms:
             self.truth.late_at.add(where)
             return
         if outcome in ("accepted", "paid"):
             for size in self.SIZES_MS:
-                counts = self.open.setdefault((size, ts // size * size), [0, 0, 0])
+                start = ts // size * size
+                counts = self.open.setdefault((size, start), [0, 0, 0])
                 if outcome == "accepted":
                     counts[0] += 1
+                    if size == 60_000:
+                        units = self.units.setdefault(start, {})
+                        units[ev.sku] = units.get(ev.sku, 0) + ev.quantity
                 else:
                     counts[1] += 1
                     counts[2] += cents
@@ -251,6 +259,10 @@ class _Windows:
                 accepted, paid, gmv = self.open.pop((size, start))
                 key = (self.partition, size // 1000, start)
                 self.truth.windows[key] = (accepted, paid, gmv)
+                if size == 60_000:
+                    units = self.units.pop(start, {})
+                    ranked = sorted(units.items(), key=lambda kv: (-kv[1], kv[0]))
+                    self.truth.hot[(self.partition, start)] = ranked[:10]
 
 
 @dataclass
@@ -290,6 +302,7 @@ def reconcile(
     default_window: int,
     late: Mapping[int, Sequence[Record]] | None = None,
     revenue: Sequence[Mapping[int, Sequence[Record]]] | None = None,
+    hot: Mapping[int, Sequence[Record]] | None = None,
 ) -> VerifyResult:
     """Compare the workers' outputs with the truth recomputed from `orders`.
 
@@ -491,6 +504,20 @@ def reconcile(
                 )
             )
 
+    if hot is not None:
+        named: dict[tuple[int, int], list[tuple[str, int]]] = {}
+        for part in sorted(hot):
+            for rec in hot[part]:
+                doc = orjson.loads(rec.value or b"{}")
+                named[(int(doc["partition"]), int(doc["window_start_ms"]))] = [
+                    (str(sku), int(units)) for sku, units in doc["top"]
+                ]
+        if named != truth.hot:
+            diffs.append(
+                f"hot products: {len(named)} minutes published, truth {len(truth.hot)}; "
+                f"{sum(1 for k in named if named[k] != truth.hot.get(k))} differ"
+            )
+
     # Orders are `created` lines; events are every message but restocks.
     event_docs = [d for d in decided.values() if d.get("type", "created") != "restock"]
     orders_decided = sum(1 for d in event_docs if d.get("type", "created") == "created")
@@ -582,4 +609,5 @@ async def verify_live(settings: Settings, bootstrap: str) -> VerifyResult:
             await read_topic(bootstrap, settings.topic_revenue_second),
             await read_topic(bootstrap, settings.topic_revenue_minute),
         ],
+        hot=await read_topic(bootstrap, settings.topic_hot),
     )

@@ -295,7 +295,7 @@ class OrderProcessor:
                     pending.append(
                         await send(s.topic_late, msg.key, msg.value, None, None, headers)
                     )
-                for size, start, accepted, paid, gmv in closed:
+                for size, start, accepted, paid, gmv, top in closed:
                     record = orjson.dumps(
                         {
                             "partition": partition,
@@ -309,6 +309,11 @@ class OrderProcessor:
                     topic = s.topic_revenue_second if size == 1 else s.topic_revenue_minute
                     key = f"{partition}:{start}".encode()
                     pending.append(await send(topic, key, record, None, None, None))
+                    if size == 60:
+                        hot = orjson.dumps(
+                            {"partition": partition, "window_start_ms": start, "top": top}
+                        )
+                        pending.append(await send(s.topic_hot, key, hot, None, None, None))
             if state.last_offset == before[0]:
                 continue  # every message was a re-delivery
             first_new = before[-1]
@@ -561,6 +566,14 @@ def create_app(
                     status=404,
                 )
             return self.bytes(orjson.dumps(found), content_type="application/json")
+
+    @app.page("/views/top-skus")
+    class TopSkusView(View):
+        """The top 10 SKUs by units in the current minute (event time), whole run."""
+
+        async def get(self, request: Request) -> Response:
+            body = await views.top_skus()
+            return self.bytes(orjson.dumps(body), content_type="application/json")
 
     @app.page("/views/sold-out")
     class SoldOutView(View):

@@ -86,6 +86,8 @@ class PartitionState:
     max_event_ms: int = -1
     late: int = 0
     windows: dict[str, list[int]] = field(default_factory=dict)
+    # Units of accepted lines per SKU in each open minute window: "start_ms" -> {sku: units}.
+    minute_units: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """Serialise for the changelog (JSON objects keep the insertion order of the dicts)."""
@@ -120,6 +122,7 @@ class PartitionState:
                 "max_event_ms": self.max_event_ms,
                 "late": self.late,
                 "windows": self.windows,
+                "minute_units": self.minute_units,
             }
         )
 

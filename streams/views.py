@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from flashsale.kafka import last_record
 from flashsale.settings import Settings
 from streams.state import PartitionState
+from streams.windows import top_skus
 
 __all__ = ["RunViews"]
 
@@ -115,6 +116,22 @@ class RunViews:
             "sold_out": state.stock[sku] == 0,
             "sell_outs": sell_outs,
             "as_of_offset": state.last_offset,
+        }
+
+    async def top_skus(self) -> dict[str, Any]:
+        """The hot products: top SKUs by units in the newest minute any partition has open."""
+        states = await self.states()
+        starts = [int(start) for s in states.values() for start in s.minute_units]
+        if not starts:
+            return {"window_start_ms": None, "top": []}
+        newest = max(starts)
+        units: dict[str, int] = {}
+        for state in states.values():
+            for sku, n in state.minute_units.get(str(newest), {}).items():
+                units[sku] = units.get(sku, 0) + n
+        return {
+            "window_start_ms": newest,
+            "top": [{"sku": sku, "units": n} for sku, n in top_skus(units)],
         }
 
     async def sold_out(self, limit: int = 20) -> list[dict[str, Any]]:

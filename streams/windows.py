@@ -6,8 +6,9 @@ Per partition, in offset order, for every valid event that is not a restock or a
    an event whose time is below it is *late*: counted, sent to `orders-late`, kept out of the
    windows (its lifecycle rules still apply: it still reserves stock or counts as paid GMV);
 2. the newest event time advances;
-3. an event on time adds to its 1 s and 60 s windows: `accepted` lines count as accepted,
-   `paid` lines count as paid with their amount in GMV; other outcomes add nothing;
+3. an event on time adds to its 1 s and 60 s windows: `accepted` lines count as accepted
+   (and their units count for their SKU in the minute: the hot products), `paid` lines count
+   as paid with their amount in GMV; other outcomes add nothing;
 4. every window whose end is at or below the new watermark closes and is published.
 
 Everything lives in the partition's state record, so windows survive restarts and follow a
@@ -22,13 +23,22 @@ from typing import Final
 from flashsale.events import OrderEvent
 from streams.state import ACCEPTED, PAID, PartitionState
 
-__all__ = ["SIZES_S", "Window", "apply_window"]
+__all__ = ["SIZES_S", "TOP_N", "Window", "apply_window", "top_skus"]
 
 #: Window sizes in seconds: per second and per minute.
 SIZES_S: Final = (1, 60)
 
-#: A closed window: (size_s, start_ms, accepted, paid, gmv_cents).
-Window = tuple[int, int, int, int, int]
+#: Hot products: the SKUs with the most units in a minute, this many.
+TOP_N: Final = 10
+
+#: A closed window: (size_s, start_ms, accepted, paid, gmv_cents, top) where `top` lists the
+#: minute's hot products as (sku, units) pairs (empty for 1 s windows).
+Window = tuple[int, int, int, int, int, list[tuple[str, int]]]
+
+
+def top_skus(units: dict[str, int], n: int = TOP_N) -> list[tuple[str, int]]:
+    """The `n` SKUs with the most units, most first, ties by SKU."""
+    return sorted(units.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
 def apply_window(
@@ -51,6 +61,9 @@ def apply_window(
                 counts = windows[key] = [0, 0, 0]
             if outcome == ACCEPTED:
                 counts[0] += 1
+                if size == 60:
+                    minute = state.minute_units.setdefault(str(ts - ts % size_ms), {})
+                    minute[event.sku] = minute.get(event.sku, 0) + event.quantity
             else:
                 counts[1] += 1
                 counts[2] += amount
@@ -64,6 +77,7 @@ def apply_window(
         size, start = int(size_text), int(start_text)
         if start + size * 1000 <= watermark:
             accepted, paid, gmv = windows.pop(key)
-            closed.append((size, start, accepted, paid, gmv))
+            top = top_skus(state.minute_units.pop(str(start), {})) if size == 60 else []
+            closed.append((size, start, accepted, paid, gmv, top))
     closed.sort()
     return False, closed

@@ -45,6 +45,7 @@ def run_settings(broker: EmbeddedBroker) -> Settings:
         topic_late=f"orders-late-{tag}",
         topic_revenue_second=f"revenue-per-second-{tag}",
         topic_revenue_minute=f"revenue-per-minute-{tag}",
+        topic_hot=f"hot-products-{tag}",
         app_id=f"flashsale-{tag}",
     )
 

@@ -25,6 +25,16 @@ SMALL = Scenario.model_validate(
 )
 
 
+# The same at 30x: 60 scenario seconds pass in 2 wall seconds, so minute windows close (and
+# name their hot products) within a test.
+FAST_CLOCK = SMALL.model_copy(
+    update={
+        "name": "test-fast-clock",
+        "scale": SMALL.scale.model_copy(update={"peak_per_s": 100.0, "compression": 30.0}),
+    }
+)
+
+
 async def produce(settings: Settings, scenario: Scenario, events: int) -> int:
     """Emit the scenario's first `events` events on schedule; the number of events sent."""
     emitter = OrderEmitter(settings)

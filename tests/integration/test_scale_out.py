@@ -17,7 +17,7 @@ from flashsale.settings import Settings
 from flashsale.verify import verify_live
 from producers.generator import Generator
 from tests.integration.conftest import StartWorker
-from tests.integration.helpers import SMALL, produce
+from tests.integration.helpers import FAST_CLOCK, SMALL, produce
 
 pytestmark = pytest.mark.integration
 
@@ -116,11 +116,13 @@ def test_each_workers_views_answer_for_the_whole_run(
 ) -> None:
     workers = [start_worker(wait=False), start_worker(wait=False)]
     wait_split(workers, run_settings.partitions)
-    asyncio.run(produce(run_settings, SMALL, 15_000))
+    asyncio.run(produce(run_settings, FAST_CLOCK, 20_000))
     wait_drained(workers, run_settings)
     time.sleep(1.1)  # past the views' one-second cache
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert result.reconciled, result.differences
+    # Minutes of event time closed: hot products were published, exactly as recomputed.
+    assert any(key[1] == 60 for key in _closed_windows(run_settings))
     expected = result.summary["gmv_cents_expected"]
     for worker in workers:
         gmv = view(worker, "/views/gmv")
@@ -134,7 +136,7 @@ def test_each_workers_views_answer_for_the_whole_run(
     other = held(workers[1])
     sku = next(
         s.sku
-        for s in Generator(SMALL).catalog.skus
+        for s in Generator(FAST_CLOCK).catalog.skus
         if DefaultPartitioner()(s.sku.encode(), list(range(run_settings.partitions)), []) in other
     )
     assert view(workers[0], f"/views/stock/{sku}") == view(workers[1], f"/views/stock/{sku}")
@@ -143,6 +145,24 @@ def test_each_workers_views_answer_for_the_whole_run(
     assert sold == view(workers[1], "/views/sold-out?limit=5")
     assert sold and all(row["time_to_sell_out_s"] >= 0 for row in sold)
     assert len(sold) <= 5
+    top = view(workers[0], "/views/top-skus")
+    assert top == view(workers[1], "/views/top-skus")
+    units = [row["units"] for row in top["top"]]
+    assert units and units == sorted(units, reverse=True) and len(units) <= 10
     with pytest.raises(urllib.error.HTTPError) as missing:
         view(workers[0], "/views/stock/NO-SUCH-SKU")
     assert missing.value.code == 404
+
+
+def _closed_windows(settings: Settings) -> set[tuple[int, int, int]]:
+    from flashsale.kafka import read_topic
+
+    out = set()
+    for topic in (settings.topic_revenue_second, settings.topic_revenue_minute):
+        for records in asyncio.run(read_topic(settings.bootstrap_servers or "", topic)).values():
+            for rec in records:
+                doc = orjson.loads(rec.value)
+                out.add((doc["partition"], doc["size_s"], doc["window_start_ms"]))
+    hot = asyncio.run(read_topic(settings.bootstrap_servers or "", settings.topic_hot))
+    assert sum(len(r) for r in hot.values()) > 0
+    return out

@@ -44,7 +44,7 @@ def test_a_window_closes_once_the_watermark_passes_its_end() -> None:
     )
     late, closed = apply_window(state, make_order(order_id="c", event_ts_ms=T0 + 3_000), "x", 0)
     assert not late
-    assert closed == [(1, T0, 1, 0, 0)]
+    assert closed == [(1, T0, 1, 0, 0, [])]
     assert f"1:{T0}" not in state.windows
     assert f"60:{T0}" in state.windows  # the minute is still open
 
@@ -81,11 +81,12 @@ def test_worker_windows_and_verify_truth_agree(seed: int) -> None:
     orders: dict[int, list[Rec]] = {p: [] for p in range(partitions)}
     states = {p: PartitionState(partition=p, window=50, grace_ms=grace) for p in range(partitions)}
     closed: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+    hot: dict[tuple[int, int], list[tuple[str, int]]] = {}
     late: set[tuple[int, int]] = set()
     clock = T0
     for event in _random_stream(rng, 600):
-        # Time moves on about 40 ms an event; one event in six arrives up to 3 s late.
-        clock += rng.randint(0, 80)
+        # Time moves on about 250 ms an event (minutes close); one in six is up to 3 s late.
+        clock += rng.randint(0, 500)
         ts = clock - (rng.randint(0, 3_000) if rng.random() < 1 / 6 else 0)
         event = replace(event, event_ts_ms=ts)
         p = SKUS.index(event.sku) % partitions
@@ -97,12 +98,15 @@ def test_worker_windows_and_verify_truth_agree(seed: int) -> None:
         was_late, now_closed = apply_window(states[p], event, outcome, amount)
         if was_late:
             late.add((p, offset))
-        for size, start, *counts in now_closed:
-            closed[(p, size, start)] = (counts[0], counts[1], counts[2])
+        for size, start, accepted, paid, gmv, top in now_closed:
+            closed[(p, size, start)] = (accepted, paid, gmv)
+            if size == 60:
+                hot[(p, start)] = top
 
     truth = compute_truth(orders, 50, {p: grace for p in range(partitions)})
     assert truth.late_at == late
     assert truth.windows == closed
+    assert truth.hot == hot
     assert sum(s.late for s in states.values()) == len(late)
     assert closed  # windows did close
     if grace < 2_000:
@@ -118,3 +122,14 @@ def test_restocks_and_duplicates_do_not_move_the_windows() -> None:
     assert state.max_event_ms == -1
     apply_window(state, order, ACCEPTED, 10)
     assert state.max_event_ms == T0 + 100
+
+
+def test_a_closed_minute_names_its_hot_products() -> None:
+    state = _state(grace_ms=0)
+    for i, (sku, quantity) in enumerate([("A", 2), ("B", 5), ("A", 4), ("C", 1)]):
+        order = make_order(order_id=f"o{i}", sku=sku, quantity=quantity, event_ts_ms=T0 + i)
+        apply_window(state, order, ACCEPTED, 100)
+    _, closed = apply_window(state, make_order(order_id="next", event_ts_ms=T0 + 60_000), "x", 0)
+    minute = [w for w in closed if w[0] == 60]
+    assert minute == [(60, T0, 4, 0, 0, [("A", 6), ("B", 5), ("C", 1)])]
+    assert str(T0) not in state.minute_units
