@@ -26,6 +26,7 @@ __all__ = [
     "last_record",
     "read_ranges",
     "read_topic",
+    "start_reader",
 ]
 
 
@@ -61,6 +62,19 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
                 await admin.create_topics(wanted)
     finally:
         await admin.close()
+
+
+async def start_reader(bootstrap: str | list[str]) -> AIOKafkaConsumer:
+    """A started consumer without a group for direct reads (`read_ranges`, `last_record`);
+    it takes a whole partition-state record, which may weigh up to 64 MB."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    return consumer
 
 
 def _consumer(bootstrap: str) -> AIOKafkaConsumer:

@@ -340,12 +340,7 @@ def reconcile(
                 conflicts += 1
     if conflicts:
         diffs.append(f"{conflicts} re-delivered decisions disagree with the first")
-    dead: set[tuple[int, int]] = set()
-    for part in sorted(dead_letters):
-        for rec in dead_letters[part]:
-            p, o = _header(rec, "flashsale.partition"), _header(rec, "flashsale.offset")
-            if p is not None and o is not None:
-                dead.add((int(p), int(o)))
+    dead = _source_offsets(dead_letters)
 
     missing: list[tuple[int, int]] = []
     wrong: list[str] = []
@@ -467,12 +462,7 @@ def reconcile(
     if late_state != len(truth.late_at):
         diffs.append(f"late events: worker totals say {late_state}, truth {len(truth.late_at)}")
     if late is not None:
-        sent_late: set[tuple[int, int]] = set()
-        for part in sorted(late):
-            for rec in late[part]:
-                p, o = _header(rec, "flashsale.partition"), _header(rec, "flashsale.offset")
-                if p is not None and o is not None:
-                    sent_late.add((int(p), int(o)))
+        sent_late = _source_offsets(late)
         if sent_late != truth.late_at:
             diffs.append(
                 f"late events: orders-late has {len(sent_late)}, truth {len(truth.late_at)}"
@@ -560,6 +550,17 @@ def reconcile(
         "duration_s": round(duration, 3),
     }
     return VerifyResult(summary=summary, differences=diffs)
+
+
+def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[tuple[int, int]]:
+    """The (partition, offset) on `orders` each record names in its `flashsale.*` headers."""
+    out: set[tuple[int, int]] = set()
+    for part in sorted(records):
+        for rec in records[part]:
+            p, o = _header(rec, "flashsale.partition"), _header(rec, "flashsale.offset")
+            if p is not None and o is not None:
+                out.add((int(p), int(o)))
+    return out
 
 
 def _oversold(decided: Mapping[tuple[int, int], Mapping[str, Any]]) -> set[str]:

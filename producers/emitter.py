@@ -96,6 +96,7 @@ class _Counting:
 
     stats: ProduceStats
     metrics: ProducerMetrics | None
+    wall_clock: bool = True
 
     def _count_sent(self, n: int, restocks: int = 0) -> None:
         st = self.stats
@@ -124,7 +125,7 @@ class _Counting:
     async def send(self, events: Iterable[OrderEvent], headers: Headers | None = None) -> None:
         """Encode and send events one by one (restocks and tests; the stream uses blocks)."""
         evs = list(events)
-        now = time.time_ns() if getattr(self, "wall_clock", True) else 0
+        now = time.time_ns() if self.wall_clock else 0
         keys = [e.sku.encode() for e in evs]
         values = [encode_event(e, emit_ns=now if now else e.emit_ns) for e in evs]
         restocks = sum(1 for e in evs if e.type == "restock")
@@ -259,7 +260,6 @@ class ConfluentSink(_Counting):
                 "on_delivery": self._on_error,
             }
         )
-        self._counted_acked = 0
 
     def _on_error(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -273,9 +273,7 @@ class ConfluentSink(_Counting):
         self._producer.poll(0)
         st = self.stats
         acked = st.sent - len(self._producer) - self._failed
-        new_errors = self._failed - st.errors
-        self._count_settled(acked - self._counted_acked, new_errors, self._last_error)
-        self._counted_acked = acked
+        self._count_settled(acked - st.acked, self._failed - st.errors, self._last_error)
 
     async def _send(
         self,

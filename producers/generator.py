@@ -302,16 +302,7 @@ class Generator:
             _file_fine(fine, rows[near], now_cell, cells[near])
         far = ~near
         if far.any():
-            far_rows = rows[far]
-            buckets = cells[far] // _COARSE_CELLS
-            order = np.argsort(buckets, kind="stable")
-            buckets = buckets[order]
-            far_rows = far_rows[order]
-            cuts = np.flatnonzero(np.diff(buckets)) + 1
-            for part, b in zip(
-                np.split(far_rows, cuts), buckets[np.r_[0, cuts]].tolist(), strict=True
-            ):
-                coarse.setdefault(b, []).append(part)
+            _append_grouped(coarse, rows[far], cells[far] // _COARSE_CELLS)
 
     def _orders(self, first_cell: int, last_cell: int) -> npt.NDArray[np.void]:
         """Every event of the orders created in cells [first_cell, last_cell) of this worker."""
@@ -630,12 +621,21 @@ def _file_fine(
 ) -> None:
     """Append `rows` to the per-cell lists of `fine` (never to a cell already emitted)."""
     cells = np.maximum(_cells(rows) if cells is None else cells, min_cell)
-    order = np.argsort(cells, kind="stable")
-    cells = cells[order]
+    _append_grouped(fine, rows, cells)
+
+
+def _append_grouped(
+    lists: dict[int, list[npt.NDArray[np.void]]],
+    rows: npt.NDArray[np.void],
+    groups: npt.NDArray[np.int64],
+) -> None:
+    """Append the rows of each group (stable order inside it) to `lists[group]`."""
+    order = np.argsort(groups, kind="stable")
+    groups = groups[order]
     rows = rows[order]
-    cuts = np.flatnonzero(np.diff(cells)) + 1
-    for part, c in zip(np.split(rows, cuts), cells[np.r_[0, cuts]].tolist(), strict=True):
-        fine.setdefault(c, []).append(part)
+    cuts = np.flatnonzero(np.diff(groups)) + 1
+    for part, g in zip(np.split(rows, cuts), groups[np.r_[0, cuts]].tolist(), strict=True):
+        lists.setdefault(g, []).append(part)
 
 
 def _first_after(

@@ -27,7 +27,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from flashsale.events import MalformedEvent, decode_event
-from flashsale.kafka import last_record, read_ranges
+from flashsale.kafka import last_record, read_ranges, start_reader
 from flashsale.settings import STATE_TABLE, Settings
 from streams.metrics import WorkerMetrics
 from streams.state import DUPLICATE, OUTCOMES, PartitionState, apply_event
@@ -129,13 +129,7 @@ class OrderProcessor:
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._reader_consumer is None:
-            self._reader_consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_list(),
-                enable_auto_commit=False,
-                fetch_max_wait_ms=100,
-                max_partition_fetch_bytes=16 * 1024 * 1024,
-            )
-            await self._reader_consumer.start()
+            self._reader_consumer = await start_reader(self.settings.bootstrap_list())
         return self._reader_consumer
 
     async def close(self) -> None:

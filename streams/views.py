@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from flashsale.kafka import last_record
+from flashsale.kafka import last_record, start_reader
 from flashsale.settings import Settings
 from streams.state import PartitionState
 from streams.windows import top_skus
@@ -55,13 +55,7 @@ class RunViews:
                 return cached
             live = dict(self.live())
             if self._reader is None:
-                self._reader = AIOKafkaConsumer(
-                    bootstrap_servers=self.settings.bootstrap_list(),
-                    enable_auto_commit=False,
-                    fetch_max_wait_ms=100,
-                    max_partition_fetch_bytes=64 * 1024 * 1024,
-                )
-                await self._reader.start()
+                self._reader = await start_reader(self.settings.bootstrap_list())
             topic = self.settings.state_changelog_topic()
             states: dict[int, PartitionState] = {}
             for p in range(self.settings.partitions):

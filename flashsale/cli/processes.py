@@ -113,17 +113,7 @@ class WorkerProcess:
 
     def wait_drained(self, timeout_s: float = 120.0) -> None:
         """Block until the worker has applied, durably, everything now on the orders topic."""
-        deadline = time.monotonic() + timeout_s
-        bootstrap = self.settings.bootstrap_servers or ""
-        while True:
-            ends = asyncio.run(end_offsets(bootstrap, self.settings.topic_orders))
-            if unprocessed(self.totals(), ends) == 0:
-                return
-            if not self.alive():
-                raise RuntimeError(f"worker exited with {self.proc and self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"worker did not drain the orders topic in {timeout_s:.0f}s")
-            time.sleep(0.2)
+        wait_drained([self], self.settings, timeout_s)
 
     def alive(self) -> bool:
         """True while the process runs."""
