@@ -303,7 +303,10 @@ async def _demo(
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
     for worker in group:
-        console.print(f"worker: {worker.url}/totals and {worker.url}/metrics")
+        console.print(
+            f"worker: {worker.url}/views/gmv (whole run; also /views/top-skus, "
+            f"/views/sold-out, /views/stock/SKU), {worker.url}/metrics"
+        )
     started = time.monotonic()
     what = "the worker" if len(group) == 1 else f"the {len(group)} workers"
     with console.status(f"waiting for {what} to join the consumer group..."):
