@@ -27,6 +27,7 @@ test-all: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[peers]'
 	$(BIN)/flashsale bench --json benchmarks/latest.json
 
 clean:

@@ -6,6 +6,10 @@ Figures are rates on this machine and broker; the ratio is what to compare acros
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -18,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.bytewax_flow import paid_cents
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
 from flashsale.kafka import ensure_run_topics, ensure_topics
 from flashsale.scenario import Scenario
@@ -208,6 +213,7 @@ def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[
 
 
 async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    """A bare aiokafka consume-and-aggregate loop: decode each order, sum paid cents per SKU."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -216,20 +222,29 @@ async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> 
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        revenue: dict[str, int] = {}
         started = time.perf_counter()
         count = 0
         while count < n:
             got = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            count += sum(len(r) for r in got.values())
+            for records in got.values():
+                for record in records:
+                    sku, cents = paid_cents(record.value)
+                    revenue[sku] = revenue.get(sku, 0) + cents
+                count += len(records)
         return count / (time.perf_counter() - started)
     finally:
         await consumer.stop()
 
 
-def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
-    """A real Faust worker applying n orders beside a bare aiokafka consumer reading them."""
-    tag = uuid.uuid4().hex[:6]
-    run = settings.model_copy(
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _bench_topics(settings: Settings, bootstrap: str, tag: str) -> Settings:
+    return settings.model_copy(
         update={
             "bootstrap_servers": bootstrap,
             "topic_orders": f"bench-orders-{tag}",
@@ -243,6 +258,46 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
             "app_id": f"bench-{tag}",
         }
     )
+
+
+def _drain_worker(run: Settings, total: int, workdir: Path) -> tuple[float, float]:
+    """Start one worker on a preloaded topic; its rate and CPU µs per event to drain it."""
+    worker = WorkerProcess(run, free_port(), log_path=workdir / f"worker-{run.app_id}.log")
+    worker.start()
+    try:
+        worker.wait_ready()
+        assert worker.proc is not None
+        cpu = _cpu_seconds(worker.proc.pid)
+        started = time.perf_counter()
+        worker.wait_drained()
+        elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(worker.proc.pid) - cpu
+    finally:
+        worker.stop()
+    return total / elapsed, cpu / total * 1e6
+
+
+def _bytewax(bootstrap: str, topic: str) -> dict[str, Any] | None:
+    """The Bytewax per-SKU dataflow on the same topic, in its own process; None without it."""
+    if importlib.util.find_spec("bytewax") is None:
+        return None
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bytewax_flow", bootstrap, topic],
+        capture_output=True,
+        check=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    doc: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
+    return doc
+
+
+def bench_process(
+    settings: Settings, bootstrap: str, n: int, workdir: Path
+) -> dict[str, dict[str, Any]]:
+    """One Faust worker per consume mode, a bare consume-and-aggregate loop and Bytewax, all
+    on the same preloaded topic in one run."""
+    run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
     asyncio.run(ensure_run_topics(run, bootstrap))
 
     async def preload() -> int:
@@ -256,16 +311,35 @@ def bench_process(settings: Settings, bootstrap: str, n: int, workdir: Path) -> 
 
     total = asyncio.run(preload())
     ceiling = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
-    worker = WorkerProcess(run, free_port(), log_path=workdir / "bench-worker.log")
-    worker.start()
-    try:
-        worker.wait_ready()
-        started = time.perf_counter()
-        worker.wait_drained()
-        ours = total / (time.perf_counter() - started)
-    finally:
-        worker.stop()
-    return _stage(ours, ceiling, "bare aiokafka consumer reading the same topic (no group)")
+    rates: dict[str, tuple[float, float]] = {}
+    for mode in ("stream", "bulk"):
+        # Each worker is a new consumer group with its own output topics, on the same input.
+        tag = uuid.uuid4().hex[:6]
+        outputs = _bench_topics(settings, bootstrap, tag)
+        mode_run = outputs.model_copy(
+            update={"topic_orders": run.topic_orders, "consume_mode": mode}
+        )
+        asyncio.run(ensure_run_topics(mode_run, bootstrap))
+        rates[mode] = _drain_worker(mode_run, total, workdir)
+    bare = "bare aiokafka consume-and-aggregate loop (orjson, paid cents per SKU), same topic"
+    results = {
+        "process_stream": {
+            **_stage(rates["stream"][0], ceiling, bare),
+            "cpu_us_per_event": round(rates["stream"][1], 1),
+        },
+        "process_per_order": {
+            **_stage(rates["bulk"][0], ceiling, bare),
+            "cpu_us_per_event": round(rates["bulk"][1], 1),
+            "vs_stream": round(rates["bulk"][0] / rates["stream"][0], 2),
+        },
+    }
+    peer = _bytewax(bootstrap, run.topic_orders)
+    if peer is not None:
+        results["bytewax_per_sku"] = {
+            **_stage(peer["events"] / peer["seconds"], ceiling, bare),
+            "events": peer["events"],
+        }
+    return results
 
 
 def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
@@ -283,12 +357,13 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
         ("generate", lambda b: bench_generate(b, settings, n_produce)),
         ("produce_confluent", lambda b: bench_produce_confluent(on(b), b, n_produce)),
         ("produce_aiokafka", lambda b: asyncio.run(bench_produce(on(b), b, n_aiokafka))),
-        ("process_per_order", lambda b: bench_process(settings, b, n_process, workdir)),
     ]
     with bootstrap_for(settings, announce=False) as bootstrap:
         for name, step in steps:
             with console.status(f"bench: {name} ..."):
                 results[name] = step(bootstrap)
+        with console.status("bench: process (stream, bulk, Bytewax) ..."):
+            results.update(bench_process(settings, bootstrap, n_process, workdir))
     table = Table(title=f"flashsale bench ({'quick' if quick else 'full'}, broker {bootstrap})")
     for col in ("stage", "ours /s", "ceiling /s", "ratio", "ceiling"):
         table.add_column(col, justify="left" if col in ("stage", "ceiling") else "right")
@@ -301,6 +376,14 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
             r["ceiling"],
         )
     console.print(table)
+    stream, per_order = results["process_stream"], results["process_per_order"]
+    console.print(
+        f"worker per-order (bulk) vs Faust's stream path with default settings: "
+        f"{per_order['vs_stream']:.2f}x; CPU per event {per_order['cpu_us_per_event']:.0f} µs "
+        f"(stream {stream['cpu_us_per_event']:.0f} µs)"
+    )
+    if "bytewax_per_sku" not in results:
+        console.print("bytewax is not installed: no peer figure (pip install -e '.[peers]')")
     if json_path:
         json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
         console.print(f"figures: {json_path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,12 @@ class Settings(BaseSettings):
     """Event ids (order, line, step) remembered per partition for duplicate detection, and
     paid lines remembered for refunds (a refund of a line older than that is an orphan). Env:
     FLASHSALE_DEDUPE_WINDOW."""
+
+    consume_mode: Literal["bulk", "stream"] = "bulk"
+    """How a worker reads `orders`: `bulk` hands it each fetch of a partition at once (Faust
+    still runs the group, commits and changelogs); `stream` is Faust's own per-message agent
+    stream with Faust's default consumer settings, the baseline `flashsale bench` compares
+    against. Env: FLASHSALE_CONSUME_MODE."""
 
     batch_max: int = Field(default=2000, ge=1)
     """Most orders a worker applies in one batch (one state write per partition per batch).

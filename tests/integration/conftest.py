@@ -22,9 +22,11 @@ def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[StartWorker
     started: list[WorkerProcess] = []
     asyncio.run(ensure_run_topics(run_settings, run_settings.bootstrap_servers or ""))
 
-    def start(wait: bool = True) -> WorkerProcess:
+    def start(wait: bool = True, **overrides: object) -> WorkerProcess:
+        """`overrides`: settings of this worker that differ from the test's (same topics)."""
+        settings = run_settings.model_copy(update=overrides) if overrides else run_settings
         worker = WorkerProcess(
-            run_settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
+            settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
         )
         worker.start()
         started.append(worker)

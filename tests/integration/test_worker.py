@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -129,3 +130,45 @@ def test_worker_metrics_count_what_it_processed(
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
     assert samples["flashsale_refunded_cents_total"] == result.summary["refunded_cents"]
+
+
+async def _committed(settings: Settings) -> dict[int, int | None]:
+    """The worker group's committed offsets on `orders`, read as Kafka holds them."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id
+    )
+    await consumer.start()
+    try:
+        return {
+            p: await consumer.committed(TopicPartition(settings.topic_orders, p))
+            for p in range(settings.partitions)
+        }
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("mode", ["bulk", "stream"])
+def test_each_consume_mode_reconciles_and_commits_what_it_applied(
+    run_settings: Settings, start_worker: StartWorker, mode: str
+) -> None:
+    # `bulk` acknowledges a fetch at a time on Faust's behalf; Faust must still commit it.
+    worker = start_worker(consume_mode=mode)
+    produced = asyncio.run(produce(run_settings, SMALL, 3_000))
+    worker.wait_drained()
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
+    assert result.differences == [], "\n".join(result.differences)
+    assert result.summary["events_processed"] == produced
+    applied = {p["partition"]: p["last_offset"] for p in worker.totals()["partitions"]}
+    deadline = time.monotonic() + 20
+    committed = asyncio.run(_committed(run_settings))
+    while time.monotonic() < deadline and any(
+        committed[p] != applied[p] + 1 for p in applied if applied[p] >= 0
+    ):
+        time.sleep(0.5)
+        committed = asyncio.run(_committed(run_settings))
+    assert all(committed[p] == applied[p] + 1 for p in applied if applied[p] >= 0), (
+        committed,
+        applied,
+    )

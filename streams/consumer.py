@@ -1,0 +1,141 @@
+"""A Faust consumer that hands the `orders` topic to the worker a fetch at a time.
+
+Faust's consumer turns every record into a `Message`, then an `Event` that travels through a
+channel queue into the agent's stream, and it awaits `Service.wait_first` (four futures and
+an `asyncio.wait`) per record. Measured with py-spy on a worker draining 60,000 orders, that
+per-record path took about two thirds of the worker's CPU; our own rules took a quarter.
+
+`BulkConsumer` keeps everything else of Faust's — group membership and rebalances, offset
+commits, table changelogs and their recovery, the web server — and changes only the drain
+loop: records of the bulk topics go to a handler one fetch at a time (a list per partition,
+in offset order), and are then acknowledged together, so Faust commits them as it would the
+agent's. Records of every other topic take Faust's own per-message path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
+from faust.types import TP
+from faust.types.tuples import ack_lock
+
+__all__ = ["BulkApp", "BulkConsumer", "BulkHandler"]
+
+#: Receives one fetch of the bulk topics: for each partition its records in offset order.
+BulkHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
+
+
+class BulkConsumer(AIOKafkaFaustConsumer):
+    """Faust's aiokafka consumer with a per-fetch path for the topics in `bulk_topics`."""
+
+    bulk_topics: frozenset[str] = frozenset()
+    bulk_handler: BulkHandler | None = None
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust
+        handler = self.bulk_handler
+        if handler is None or not self.bulk_topics:
+            await super()._drain_messages(fetcher)
+            return
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # As Faust's getmany: a fetch made while a rebalance stopped the flow is
+                    # dropped, and the positions go back to the committed offsets.
+                    await self.perform_seek()
+                    continue
+                generation = self.app.consumer_generation_id
+                fetched: dict[TP, Sequence[Any]] = {}
+                for tp, batch in records.items():
+                    held = active is None or tp in active or tp in self._buffered_partitions
+                    if not held:
+                        continue
+                    if tp.topic in self.bulk_topics:
+                        fetched[tp] = self._unread(tp, batch)
+                    else:
+                        await self._per_message(tp, batch, generation)
+                bulk = {tp: batch for tp, batch in fetched.items() if batch}
+                if not bulk or not self._same_generation(generation):
+                    continue
+                await handler(bulk)
+                for tp, handled in bulk.items():
+                    self._read_offset[tp] = handled[-1].offset
+                    self._ack_offsets(tp, (record.offset for record in handled))
+                commit_every = self._commit_every
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    def _same_generation(self, generation: int) -> bool:
+        return self.flow_active and self.app.consumer_generation_id == generation
+
+    def _unread(self, tp: TP, batch: Sequence[Any]) -> Sequence[Any]:
+        """The records at or past the read offset (Faust drops older ones as re-deliveries)."""
+        read = self._read_offset[tp]
+        if read is None or not batch or batch[0].offset >= read:
+            return batch
+        return [record for record in batch if record.offset >= read]
+
+    async def _per_message(self, tp: TP, batch: Sequence[Any], generation: int) -> None:
+        """Faust's own path for a topic that is not bulk (changelogs, other agents)."""
+        callback = self.callback
+        for record in batch:
+            if not self._same_generation(generation):
+                return
+            read = self._read_offset[tp]
+            if read is not None and record.offset < read:
+                continue
+            message = self._to_message(tp, record)
+            await self.wait_first(callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = record.offset
+
+    def _ack_offsets(self, tp: TP, offsets: Iterable[int]) -> None:
+        """Acknowledge a fetch's offsets of one partition, as `Consumer.ack` does one by one."""
+        if not self.app.topics.acks_enabled_for(tp.topic):
+            return
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            index = self._acked_index[tp]
+            acked = self._acked[tp]
+            for offset in offsets:
+                if (committed is None or offset >= committed) and offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+                    self._n_acked += 1
+
+
+class BulkApp(faust.App):
+    """A Faust app whose consumer is a `BulkConsumer`; `consume_in_bulk` names what it routes."""
+
+    bulk_topics: frozenset[str] = frozenset()
+    bulk_handler: BulkHandler | None = None
+
+    def consume_in_bulk(self, topics: Iterable[str], handler: BulkHandler) -> None:
+        """Hand `topics` to `handler` a fetch at a time (call before the worker starts)."""
+        self.bulk_topics = frozenset(topics)
+        self.bulk_handler = handler
+
+    def _new_consumer(self) -> Any:
+        consumer = BulkConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.transport.loop,
+        )
+        consumer.bulk_topics = self.bulk_topics
+        consumer.bulk_handler = self.bulk_handler
+        return consumer
