@@ -57,6 +57,9 @@ BENCH_SCENARIO = Scenario.model_validate(
 
 PRODUCE_ROUNDS = 3
 
+#: Events per packed message in the `process_packed` stage.
+PACK = 1000
+
 
 def _stage(ours: float, ceiling: float, what: str) -> dict[str, Any]:
     return {
@@ -342,11 +345,84 @@ def bench_process(
     return results
 
 
+async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    """The bare loop on a packed topic: decode each message's columns, sum paid cents per SKU."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        revenue: dict[str, int] = {}
+        started = time.perf_counter()
+        count = 0
+        while count < n:
+            got = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for records in got.values():
+                for record in records:
+                    doc = orjson.loads(record.value)
+                    if "n" not in doc:  # a restock: one event of its own
+                        count += 1
+                        continue
+                    for kind, sku, units, price in zip(
+                        doc["type"],
+                        doc["sku"],
+                        doc["quantity"],
+                        doc["unit_price_cents"],
+                        strict=True,
+                    ):
+                        cents = units * price if kind == "paid" else 0
+                        revenue[sku] = revenue.get(sku, 0) + cents
+                    count += doc["n"]
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def bench_process_packed(
+    settings: Settings, bootstrap: str, n: int, pack: int, workdir: Path
+) -> dict[str, Any]:
+    """One worker (bulk mode) on packed messages beside the bare loop on the same topic."""
+    run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6]).model_copy(update={"pack": pack})
+    asyncio.run(ensure_run_topics(run, bootstrap))
+
+    async def preload() -> int:
+        emitter = OrderEmitter(run)
+        await emitter.start()
+        try:
+            await produce_scenario(
+                emitter, Generator(BENCH_SCENARIO), None, n, paced=False, pack=pack
+            )
+            return emitter.stats.acked
+        finally:
+            await emitter.stop()
+
+    total = asyncio.run(preload())
+    ceiling = asyncio.run(_bare_consume_packed(bootstrap, run.topic_orders, total, run.partitions))
+    rate, cpu_us = _drain_worker(run, total, workdir)
+    return {
+        **_stage(
+            rate,
+            ceiling,
+            f"bare aiokafka loop on the same packed topic (orjson, paid cents per SKU), "
+            f"{pack} events per message",
+        ),
+        "cpu_us_per_event": round(cpu_us, 2),
+        "events": total,
+    }
+
+
 def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
     """Run every stage, print the table, write the JSON; 0 on success."""
     n_produce = 100_000 if quick else 400_000
     n_aiokafka = 30_000 if quick else 100_000
     n_process = 10_000 if quick else 60_000
+    n_packed = 100_000 if quick else 600_000
     results: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
 
@@ -364,6 +440,10 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
                 results[name] = step(bootstrap)
         with console.status("bench: process (stream, bulk, Bytewax) ..."):
             results.update(bench_process(settings, bootstrap, n_process, workdir))
+        with console.status(f"bench: process_packed ({PACK} events per message) ..."):
+            results["process_packed"] = bench_process_packed(
+                settings, bootstrap, n_packed, PACK, workdir
+            )
     table = Table(title=f"flashsale bench ({'quick' if quick else 'full'}, broker {bootstrap})")
     for col in ("stage", "ours /s", "ceiling /s", "ratio", "ceiling"):
         table.add_column(col, justify="left" if col in ("stage", "ceiling") else "right")
@@ -381,6 +461,17 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
         f"worker per-order (bulk) vs Faust's stream path with default settings: "
         f"{per_order['vs_stream']:.2f}x; CPU per event {per_order['cpu_us_per_event']:.0f} µs "
         f"(stream {stream['cpu_us_per_event']:.0f} µs)"
+    )
+    packed = results["process_packed"]
+    console.print(
+        f"worker packed: {packed['ours_per_s']:,.0f} events/s, CPU per event "
+        f"{packed['cpu_us_per_event']:.1f} µs; "
+        f"{packed['ours_per_s'] / per_order['ours_per_s']:.1f}x per-order"
+        + (
+            f", {packed['ours_per_s'] / results['bytewax_per_sku']['ours_per_s']:.1f}x Bytewax"
+            if "bytewax_per_sku" in results
+            else ""
+        )
     )
     if "bytewax_per_sku" not in results:
         console.print("bytewax is not installed: no peer figure (pip install -e '.[peers]')")

@@ -16,11 +16,18 @@ import orjson
 __all__ = [
     "EVENT_TYPES",
     "MAX_LINE",
+    "MAX_PACK",
+    "PACKED_COLUMNS",
+    "PACKED_HEADER",
     "SCHEMA_VERSION",
     "MalformedEvent",
     "OrderEvent",
+    "PackedBatch",
     "decode_event",
+    "decode_packed",
     "encode_event",
+    "encode_packed",
+    "packed_count",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -139,6 +146,11 @@ def decode_event(raw: bytes | None) -> OrderEvent:
         raise MalformedEvent("not_json", str(exc)) from None
     if not isinstance(doc, dict):
         raise MalformedEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
+    return _validated(doc)
+
+
+def _validated(doc: dict[str, Any]) -> OrderEvent:
+    """The event a decoded JSON object describes, or `MalformedEvent` naming the problem."""
     version = doc.get("v")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise MalformedEvent("unknown_version", f"v={version!r}, expected {SCHEMA_VERSION}")
@@ -194,3 +206,150 @@ def decode_event(raw: bytes | None) -> OrderEvent:
         emit_ns=doc["emit_ns"],
         line=line,
     )
+
+
+# -- The packed format: many events of one partition in one message ---------------------------
+
+#: Header of a packed message: how many events it carries. A message without it is one event.
+PACKED_HEADER: Final = "flashsale.packed"
+#: Most events one packed message may carry.
+MAX_PACK: Final = 100_000
+#: The columns of a packed message: every event field but `v`, one list each.
+PACKED_COLUMNS: Final = tuple(f for f in (*_STR_FIELDS, *_INT_FIELDS) if f != "v")
+_PACKED_KEYS: Final = frozenset((*PACKED_COLUMNS, "v", "n"))
+_INT_COLUMNS: Final = tuple(f for f in _INT_FIELDS if f != "v")
+
+
+@dataclass(slots=True)
+class PackedBatch:
+    """A decoded packed message: `n` events as columns, and the rows that break the schema.
+
+    A row in `bad` gets a dead letter of its own (reason from its `MalformedEvent`); every
+    other row is a valid event, exactly as if it had come as a message of its own.
+    """
+
+    n: int
+    columns: dict[str, list[Any]]
+    bad: dict[int, MalformedEvent]
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row i as a v1 event object (`encode_row` gives its JSON)."""
+        doc = {"v": SCHEMA_VERSION}
+        for name, column in self.columns.items():
+            doc[name] = column[i]
+        return doc
+
+    def event(self, i: int) -> OrderEvent:
+        """Row i as an `OrderEvent` (a valid row only)."""
+        return _validated(self.row(i))
+
+    def encode_row(self, i: int) -> bytes:
+        """Row i as a message of its own (the dead-letter and late topics carry single rows)."""
+        return orjson.dumps(self.row(i))
+
+
+def encode_packed(columns: dict[str, list[Any]]) -> bytes:
+    """One packed message from event columns (every name of `PACKED_COLUMNS`, equal lengths)."""
+    n = len(columns["order_id"])
+    return orjson.dumps({"v": SCHEMA_VERSION, "n": n, **columns})
+
+
+def packed_count(headers: Any) -> int | None:
+    """The event count a message's headers announce, or None for a single-event message."""
+    for key, value in headers or ():
+        if key == PACKED_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return None
+
+
+def decode_packed(raw: bytes | None) -> PackedBatch:
+    """Parse a packed message. A message-wide problem (not JSON, wrong version, a missing or
+    short column) raises `MalformedEvent`; a row that breaks the schema goes to `bad`."""
+    if raw is None:
+        raise MalformedEvent("empty", "message has no value")
+    try:
+        doc: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent("not_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise MalformedEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
+    version = doc.get("v")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise MalformedEvent("unknown_version", f"v={version!r}, expected {SCHEMA_VERSION}")
+    keys = doc.keys()
+    if keys != _PACKED_KEYS:
+        missing = sorted(_PACKED_KEYS - keys)
+        if missing:
+            raise MalformedEvent("missing_field", f"packed message without {', '.join(missing)}")
+        extra = sorted(str(k) for k in keys - _PACKED_KEYS)
+        raise MalformedEvent("unknown_field", f"unknown {', '.join(extra)}")
+    n = doc["n"]
+    if type(n) is not int or not 0 < n <= MAX_PACK:
+        raise MalformedEvent("out_of_range", f"n={n!r:.40} not in 1..{MAX_PACK}")
+    columns = {name: doc[name] for name in PACKED_COLUMNS}
+    for name, column in columns.items():
+        if type(column) is not list or len(column) != n:
+            raise MalformedEvent("wrong_type", f"column {name} must be a list of {n} values")
+    batch = PackedBatch(n=n, columns=columns, bad={})
+    if not _columns_valid(columns):
+        # Some row breaks the schema: find which, with the reason a single event would get.
+        for i in range(n):
+            try:
+                _validated(batch.row(i))
+            except MalformedEvent as exc:
+                batch.bad[i] = exc
+    return batch
+
+
+def _columns_valid(columns: dict[str, list[Any]]) -> bool:
+    """True when every row is valid: whole-column checks, the fast path of `decode_packed`.
+
+    String columns other than the order id repeat a few values (SKUs, countries, provinces),
+    so they are checked on their distinct values; any doubt sends the message to the
+    row-by-row path, which names each bad row's problem.
+    """
+    for name in _INT_COLUMNS:
+        if set(map(type, columns[name])) != {int}:
+            return False
+    order_ids = columns["order_id"]
+    try:
+        # `str.join` takes only strings: one C-level pass checks the types.
+        "".join(order_ids)
+    except TypeError:
+        return False
+    lengths = list(map(len, order_ids))
+    if max(lengths) > MAX_ID_LEN or min(lengths) == 0:
+        return False
+    kinds = columns["type"]
+    try:
+        distinct_kinds = set(kinds)
+        if not distinct_kinds <= EVENT_TYPES:
+            return False
+        for name in _STR_FIELDS:
+            if name in ("order_id", "type"):
+                continue
+            distinct = set(columns[name])
+            if any(type(v) is not str or len(v) > MAX_ID_LEN for v in distinct):
+                return False
+            if "" in distinct:
+                # Only a restock may leave its buyer fields empty.
+                if name not in _BUYER_FIELDS or "restock" not in distinct_kinds:
+                    return False
+                column = columns[name]
+                if any(not v and k != "restock" for v, k in zip(column, kinds, strict=True)):
+                    return False
+    except TypeError:  # an unhashable value (a list, an object) in a string column
+        return False
+    checks = (
+        ("quantity", 1, MAX_QUANTITY),
+        ("unit_price_cents", 1, MAX_UNIT_PRICE_CENTS),
+        ("line", 0, MAX_LINE),
+    )
+    for name, low, high in checks:
+        column = columns[name]
+        if min(column) < low or max(column) > high:
+            return False
+    return min(columns["event_ts_ms"]) >= 0 and min(columns["emit_ns"]) >= 0

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     from the last written state and re-emits the same decisions. Env:
     FLASHSALE_STATE_SAVE_INTERVAL_S."""
 
+    pack: int = Field(default=0, ge=0, le=100_000)
+    """Producers: events per packed message on `orders` (0: one event per message, the
+    default). A packed message carries up to this many events of one partition
+    (docs/events.md); `flashsale produce --pack N` sets it. Env: FLASHSALE_PACK."""
+
     linger_ms: int = Field(default=5, ge=0)
     """Producer linger: how long a batch waits for more orders. Env: FLASHSALE_LINGER_MS."""
 

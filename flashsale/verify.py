@@ -12,13 +12,20 @@ with nothing to act on is an orphan; anything that breaks the schema is a dead l
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-from flashsale.events import MalformedEvent, OrderEvent, decode_event
+from flashsale.events import (
+    MalformedEvent,
+    OrderEvent,
+    decode_event,
+    decode_packed,
+    packed_count,
+)
 from flashsale.kafka import read_topic
 from flashsale.settings import Settings
 
@@ -55,6 +62,11 @@ _OUTCOME_OF = {
 }
 
 
+#: Where an event sits on `orders`: (partition, offset) for a message of its own,
+#: (partition, offset, index) for a row of a packed message.
+Position = tuple[int, ...]
+
+
 class Record(Protocol):
     """What verify needs of a Kafka record (aiokafka's ConsumerRecord has it)."""
 
@@ -69,9 +81,9 @@ class Record(Protocol):
 class Truth:
     """The outcome every message on `orders` must have, and the totals that follow."""
 
-    outcomes: dict[tuple[int, int], str] = field(default_factory=dict)
+    outcomes: dict[Position, str] = field(default_factory=dict)
     #: The line amount a decision must carry, where it is not 0 (accepted, paid, ...).
-    amounts: dict[tuple[int, int], int] = field(default_factory=dict)
+    amounts: dict[Position, int] = field(default_factory=dict)
     gmv_cents: int = 0
     accepted: int = 0
     rejected_oversell: int = 0
@@ -98,7 +110,7 @@ class Truth:
     #: Event time of each SKU's first restock.
     restocked_at: dict[str, int] = field(default_factory=dict)
     #: Events later than the window grace, by (partition, offset).
-    late_at: set[tuple[int, int]] = field(default_factory=set)
+    late_at: set[Position] = field(default_factory=set)
     #: Each closed minute's hot products: (partition, start_ms) -> [(sku, units)] (top 10).
     hot: dict[tuple[int, int], list[tuple[str, int]]] = field(default_factory=dict)
     #: Closed event-time windows: (partition, size_s, start_ms) -> (accepted, paid, gmv_cents).
@@ -124,16 +136,13 @@ def compute_truth(
     for partition in sorted(orders):
         windows = _Windows(partition, (grace_ms or {}).get(partition, 2_000), truth)
         # Each partition has its own stock, lines and dedupe window.
-        seen: dict[tuple[str, int, str], None] = {}
+        seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
         stock: dict[str, int] = {}
         # line -> (units, cents, country, category, merchant, province), as created
         reserved: dict[tuple[str, int], tuple[int, int, str, str, str, str]] = {}
-        paid: dict[tuple[str, int], int] = {}  # line -> cents, oldest first
-        for rec in orders[partition]:
-            where = (partition, rec.offset)
-            try:
-                ev = decode_event(rec.value)
-            except MalformedEvent:
+        paid: OrderedDict[tuple[str, int], int] = OrderedDict()  # line -> cents, oldest first
+        for where, ev, rec in _events_of(partition, orders[partition]):
+            if ev is None:
                 truth.outcomes[where] = "dlq"
                 truth.dlq += 1
                 truth.orders += 1
@@ -158,7 +167,7 @@ def compute_truth(
                 continue
             seen[mark] = None
             if len(seen) > window:
-                seen.pop(next(iter(seen)))
+                seen.popitem(last=False)
             line = (ev.order_id, ev.line)
             outcome, cents = "orphan", 0
             if ev.type == "restock":
@@ -195,7 +204,7 @@ def compute_truth(
                     by[name] = by.get(name, 0) + cents
                 paid[line] = cents
                 if len(paid) > window:
-                    paid.pop(next(iter(paid)))
+                    paid.popitem(last=False)
                 outcome = "paid"
                 truth.paid += 1
                 truth.gmv_cents += cents
@@ -222,6 +231,58 @@ def compute_truth(
 _DIMENSIONS = ("country", "category", "merchant", "province")
 
 
+def _events_of(
+    partition: int, records: Sequence[Record]
+) -> Iterator[tuple[Position, OrderEvent | None, Record]]:
+    """Each event of a partition in order, with its position; None for a dead letter.
+
+    A packed message yields its rows (a row that breaks the schema is a dead letter of its
+    own); one that cannot be read at all is a single dead letter.
+    """
+    for rec in records:
+        where = (partition, rec.offset)
+        if rec.headers and packed_count(rec.headers) is not None:
+            try:
+                batch = decode_packed(rec.value)
+            except MalformedEvent:
+                yield where, None, rec
+                continue
+            for i in range(batch.n):
+                yield (*where, i), None if i in batch.bad else batch.event(i), rec
+            continue
+        try:
+            yield where, decode_event(rec.value), rec
+        except MalformedEvent:
+            yield where, None, rec
+
+
+def _decision_docs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The per-event decisions one decision message carries (a packed one, one per row)."""
+    if "packed" not in doc:
+        yield doc
+        return
+    columns = [k for k, v in doc.items() if isinstance(v, list) and k != "index"]
+    for j, index in enumerate(doc["index"]):
+        row = {k: doc[k][j] for k in columns}
+        row.update(
+            partition=doc["partition"],
+            offset=doc["offset"],
+            index=index,
+            processed_ns=doc["processed_ns"],
+        )
+        yield row
+
+
+def _at(where: Position) -> str:
+    """`partition:offset` (`:index` for a packed row), as messages name a position."""
+    return ":".join(map(str, where))
+
+
+def _position(doc: Mapping[str, Any]) -> Position:
+    where = (int(doc["partition"]), int(doc["offset"]))
+    return (*where, int(doc["index"])) if "index" in doc else where
+
+
 class _Windows:
     """1 s and 60 s event-time windows of one partition (the rules of docs/streams.md)."""
 
@@ -235,7 +296,7 @@ class _Windows:
         self.open: dict[tuple[int, int], list[int]] = {}  # (size_ms, start) -> counts
         self.units: dict[int, dict[str, int]] = {}  # minute start -> {sku: units accepted}
 
-    def add(self, where: tuple[int, int], ev: OrderEvent, outcome: str, cents: int) -> None:
+    def add(self, where: Position, ev: OrderEvent, outcome: str, cents: int) -> None:
         ts = ev.event_ts_ms
         if self.newest >= 0 and ts < self.newest - self.grace_ms:
             self.truth.late_at.add(where)
@@ -324,25 +385,25 @@ def reconcile(
     truth = compute_truth(orders, window, graces)
 
     # Decisions: re-deliveries repeat a decision for the same source offset; they must agree.
-    decided: dict[tuple[int, int], dict[str, Any]] = {}
+    decided: dict[Position, dict[str, Any]] = {}
     conflicts = 0
     for part in sorted(decisions):
         for rec in decisions[part]:
-            doc = orjson.loads(rec.value or b"{}")
-            where = (int(doc["partition"]), int(doc["offset"]))
-            before = decided.get(where)
-            if before is None:
-                decided[where] = doc
-            elif (before["outcome"], before["amount_cents"]) != (
-                doc["outcome"],
-                doc["amount_cents"],
-            ):
-                conflicts += 1
+            for one in _decision_docs(orjson.loads(rec.value or b"{}")):
+                where = _position(one)
+                before = decided.get(where)
+                if before is None:
+                    decided[where] = one
+                elif (before["outcome"], before["amount_cents"]) != (
+                    one["outcome"],
+                    one["amount_cents"],
+                ):
+                    conflicts += 1
     if conflicts:
         diffs.append(f"{conflicts} re-delivered decisions disagree with the first")
     dead = _source_offsets(dead_letters)
 
-    missing: list[tuple[int, int]] = []
+    missing: list[Position] = []
     wrong: list[str] = []
     for where, expected in truth.outcomes.items():
         if expected == "dlq":
@@ -356,13 +417,13 @@ def reconcile(
         cents = truth.amounts.get(where, 0)
         if (doc["outcome"], doc["amount_cents"]) != (expected, cents):
             wrong.append(
-                f"{where[0]}:{where[1]} {doc['order_id']}/{doc.get('line', 0)} {doc['type']} "
+                f"{_at(where)} {doc['order_id']}/{doc.get('line', 0)} {doc['type']} "
                 f"{doc['outcome']} {doc['amount_cents']} != {expected} {cents}"
             )
     if missing:
         diffs.append(
             f"{len(missing)} messages on orders have no decision or dead letter yet, e.g. "
-            + ", ".join(f"{p}:{o}" for p, o in missing[:MAX_EXAMPLES])
+            + ", ".join(_at(w) for w in missing[:MAX_EXAMPLES])
         )
     if wrong:
         diffs.append(
@@ -552,18 +613,20 @@ def reconcile(
     return VerifyResult(summary=summary, differences=diffs)
 
 
-def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[tuple[int, int]]:
-    """The (partition, offset) on `orders` each record names in its `flashsale.*` headers."""
-    out: set[tuple[int, int]] = set()
+def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[Position]:
+    """The position on `orders` each record names in its `flashsale.*` headers (with the
+    row index for a row of a packed message)."""
+    out: set[Position] = set()
     for part in sorted(records):
         for rec in records[part]:
             p, o = _header(rec, "flashsale.partition"), _header(rec, "flashsale.offset")
             if p is not None and o is not None:
-                out.add((int(p), int(o)))
+                i = _header(rec, "flashsale.index")
+                out.add((int(p), int(o)) if i is None else (int(p), int(o), int(i)))
     return out
 
 
-def _oversold(decided: Mapping[tuple[int, int], Mapping[str, Any]]) -> set[str]:
+def _oversold(decided: Mapping[Position, Mapping[str, Any]]) -> set[str]:
     """SKUs whose units, replaying the decisions in offset order, ever went below zero.
 
     Restocks add units, accepted lines take them, cancelled lines give back what they took.
@@ -571,7 +634,7 @@ def _oversold(decided: Mapping[tuple[int, int], Mapping[str, Any]]) -> set[str]:
     units: dict[tuple[int, str], int] = {}
     taken: dict[tuple[int, str, int], int] = {}
     oversold: set[str] = set()
-    for (partition, _), doc in sorted(decided.items()):
+    for (partition, *_), doc in sorted(decided.items()):
         outcome = doc["outcome"]
         key = (partition, doc["sku"])
         line = (partition, doc["order_id"], int(doc.get("line", 0)))

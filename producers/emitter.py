@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from flashsale.events import OrderEvent, encode_event
+from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
 from flashsale.settings import Settings
 from producers.generator import GRID_S, Generator
 from producers.metrics import ProducerMetrics
@@ -86,6 +86,8 @@ class Sink(Protocol):
         self, keys: Sequence[bytes], values: Sequence[bytes], headers: Headers | None = None
     ) -> None: ...
 
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None: ...
+
     async def flush(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -146,6 +148,10 @@ class _Counting:
     ) -> None:
         raise NotImplementedError
 
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None:
+        """Queue packed messages: (partition, value, events it carries)."""
+        raise ValueError("packed messages need the kafka sink with --client aiokafka")
+
 
 class OrderEmitter(_Counting):
     """aiokafka producer with bounded in-flight sends (the default client)."""
@@ -157,6 +163,10 @@ class OrderEmitter(_Counting):
         self.metrics = metrics
         self.stats = ProduceStats()
         self._pending: deque[asyncio.Future[Any]] = deque()
+        # Packed messages in flight with the events each carries, and their sum.
+        self._packed: deque[tuple[asyncio.Future[Any], int]] = deque()
+        self._packed_events = 0
+        self._partitions: int | None = None
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_list(),
             client_id="flashsale-producer",
@@ -193,7 +203,41 @@ class OrderEmitter(_Counting):
                 last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
             else:
                 acked += 1
+        packed = self._packed
+        while packed and packed[0][0].done():
+            fut, events = packed.popleft()
+            self._packed_events -= events
+            if fut.cancelled() or fut.exception() is not None:
+                errors += events
+                last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
+            else:
+                acked += events
         self._count_settled(acked, errors, last_error)
+
+    async def partitions(self) -> int:
+        """How many partitions `orders` has (asked once)."""
+        if self._partitions is None:
+            found = await self._producer.partitions_for(self.settings.topic_orders)
+            self._partitions = len(found)
+        return self._partitions
+
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None:
+        """Queue packed messages, each to its partition with its `flashsale.packed` header;
+        at most `max_in_flight` events wait for acknowledgement."""
+        send = self._producer.send
+        topic = self.settings.topic_orders
+        limit = self.settings.max_in_flight
+        packed = self._packed
+        self._count_sent(sum(events for _, _, events in messages))
+        for partition, value, events in messages:
+            while packed and self._packed_events + events > limit:
+                await asyncio.wait([packed[0][0]])
+                self._settle()
+            headers = [(PACKED_HEADER, str(events).encode())]
+            fut = await send(topic, value, partition=partition, headers=headers)
+            packed.append((fut, events))
+            self._packed_events += events
+        self._settle()
 
     async def _send(
         self,
@@ -219,8 +263,9 @@ class OrderEmitter(_Counting):
     async def flush(self) -> None:
         """Wait until everything queued is acknowledged or failed."""
         await self._producer.flush()
-        if self._pending:
-            await asyncio.wait(list(self._pending))
+        waiting = [*self._pending, *(fut for fut, _ in self._packed)]
+        if waiting:
+            await asyncio.wait(waiting)
         self._settle()
         self.stats.finished_ns = time.time_ns()
 
@@ -385,6 +430,7 @@ async def produce_scenario(
     until: tuple[float, int, int, int, int] | None = None,
     restocks: bool = True,
     paced: bool | None = None,
+    pack: int = 0,
     start_at: float | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> ProduceStats:
@@ -392,10 +438,16 @@ async def produce_scenario(
 
     Paced (the default for Kafka sinks): each 10 ms block leaves at its scheduled wall time,
     counted from `start_at` (a `time.monotonic()` value shared by split producers). Unpaced
-    (the default for files): as fast as the sink takes it, on the scenario clock.
+    (the default for files): as fast as the sink takes it, on the scenario clock. `pack` > 0
+    sends packed messages of up to that many events of one partition (restocks stay single).
     """
     if restocks:
         await send_restocks(sink, generator)
+    partitions = 0
+    if pack:
+        if not isinstance(sink, OrderEmitter):
+            raise ValueError("--pack needs the kafka sink with --client aiokafka")
+        partitions = await sink.partitions()
     paced = sink.wall_clock if paced is None else paced
     st = sink.stats
     metrics = sink.metrics
@@ -428,7 +480,10 @@ async def produce_scenario(
                 )
         if len(block):
             emit_ns = time.time_ns() if sink.wall_clock else None
-            await sink.send_raw(block.keys, block.values(emit_ns))
+            if pack:
+                await sink.send_packed(block.packed(pack, partitions, emit_ns))
+            else:
+                await sink.send_raw(block.keys, block.values(emit_ns))
         st.scenario_s = block.end_s * compression
     await sink.flush()
     if metrics:

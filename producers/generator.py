@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from flashsale.events import SCHEMA_VERSION, OrderEvent
+from flashsale.events import SCHEMA_VERSION, OrderEvent, encode_packed
 from flashsale.scenario import Scenario
 from producers.catalog import CHANNELS, PAYMENTS, PROVINCES, Catalog
 from producers.curves import Curve, scenario_start_ms
@@ -130,6 +130,29 @@ class Block:
     def events(self, emit_ns: int | None = None) -> list[OrderEvent]:
         """The same events as objects (slow; for tests and small tools)."""
         return self.generator._objects(self.rows, emit_ns)
+
+    def packed(
+        self, pack: int, partitions: int, emit_ns: int | None = None
+    ) -> list[tuple[int, bytes, int]]:
+        """The block as packed messages: (partition, value, events) with at most `pack`
+        events each, every event on the partition its SKU key hashes to (as a keyed send
+        would place it), in emission order within each partition."""
+        g = self.generator
+        rows = self.rows
+        if not len(rows):
+            return []
+        columns = g._columns(rows, emit_ns)
+        parts = g._sku_partitions(partitions)[rows["sku"]]
+        order = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
+        out: list[tuple[int, bytes, int]] = []
+        for p in range(partitions):
+            mine = order[bounds[p] : bounds[p + 1]]
+            for start in range(0, len(mine), pack):
+                chunk = mine[start : start + pack]
+                value = encode_packed({name: col[chunk].tolist() for name, col in columns.items()})
+                out.append((p, value, len(chunk)))
+        return out
 
 
 class Generator:
@@ -553,6 +576,63 @@ class Generator:
         out[:, at:] = tail
         buf = out.tobytes()
         return [buf[i : i + width] for i in range(0, n * width, width)]
+
+    def _sku_partitions(self, partitions: int) -> npt.NDArray[np.int64]:
+        """The partition each SKU's key hashes to (Kafka's murmur2 partitioner)."""
+        cached = getattr(self, "_partition_table", None)
+        if cached is None or cached[0] != partitions:
+            from aiokafka.partitioner import DefaultPartitioner
+
+            every = list(range(partitions))
+            table = np.array(
+                [DefaultPartitioner()(key, every, every) for key in self._sku_keys],
+                dtype=np.int64,
+            )
+            cached = self._partition_table = (partitions, table)
+        return cached[1]
+
+    def _columns(
+        self, rows: npt.NDArray[np.void], emit_ns: int | None
+    ) -> dict[str, npt.NDArray[Any]]:
+        """The events of `rows` as the columns of the packed format (numpy arrays)."""
+        tables = getattr(self, "_column_tables", None)
+        if tables is None:
+            skus = self.catalog.skus
+            tables = self._column_tables = {
+                "sku": np.array([s.sku for s in skus], dtype=object),
+                "merchant": np.array([s.merchant for s in skus], dtype=object),
+                "country": np.array([s.country for s in skus], dtype=object),
+                "category": np.array([s.category for s in skus], dtype=object),
+                "unit_price_cents": np.array([s.unit_price_cents for s in skus], dtype=np.int64),
+                "type": np.array(EVENT_TYPES, dtype=object),
+                "province": np.array(self._provinces, dtype=object),
+                "channel": np.array(self._channels, dtype=object),
+                "payment": np.array(self._payments, dtype=object),
+            }
+        sku = rows["sku"].astype(np.int64)
+        prov, rest = np.divmod(rows["buyer"].astype(np.int64), self._n_chan * self._n_pay)
+        chan, pay = np.divmod(rest, self._n_pay)
+        seed = self.scenario.seed
+        n = len(rows)
+        emits = (
+            self._scenario_emit_ns(rows) if emit_ns is None else np.full(n, emit_ns, dtype=np.int64)
+        )
+        return {
+            "order_id": np.array([f"o{seed}-{q:09d}" for q in rows["seq"].tolist()], dtype=object),
+            "type": tables["type"][rows["typ"].astype(np.int64)],
+            "event_ts_ms": rows["ts"].astype(np.int64),
+            "sku": tables["sku"][sku],
+            "merchant": tables["merchant"][sku],
+            "country": tables["country"][sku],
+            "category": tables["category"][sku],
+            "quantity": rows["qty"].astype(np.int64),
+            "unit_price_cents": tables["unit_price_cents"][sku],
+            "province": tables["province"][prov],
+            "channel": tables["channel"][chan],
+            "payment": tables["payment"][pay],
+            "emit_ns": emits,
+            "line": rows["line"].astype(np.int64),
+        }
 
     def _scenario_emit_ns(self, rows: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
         """Emission time on the scenario clock, epoch ns (deterministic)."""

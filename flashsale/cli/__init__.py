@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from flashsale.broker import BrokerError, TansuNotFound
+from flashsale.events import MAX_PACK
 from flashsale.scenario import Scenario, ScenarioError, list_presets, load_scenario
 from flashsale.settings import Settings
 
@@ -147,6 +148,14 @@ def produce(
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="Port of the producer's /metrics; 0 = free.")
     ] = 0,
+    pack: Annotated[
+        int,
+        typer.Option(
+            "--pack",
+            help="Pack up to N events of one partition per message (aiokafka client; "
+            "docs/events.md). 0: one event per message.",
+        ),
+    ] = 0,
 ) -> None:
     """Run the generator and producer only."""
     from flashsale.cli.run import run_produce
@@ -164,8 +173,14 @@ def produce(
         target = Path(sink.removeprefix("jsonl:"))
         if not target.parent.is_dir():
             raise typer.BadParameter(f"no folder {target.parent}", param_hint="'--sink'")
+    if not 0 <= pack <= MAX_PACK:
+        raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
+    if pack and (sink != "kafka" or client != "aiokafka"):
+        raise typer.BadParameter(
+            "packed messages need the kafka sink and --client aiokafka", param_hint="'--pack'"
+        )
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers).model_copy(update={"pack": pack})
     if duration is None and events is None and sink == "kafka":
         duration = 60.0
     raise typer.Exit(
@@ -212,14 +227,20 @@ def demo(
         int,
         typer.Option("--workers", help="Faust workers sharing the partitions (web ports P, P+1…)."),
     ] = 1,
+    pack: Annotated[
+        int,
+        typer.Option("--pack", help="Produce packed messages of up to N events (docs/events.md)."),
+    ] = 0,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from flashsale.cli.run import run_demo
 
     _check_positive("--duration", duration)
     _check_positive("--workers", workers)
+    if not 0 <= pack <= MAX_PACK:
+        raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers).model_copy(update={"pack": pack})
     if workers > settings.partitions:
         raise typer.BadParameter(
             f"{workers} workers for {settings.partitions} partitions would leave some idle; "

@@ -187,6 +187,7 @@ async def _produce_here(
                 duration_s,
                 max_events,
                 warn=lambda line: console.print(f"[yellow]warning: {line}[/yellow]"),
+                pack=settings.pack,
             )
         )
         while not task.done():
@@ -328,6 +329,7 @@ async def _demo(
                 duration_s,
                 None,
                 warn=lambda line: console.print(f"[yellow]warning: {line}[/yellow]"),
+                pack=settings.pack,
             )
         )
         with Live(console=console, refresh_per_second=4) as live:

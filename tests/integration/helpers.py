@@ -35,12 +35,13 @@ FAST_CLOCK = SMALL.model_copy(
 )
 
 
-async def produce(settings: Settings, scenario: Scenario, events: int) -> int:
-    """Emit the scenario's first `events` events on schedule; the number of events sent."""
+async def produce(settings: Settings, scenario: Scenario, events: int, pack: int = 0) -> int:
+    """Emit the scenario's first `events` events on schedule (in packed messages of up to
+    `pack` events when `pack` > 0); the number of events sent."""
     emitter = OrderEmitter(settings)
     await emitter.start()
     try:
-        stats = await produce_scenario(emitter, Generator(scenario), None, events)
+        stats = await produce_scenario(emitter, Generator(scenario), None, events, pack=pack)
     finally:
         await emitter.stop()
     assert stats.errors == 0

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from flashsale.cli.processes import WorkerProcess
+from flashsale.events import PACKED_COLUMNS, PACKED_HEADER, encode_event, encode_packed
 from flashsale.kafka import read_topic
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
 from streams.state import OUTCOMES
+from tests.factories import make_order
 from tests.integration.conftest import StartWorker
-from tests.integration.helpers import SMALL, produce
+from tests.integration.helpers import FAST_CLOCK, SMALL, produce
 
 pytestmark = pytest.mark.integration
+
+T0 = 1_605_024_000_000
 
 MALFORMED = [
     (b"FR-WIN-0001", b"{definitely not json", "not_json"),
@@ -26,12 +31,13 @@ MALFORMED = [
 ]
 
 
-async def _send_raw(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
+async def _send_raw(settings: Settings, messages: list[tuple[bytes, bytes, Any]]) -> None:
+    """Send (key, value, headers or None) messages to `orders` as they are."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send(settings.topic_orders, value, key=key)
+        for key, value, headers in messages:
+            await producer.send(settings.topic_orders, value, key=key, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -41,7 +47,7 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     run_settings: Settings, start_worker: StartWorker
 ) -> None:
     worker = start_worker()
-    asyncio.run(_send_raw(run_settings, [(k, v) for k, v, _ in MALFORMED]))
+    asyncio.run(_send_raw(run_settings, [(k, v, None) for k, v, _ in MALFORMED]))
     # A wrong type and a negative quantity in an otherwise valid order.
     good = orjson.loads(
         b'{"v":1,"order_id":"bad-1","line":0,"type":"created","event_ts_ms":1,"emit_ns":1,'
@@ -50,7 +56,11 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     )
     wrong_type = orjson.dumps(dict(good, quantity="one"))
     negative = orjson.dumps(dict(good, order_id="bad-2", quantity=-3))
-    asyncio.run(_send_raw(run_settings, [(b"FR-WIN-0001", wrong_type), (b"FR-WIN-0001", negative)]))
+    asyncio.run(
+        _send_raw(
+            run_settings, [(b"FR-WIN-0001", wrong_type, None), (b"FR-WIN-0001", negative, None)]
+        )
+    )
     produced = asyncio.run(produce(run_settings, SMALL, 3_000))
     worker.wait_drained()
     assert worker.alive()
@@ -172,3 +182,36 @@ def test_each_consume_mode_reconciles_and_commits_what_it_applied(
         committed,
         applied,
     )
+
+
+def test_packed_messages_reconcile_and_their_bad_rows_are_dead_letters_one_by_one(
+    run_settings: Settings, start_worker: StartWorker
+) -> None:
+    worker = start_worker()
+    produced = asyncio.run(produce(run_settings, FAST_CLOCK, 4_000, pack=300))
+    good = orjson.loads(encode_event(make_order(order_id="packed-extra", event_ts_ms=T0)))
+    rows = [dict(good, line=i) for i in range(3)]
+    rows[0]["quantity"] = 0
+    rows[2]["sku"] = 42
+    columns = {name: [row[name] for row in rows] for name in PACKED_COLUMNS}
+    header = [(PACKED_HEADER, b"3")]
+    broken = (b"FR-WIN-0001", b"{broken", header)
+    asyncio.run(_send_raw(run_settings, [broken, (b"FR-WIN-0001", encode_packed(columns), header)]))
+    worker.wait_drained()
+    assert worker.alive()
+
+    result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
+    assert result.differences == [], "\n".join(result.differences)
+    # The broken message is one dead letter; the bad rows one each; the good row is decided.
+    assert result.summary["dlq_messages"] == 3
+    assert result.summary["events_processed"] == produced + 4
+    assert result.summary["windows_closed"] > 0
+    dlq = asyncio.run(read_topic(run_settings.bootstrap_servers or "", run_settings.topic_dlq))
+    letters = sorted(
+        (dict(r.headers).get("flashsale.index", b"-").decode(), dict(r.headers)["flashsale.reason"])
+        for recs in dlq.values()
+        for r in recs
+    )
+    assert letters == [("-", b"not_json"), ("0", b"out_of_range"), ("2", b"wrong_type")]
+    metrics = worker_metrics(worker)
+    assert 'flashsale_dlq_messages_total{reason="wrong_type"} 1.0' in metrics

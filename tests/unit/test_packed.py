@@ -1,0 +1,181 @@
+"""The packed format: decoding row by row as single events would, and applying rows exactly as
+single events are applied (rules, windows, late events), state for state."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, replace
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flashsale.events import (
+    PACKED_COLUMNS,
+    MalformedEvent,
+    OrderEvent,
+    decode_event,
+    decode_packed,
+    encode_event,
+    encode_packed,
+)
+from streams.packed import apply_packed
+from streams.state import DUPLICATE, PartitionState, apply_event
+from streams.windows import apply_window
+from tests.factories import make_order
+from tests.unit.test_verify import _random_stream
+
+T0 = 1_605_024_000_000
+
+
+def columns_of(events: list[OrderEvent]) -> dict[str, list[Any]]:
+    docs = [asdict(e) for e in events]
+    return {name: [d[name] for d in docs] for name in PACKED_COLUMNS}
+
+
+def test_a_packed_message_decodes_to_the_events_it_was_built_from() -> None:
+    events = [make_order(order_id=f"o{i}", quantity=i + 1) for i in range(5)]
+    batch = decode_packed(encode_packed(columns_of(events)))
+    assert batch.n == 5
+    assert batch.bad == {}
+    assert [batch.event(i) for i in range(5)] == events
+    # A row on its own is exactly the single-event message of that event.
+    assert decode_event(batch.encode_row(3)) == events[3]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{nope", "not_json"),
+        (b"[1]", "not_object"),
+        (orjson.dumps({"v": 2}), "unknown_version"),
+        (orjson.dumps({"v": 1, "n": 1}), "missing_field"),
+    ],
+)
+def test_a_broken_packed_message_is_rejected_whole_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent) as caught:
+        decode_packed(raw)
+    assert caught.value.reason == reason
+
+
+def test_a_short_column_or_a_bad_count_rejects_the_whole_message() -> None:
+    cols = columns_of([make_order(), make_order(order_id="o2")])
+    short = dict(cols, sku=["FR-WIN-0001"])
+    with pytest.raises(MalformedEvent, match="column sku"):
+        decode_packed(encode_packed(short))
+    doc = orjson.loads(encode_packed(cols))
+    with pytest.raises(MalformedEvent, match="n=0"):
+        decode_packed(orjson.dumps(dict(doc, n=0)))
+
+
+def test_bad_rows_get_the_reason_a_single_event_would_and_the_rest_stay_valid() -> None:
+    good = [make_order(order_id=f"o{i}") for i in range(4)]
+    cols = columns_of(good)
+    cols["quantity"][1] = -3
+    cols["sku"][2] = 7
+    cols["type"][3] = "stolen"
+    batch = decode_packed(encode_packed(cols))
+    assert {i: e.reason for i, e in batch.bad.items()} == {
+        1: "out_of_range",
+        2: "wrong_type",
+        3: "unknown_type",
+    }
+    assert batch.event(0) == good[0]
+
+
+_values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=140),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mutations=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(PACKED_COLUMNS), _values)))
+def test_any_row_value_is_judged_as_the_same_single_event_would_be(
+    mutations: list[tuple[int, str, Any]],
+) -> None:
+    cols = columns_of([make_order(order_id=f"o{i}") for i in range(3)])
+    for row, name, value in mutations:
+        cols[name][row] = value
+    try:
+        raw = encode_packed(cols)
+    except orjson.JSONEncodeError:
+        return  # integers beyond 64 bits have no JSON encoding here
+    batch = decode_packed(raw)
+    for i in range(3):
+        row = orjson.dumps({"v": 1, **{name: cols[name][i] for name in PACKED_COLUMNS}})
+        try:
+            decode_event(row)
+            assert i not in batch.bad
+        except MalformedEvent as exc:
+            assert batch.bad[i].reason == exc.reason
+
+
+def _apply_one_by_one(
+    state: PartitionState, events: list[OrderEvent]
+) -> tuple[list[tuple[str, int]], list[int], set[tuple[int, int, int, int, int]]]:
+    decided, late, closed = [], [], set()
+    for i, event in enumerate(events):
+        outcome, amount = apply_event(state, event)
+        decided.append((outcome, amount))
+        if event.type == "restock" or outcome == DUPLICATE:
+            continue
+        was_late, windows = apply_window(state, event, outcome, amount)
+        if was_late:
+            late.append(i)
+        closed |= {(s, start, a, p, g) for s, start, a, p, g, _ in windows}
+    return decided, late, closed
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_packed_rows_are_applied_exactly_as_single_events(seed: int) -> None:
+    rng = random.Random(seed)
+    events = _random_stream(rng, 400)
+    # Event times that wander forward with some stragglers: windows close, some rows are late.
+    now = T0
+    timed = []
+    for event in events:
+        now += rng.randint(0, 400)
+        ts = now - (rng.randint(3_000, 9_000) if rng.random() < 0.05 else rng.randint(0, 900))
+        timed.append(replace(event, event_ts_ms=ts))
+    single = PartitionState(partition=0, window=50, grace_ms=1_500)
+    packed = PartitionState(partition=0, window=50, grace_ms=1_500)
+    decided, late, closed = _apply_one_by_one(single, timed)
+
+    got: list[tuple[str, int]] = []
+    got_late: list[int] = []
+    got_closed: set[tuple[int, int, int, int, int]] = set()
+    start = 0
+    while start < len(timed):
+        size = rng.randint(1, 60)
+        chunk = timed[start : start + size]
+        result = apply_packed(packed, decode_packed(encode_packed(columns_of(chunk))))
+        assert result.rows == list(range(len(chunk)))
+        got.extend(zip(result.outcomes, result.amounts, strict=True))
+        got_late.extend(start + i for i, _ in result.late)
+        got_closed |= {(s, b, a, p, g) for s, b, a, p, g, _ in result.closed}
+        start += size
+
+    assert got == decided
+    assert got_late == late
+    assert got_closed == closed
+    assert late and closed  # the stream exercised both
+    assert packed.to_bytes() == single.to_bytes()
+
+
+def test_bad_rows_are_skipped_and_the_rest_applied_in_order() -> None:
+    events = [make_order(order_id=f"o{i}", event_ts_ms=T0 + i) for i in range(3)]
+    cols = columns_of(events)
+    cols["quantity"][1] = 0
+    state = PartitionState(partition=0, window=50)
+    state.stock["FR-WIN-0001"] = 5
+    result = apply_packed(state, decode_packed(encode_packed(cols)))
+    assert result.rows == [0, 2]
+    assert result.outcomes == ["accepted", "accepted"]
+    assert state.stock["FR-WIN-0001"] == 3
+    assert encode_event(events[0]) != b""  # the single-event encoder still takes these
