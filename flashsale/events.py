@@ -138,6 +138,11 @@ def decode_event(raw: bytes | None) -> OrderEvent:
 
     Fields are looked up by name, so their order in the JSON object does not matter.
     """
+    return _validated(_json_object(raw))
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    """A message value parsed as a JSON object, or `MalformedEvent`."""
     if raw is None:
         raise MalformedEvent("empty", "message has no value")
     try:
@@ -146,21 +151,26 @@ def decode_event(raw: bytes | None) -> OrderEvent:
         raise MalformedEvent("not_json", str(exc)) from None
     if not isinstance(doc, dict):
         raise MalformedEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
-    return _validated(doc)
+    return doc
 
 
-def _validated(doc: dict[str, Any]) -> OrderEvent:
-    """The event a decoded JSON object describes, or `MalformedEvent` naming the problem."""
+def _check_shape(doc: dict[str, Any], fields: frozenset[str], missing_prefix: str) -> None:
+    """The version is ours and the fields are exactly `fields`, or `MalformedEvent`."""
     version = doc.get("v")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise MalformedEvent("unknown_version", f"v={version!r}, expected {SCHEMA_VERSION}")
     keys = doc.keys()
-    if keys != _ALL_FIELDS:
-        missing = sorted(_ALL_FIELDS - keys)
+    if keys != fields:
+        missing = sorted(fields - keys)
         if missing:
-            raise MalformedEvent("missing_field", f"missing {', '.join(missing)}")
-        extra = sorted(str(k) for k in keys - _ALL_FIELDS)
+            raise MalformedEvent("missing_field", f"{missing_prefix} {', '.join(missing)}")
+        extra = sorted(str(k) for k in keys - fields)
         raise MalformedEvent("unknown_field", f"unknown {', '.join(extra)}")
+
+
+def _validated(doc: dict[str, Any]) -> OrderEvent:
+    """The event a decoded JSON object describes, or `MalformedEvent` naming the problem."""
+    _check_shape(doc, _ALL_FIELDS, "missing")
     for name in _INT_FIELDS:
         value = doc[name]
         if type(value) is not int:
@@ -268,24 +278,8 @@ def packed_count(headers: Any) -> int | None:
 def decode_packed(raw: bytes | None) -> PackedBatch:
     """Parse a packed message. A message-wide problem (not JSON, wrong version, a missing or
     short column) raises `MalformedEvent`; a row that breaks the schema goes to `bad`."""
-    if raw is None:
-        raise MalformedEvent("empty", "message has no value")
-    try:
-        doc: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedEvent("not_json", str(exc)) from None
-    if not isinstance(doc, dict):
-        raise MalformedEvent("not_object", f"expected a JSON object, got {type(doc).__name__}")
-    version = doc.get("v")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise MalformedEvent("unknown_version", f"v={version!r}, expected {SCHEMA_VERSION}")
-    keys = doc.keys()
-    if keys != _PACKED_KEYS:
-        missing = sorted(_PACKED_KEYS - keys)
-        if missing:
-            raise MalformedEvent("missing_field", f"packed message without {', '.join(missing)}")
-        extra = sorted(str(k) for k in keys - _PACKED_KEYS)
-        raise MalformedEvent("unknown_field", f"unknown {', '.join(extra)}")
+    doc = _json_object(raw)
+    _check_shape(doc, _PACKED_KEYS, "packed message without")
     n = doc["n"]
     if type(n) is not int or not 0 < n <= MAX_PACK:
         raise MalformedEvent("out_of_range", f"n={n!r:.40} not in 1..{MAX_PACK}")

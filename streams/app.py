@@ -323,16 +323,7 @@ class OrderProcessor:
                 try:
                     order = decode_event(msg.value)
                 except MalformedEvent as exc:
-                    state.dlq += 1
-                    m.dlq[exc.reason].inc()
-                    headers = [
-                        ("flashsale.reason", exc.reason.encode()),
-                        ("flashsale.detail", exc.detail.encode(errors="replace")),
-                        ("flashsale.topic", msg.topic.encode()),
-                        ("flashsale.partition", str(partition).encode()),
-                        ("flashsale.offset", str(msg.offset).encode()),
-                    ]
-                    pending.append(await send(s.topic_dlq, msg.key, msg.value, None, None, headers))
+                    await self._dead_letter(state, msg, exc, pending)
                     continue
                 outcome, amount = apply_event(state, order)
                 now_ns = time.time_ns()
@@ -442,34 +433,13 @@ class OrderProcessor:
         m = self.metrics
         send = self.app.producer.send
         partition = state.partition
-        where = [
-            ("flashsale.topic", msg.topic.encode()),
-            ("flashsale.partition", str(partition).encode()),
-            ("flashsale.offset", str(msg.offset).encode()),
-        ]
         try:
             batch = decode_packed(msg.value)
         except MalformedEvent as exc:
-            state.dlq += 1
-            m.dlq[exc.reason].inc()
-            headers = [
-                ("flashsale.reason", exc.reason.encode()),
-                ("flashsale.detail", exc.detail.encode(errors="replace")),
-                *where,
-            ]
-            pending.append(await send(s.topic_dlq, msg.key, msg.value, None, None, headers))
+            await self._dead_letter(state, msg, exc, pending)
             return
         for i, problem in batch.bad.items():
-            state.dlq += 1
-            m.dlq[problem.reason].inc()
-            headers = [
-                ("flashsale.reason", problem.reason.encode()),
-                ("flashsale.detail", problem.detail.encode(errors="replace")),
-                *where,
-                ("flashsale.index", str(i).encode()),
-            ]
-            row = batch.encode_row(i)
-            pending.append(await send(s.topic_dlq, msg.key, row, None, None, headers))
+            await self._dead_letter(state, msg, problem, pending, i, batch.encode_row(i))
         result = apply_packed(state, batch)
         if not result.rows:
             return
@@ -500,7 +470,8 @@ class OrderProcessor:
             m.late.inc()
             headers = [
                 ("flashsale.reason", b"late"),
-                *where[1:],
+                ("flashsale.partition", str(partition).encode()),
+                ("flashsale.offset", str(msg.offset).encode()),
                 ("flashsale.index", str(i).encode()),
                 ("flashsale.watermark_ms", str(watermark).encode()),
             ]
@@ -508,6 +479,32 @@ class OrderProcessor:
             pending.append(await send(s.topic_late, msg.key, row, None, None, headers))
         for size, start, accepted, paid, gmv, top in result.closed:
             await self._publish_window(partition, size, start, accepted, paid, gmv, top, pending)
+
+    async def _dead_letter(
+        self,
+        state: PartitionState,
+        msg: Any,
+        problem: MalformedEvent,
+        pending: list[Awaitable[Any]],
+        index: int | None = None,
+        value: bytes | None = None,
+    ) -> None:
+        """Send a malformed message (or row `index` of a packed one, as `value`) to the
+        dead-letter topic with the reason and where it came from; count it."""
+        state.dlq += 1
+        self.metrics.dlq[problem.reason].inc()
+        headers = [
+            ("flashsale.reason", problem.reason.encode()),
+            ("flashsale.detail", problem.detail.encode(errors="replace")),
+            ("flashsale.topic", msg.topic.encode()),
+            ("flashsale.partition", str(state.partition).encode()),
+            ("flashsale.offset", str(msg.offset).encode()),
+        ]
+        if index is not None:
+            headers.append(("flashsale.index", str(index).encode()))
+        body = msg.value if value is None else value
+        send = self.app.producer.send
+        pending.append(await send(self.settings.topic_dlq, msg.key, body, None, None, headers))
 
     async def _publish_window(
         self,

@@ -79,6 +79,12 @@ def apply_window(
     # so most events skip the scan (this runs once per event).
     if newest >= 0 and watermark // 1000 == (newest - state.grace_ms) // 1000:
         return False, []
+    return False, _close(state, watermark)
+
+
+def _close(state: PartitionState, watermark: int) -> list[Window]:
+    """Remove and return, sorted, every open window ending at or below `watermark`."""
+    windows = state.windows
     closed: list[Window] = []
     for key in list(windows):
         size_text, start_text = key.split(":")
@@ -88,7 +94,7 @@ def apply_window(
             top = top_skus(state.minute_units.pop(str(start), {})) if size == 60 else []
             closed.append((size, start, accepted, paid, gmv, top))
     closed.sort()
-    return False, closed
+    return closed
 
 
 def apply_windows(
@@ -153,13 +159,5 @@ def apply_windows(
         newest = int(ts.max())
         if newest > state.max_event_ms:
             state.max_event_ms = newest
-            watermark = newest - grace
-            for key in list(windows):
-                size_text, start_text = key.split(":")
-                size, start = int(size_text), int(start_text)
-                if start + size * 1000 <= watermark:
-                    a, p, g = windows.pop(key)
-                    top = top_skus(state.minute_units.pop(str(start), {})) if size == 60 else []
-                    closed.append((size, start, a, p, g, top))
-            closed.sort()
+            closed = _close(state, newest - grace)
     return late, watermarks, closed
