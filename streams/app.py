@@ -689,7 +689,9 @@ def create_app(
             await processor.process(batch)
 
     if bulk:
-        app.consume_in_bulk([settings.topic_orders], processor.process_fetch)
+        app.consume_in_bulk(
+            [settings.topic_orders], processor.process_fetch, settings.fetch_max_wait_ms
+        )
 
     async def held_totals() -> tuple[list[dict[str, Any]], bool]:
         """Durable totals of the partitions this worker holds, and whether all are confirmed."""

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -28,11 +29,33 @@ __all__ = ["BulkApp", "BulkConsumer", "BulkHandler"]
 BulkHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
 
 
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread with a fetch wait of our choosing (Faust hard-codes 1.5 s)."""
+
+    fetch_max_wait_ms: int = 1500
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by the consumer's fetcher when it starts, which is after this.
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
+
+
 class BulkConsumer(AIOKafkaFaustConsumer):
     """Faust's aiokafka consumer with a per-fetch path for the topics in `bulk_topics`."""
 
     bulk_topics: frozenset[str] = frozenset()
     bulk_handler: BulkHandler | None = None
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        # Called by Faust's constructor, before `BulkApp` could set anything on us: the
+        # setting is read from the app.
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is None:
+            return super()._new_consumer_thread()
+        thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.fetch_max_wait_ms = wait_ms
+        return thread
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust
         handler = self.bulk_handler
@@ -121,11 +144,16 @@ class BulkApp(faust.App):
 
     bulk_topics: frozenset[str] = frozenset()
     bulk_handler: BulkHandler | None = None
+    fetch_max_wait_ms: int | None = None
 
-    def consume_in_bulk(self, topics: Iterable[str], handler: BulkHandler) -> None:
-        """Hand `topics` to `handler` a fetch at a time (call before the worker starts)."""
+    def consume_in_bulk(
+        self, topics: Iterable[str], handler: BulkHandler, fetch_max_wait_ms: int | None = None
+    ) -> None:
+        """Hand `topics` to `handler` a fetch at a time (call before the worker starts); a
+        fetch waits at most `fetch_max_wait_ms` for data (None: Faust's 1.5 s)."""
         self.bulk_topics = frozenset(topics)
         self.bulk_handler = handler
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     def _new_consumer(self) -> Any:
         consumer = BulkConsumer(
