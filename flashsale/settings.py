@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     """Worker web port (views and /metrics). Env: FLASHSALE_WEB_PORT."""
 
+    dashboard_port: int = Field(default=8050, ge=0, le=65535)
+    """Port of the live dashboard (`flashsale dashboard`, and the one `flashsale demo` starts;
+    another free port when taken), on `web_host`. Env: FLASHSALE_DASHBOARD_PORT."""
+
     window_grace_s: float = Field(default=2.0, ge=0, le=3600)
     """How late (behind the newest event time of its partition) an event may arrive and still
     count in its 1 s and 1 min windows; later ones go to the late topic. A scenario's

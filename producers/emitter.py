@@ -454,6 +454,10 @@ async def produce_scenario(
     compression = generator.scenario.scale.compression
     start = time.monotonic() if start_at is None else start_at
     last_warned = -BEHIND_WARN_EVERY_S
+    if metrics:
+        horizon = generator.scenario.curve.horizon_s
+        end = horizon if duration_s is None else min(duration_s * compression, horizon)
+        metrics.scenario_end_seconds.set(end)
     blocks = generator.blocks(duration_s, max_events, GRID_S if paced else 0.1, until)
     for block in blocks:
         if should_stop():
@@ -485,6 +489,8 @@ async def produce_scenario(
             else:
                 await sink.send_raw(block.keys, block.values(emit_ns))
         st.scenario_s = block.end_s * compression
+        if metrics:
+            metrics.scenario_seconds.set(st.scenario_s)
     await sink.flush()
     if metrics:
         metrics.behind.set(0)

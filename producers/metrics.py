@@ -41,3 +41,13 @@ class ProducerMetrics:
             "How far the producer's last block left after its scheduled time (0 when on time).",
             registry=registry,
         )
+        self.scenario_seconds = Gauge(
+            "flashsale_producer_scenario_seconds",
+            "Scenario clock: seconds of the scenario emitted so far (after its 00:00).",
+            registry=registry,
+        )
+        self.scenario_end_seconds = Gauge(
+            "flashsale_producer_scenario_end_seconds",
+            "Scenario second at which this run stops (its duration or the scenario's horizon).",
+            registry=registry,
+        )

@@ -120,6 +120,54 @@ def worker(
 
 
 @app.command()
+def dashboard(
+    worker_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker",
+            help="A worker's web URL (repeat for several) [default http://127.0.0.1:6066].",
+        ),
+    ] = None,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers",
+            envvar="FLASHSALE_BOOTSTRAP_SERVERS",
+            help="Kafka to read the end offsets of orders from (consumer lag).",
+        ),
+    ] = None,
+    producer_metrics: Annotated[
+        list[str] | None,
+        typer.Option("--producer-metrics", help="A producer's /metrics URL (scenario clock)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port [default 8050].")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind [default 127.0.0.1].")
+    ] = None,
+) -> None:
+    """Serve the live dashboard of a running run; reads the workers' views and metrics."""
+    from flashsale.cli.run import run_dashboard
+
+    urls = worker_url or ["http://127.0.0.1:6066"]
+    for url in [*urls, *(producer_metrics or [])]:
+        if not url.startswith(("http://", "https://")):
+            raise typer.BadParameter(f"{url!r} is not an http:// URL", param_hint="'--worker'")
+    settings = settings_for(bootstrap_servers)
+    if port is not None and not 0 < port < 65536:
+        raise typer.BadParameter(f"{port} is not a port", param_hint="'--port'")
+    raise typer.Exit(
+        run_dashboard(
+            urls,
+            bootstrap_servers,
+            settings.topic_orders,
+            producer_metrics or [],
+            host or settings.web_host,
+            port if port is not None else settings.dashboard_port,
+        )
+    )
+
+
+@app.command()
 def produce(
     bootstrap_servers: BootstrapOpt = None,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, start_http_server
@@ -33,7 +35,7 @@ from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.parallel import ParallelRun
 
-__all__ = ["print_verdict", "run_demo", "run_produce"]
+__all__ = ["print_verdict", "run_dashboard", "run_demo", "run_produce"]
 
 console = Console(highlight=False)
 WORKER_READY_TIMEOUT_S = 90.0
@@ -198,6 +200,36 @@ async def _produce_here(
         await sink.stop()
 
 
+def run_dashboard(
+    worker_urls: list[str],
+    bootstrap: str | None,
+    topic_orders: str,
+    producer_metrics: list[str],
+    host: str,
+    port: int,
+) -> int:
+    """`flashsale dashboard`: serve until Ctrl-C or SIGTERM."""
+    from flashsale.dashboard.server import serve
+    from flashsale.dashboard.source import DashboardSource
+
+    async def main() -> None:
+        source = DashboardSource(worker_urls, bootstrap, topic_orders, producer_metrics)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with serve(source, host, port) as url:
+                console.print(f"dashboard: {url} (Ctrl-C to stop)")
+                await stop.wait()
+        except OSError as exc:
+            console.print(f"[red]dashboard: cannot listen on {host}:{port}: {exc.strerror}[/red]")
+            raise SystemExit(2) from None
+
+    asyncio.run(main())
+    return 0
+
+
 def print_verdict(result: VerifyResult) -> None:
     """The run summary as a table, then the differences or a reconciled line."""
     s = result.summary
@@ -259,8 +291,14 @@ def run_demo(
             try:
                 for worker in group:
                     worker.start()
+                producer_url = f"http://{settings.web_host}:{producer_port}/metrics"
                 result = asyncio.run(
-                    _demo(run_settings, scenario, duration_s, metrics, group, workdir)
+                    _with_dashboard(
+                        run_settings,
+                        group,
+                        producer_url,
+                        _demo(run_settings, scenario, duration_s, metrics, group, workdir),
+                    )
                 )
             finally:
                 for worker in group:
@@ -277,6 +315,28 @@ def run_demo(
         summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
         console.print(f"run summary: {summary_json}")
     return 0 if result.reconciled else 1
+
+
+async def _with_dashboard(
+    settings: Settings,
+    group: list[WorkerProcess],
+    producer_url: str,
+    run: Coroutine[Any, Any, VerifyResult | None],
+) -> VerifyResult | None:
+    """Serve the live dashboard of the demo while `run` runs."""
+    from flashsale.dashboard.server import serve
+    from flashsale.dashboard.source import DashboardSource
+
+    source = DashboardSource(
+        [w.url for w in group],
+        settings.bootstrap_servers,
+        settings.topic_orders,
+        [producer_url],
+    )
+    port = free_port(settings.web_host, settings.dashboard_port)
+    async with serve(source, settings.web_host, port) as url:
+        console.print(f"dashboard: {url}")
+        return await run
 
 
 def _wait_group_ready(group: list[WorkerProcess], partitions: int, timeout_s: float) -> float:

@@ -46,3 +46,14 @@ async def produce(settings: Settings, scenario: Scenario, events: int, pack: int
         await emitter.stop()
     assert stats.errors == 0
     return stats.orders_sent
+
+
+# The same with flash-sale SKUs of a few units and many bots buying them: they sell out within
+# seconds (the dashboard's sold-out feed).
+SELL_OUT = SMALL.model_copy(
+    update={
+        "name": "test-sell-out",
+        "catalog": SMALL.catalog.model_copy(update={"flash_stock": (5, 10)}),
+        "mix": SMALL.mix.model_copy(update={"bot_share": 0.2}),
+    }
+)

@@ -39,6 +39,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("demo", "--frobnicate"), "--frobnicate"),
         (("worker", "--log-level", "loud"), "loud"),
         (("verify",), "--bootstrap-servers"),
+        (("dashboard", "--worker", "localhost:6066"), "localhost:6066"),
+        (("dashboard", "--port", "70000"), "--port"),
     ],
 )
 def test_bad_argument_gives_one_line_and_exit_2(args: tuple[str, ...], named: str) -> None:

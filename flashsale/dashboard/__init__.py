@@ -1,0 +1,1 @@
+"""The live big-screen dashboard: `flashsale dashboard`, also started by `flashsale demo`."""

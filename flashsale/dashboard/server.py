@@ -1,0 +1,72 @@
+"""The live dashboard's web server: the page, its static files, and a snapshot a second (SSE).
+
+aiohttp (already here as Faust's web server) serves `GET /` (the page), `GET /static/...`,
+`GET /events` (Server-Sent Events: one JSON snapshot per update) and `GET /snapshot` (the
+newest snapshot as JSON, for scripts and tests). Everything the page needs is in the package:
+it works offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from flashsale.dashboard.source import DashboardSource
+
+__all__ = ["STATIC", "make_app", "serve"]
+
+STATIC = Path(__file__).parent / "static"
+
+
+def make_app(source: DashboardSource) -> web.Application:
+    """The aiohttp application over `source` (which the caller starts and stops)."""
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def snapshot(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(source.snapshot), content_type="application/json")
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await resp.prepare(request)
+        try:
+            while True:
+                await resp.write(b"data: " + orjson.dumps(source.snapshot) + b"\n\n")
+                await source.updated.wait()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/snapshot", snapshot)
+    app.router.add_get("/events", events)
+    app.router.add_static("/static/", STATIC)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(source: DashboardSource, host: str, port: int) -> AsyncIterator[str]:
+    """Run the dashboard on host:port while the block runs; yields its URL."""
+    await source.start()
+    runner = web.AppRunner(make_app(source), handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield f"http://{host}:{port}/"
+    finally:
+        await runner.cleanup()
+        await source.stop()
