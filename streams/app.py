@@ -715,6 +715,39 @@ def create_app(
         if not app.rebalancing:
             await processor.save_due()
 
+    labelled: dict[str, set[str]] = {}
+
+    @app.timer(interval=1.0)
+    async def update_gauges() -> None:
+        lag = 0
+        for partition, state in list(processor.states.items()):
+            tp = TopicPartition(settings.topic_orders, partition)
+            try:
+                high = app.consumer.highwater(tp)
+            except (KeyError, AssertionError):
+                continue  # not assigned to this consumer any more
+            if high is not None:
+                lag += max(high - (state.last_offset + 1), 0)
+        metrics.lag.set(lag)
+        metrics.oversold.set(
+            sum(1 for st in processor.states.values() for units in st.stock.values() if units < 0)
+        )
+        for gauge, dimension in (
+            (metrics.gmv_by_country, "gmv_by_country"),
+            (metrics.gmv_by_category, "gmv_by_category"),
+        ):
+            summed: dict[str, int] = {}
+            for st in processor.states.values():
+                for name, cents in getattr(st, dimension).items():
+                    summed[name] = summed.get(name, 0) + cents
+            # Names this worker no longer holds (after a rebalance) read 0, not a stale total.
+            shown = labelled.setdefault(dimension, set())
+            for name in shown - summed.keys():
+                gauge.labels(name).set(0)
+            for name, cents in summed.items():
+                gauge.labels(name).set(cents)
+            shown |= summed.keys()
+
     @app.timer(interval=1.0)
     async def complete_quiet_partitions() -> None:
         if not app.rebalancing and not app.in_recovery:

@@ -131,6 +131,30 @@ class WorkerMetrics:
             "Source partitions this worker holds.",
             registry=registry,
         )
+        self.lag = Gauge(
+            "flashsale_consumer_lag_messages",
+            "Messages on orders in this worker's partitions not applied yet (high-water mark "
+            "of its last fetch minus the applied offset).",
+            registry=registry,
+        )
+        self.gmv_by_country = Gauge(
+            "flashsale_gmv_by_country_cents",
+            "GMV of paid lines in this worker's partitions by the seller's country, euro cents "
+            "(summed over workers: the whole run).",
+            ["country"],
+            registry=registry,
+        )
+        self.gmv_by_category = Gauge(
+            "flashsale_gmv_by_category_cents",
+            "GMV of paid lines in this worker's partitions by product category, euro cents.",
+            ["category"],
+            registry=registry,
+        )
+        self.oversold = Gauge(
+            "flashsale_oversold_skus",
+            "SKUs in this worker's partitions whose stock is below zero (never expected).",
+            registry=registry,
+        )
 
 
 def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:

@@ -336,7 +336,10 @@ async def _with_dashboard(
     port = free_port(settings.web_host, settings.dashboard_port)
     async with serve(source, settings.web_host, port) as url:
         console.print(f"dashboard: {url}")
-        return await run
+        result = await run
+        # The page keeps the final numbers: show the drained run before closing.
+        await source.refreshed()
+        return result
 
 
 def _wait_group_ready(group: list[WorkerProcess], partitions: int, timeout_s: float) -> float:

@@ -1,7 +1,8 @@
 """The live dashboard's web server: the page, its static files, and a snapshot a second (SSE).
 
 aiohttp (already here as Faust's web server) serves `GET /` (the page), `GET /static/...`,
-`GET /events` (Server-Sent Events: one JSON snapshot per update) and `GET /snapshot` (the
+`GET /events` (Server-Sent Events: one JSON snapshot per update, and an `end` event when the
+dashboard stops) and `GET /snapshot` (the
 newest snapshot as JSON, for scripts and tests). Everything the page needs is in the package:
 it works offline.
 """
@@ -42,14 +43,28 @@ def make_app(source: DashboardSource) -> web.Application:
         )
         await resp.prepare(request)
         try:
-            while True:
+            while not closing.is_set():
                 await resp.write(b"data: " + orjson.dumps(source.snapshot) + b"\n\n")
-                await source.updated.wait()
+                update = asyncio.ensure_future(source.updated.wait())
+                end = asyncio.ensure_future(closing.wait())
+                await asyncio.wait([update, end], return_when=asyncio.FIRST_COMPLETED)
+                update.cancel()
+                end.cancel()
+            # The run is over: tell the page, which stops reconnecting, and end the stream.
+            await resp.write(b"event: end\ndata: {}\n\n")
+            await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
 
+    closing = asyncio.Event()
+
+    async def on_shutdown(app: web.Application) -> None:
+        closing.set()
+        await asyncio.sleep(0.1)  # let each stream send its end
+
     app = web.Application()
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
     app.router.add_get("/snapshot", snapshot)
     app.router.add_get("/events", events)

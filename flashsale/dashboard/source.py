@@ -136,6 +136,16 @@ class DashboardSource:
             self.updated = asyncio.Event()
             await asyncio.sleep(max(0.05, self.interval_s - (time.monotonic() - started)))
 
+    async def refreshed(self, timeout_s: float = 5.0) -> None:
+        """Return once a snapshot taken after this call has been published (or on timeout)."""
+        for _ in range(2):  # the poll under way may have started before the call
+            event = self.updated
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except TimeoutError:
+                return
+        await asyncio.sleep(0.2)  # time for the event streams to send it
+
     async def _get(self, url: str, as_json: bool = True) -> Any:
         assert self._session is not None
         async with self._session.get(url) as resp:

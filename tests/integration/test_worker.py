@@ -137,6 +137,12 @@ def test_worker_metrics_count_what_it_processed(
     assert outcomes == produced
     # Every event, duplicates included, has its end-to-end latency observed; restocks do not.
     assert samples["flashsale_e2e_latency_seconds_count"] == produced
+    assert samples["flashsale_oversold_skus"] == 0
+    # Drained: the lag gauge (updated every second) comes down to 0.
+    deadline = time.monotonic() + 10
+    while "flashsale_consumer_lag_messages 0.0" not in worker_metrics(worker):
+        assert time.monotonic() < deadline, "lag gauge never reached 0"
+        time.sleep(0.5)
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
     assert samples["flashsale_refunded_cents_total"] == result.summary["refunded_cents"]

@@ -119,3 +119,9 @@ stream.onerror = () => {
   $("status").textContent = "reconnecting…";
   $("status").className = "status down";
 };
+// The dashboard says when the run is over: keep the final numbers, stop reconnecting.
+stream.addEventListener("end", () => {
+  stream.close();
+  $("status").textContent = "run ended · final numbers";
+  $("status").className = "status";
+});
