@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The Compose file schema (compose-spec), read from docker-compose 1.29.2's wheel by the
+	# tests; downloaded, not installed.
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/share/compose-spec 'docker-compose==1.29.2'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import zipfile
 from pathlib import Path
 
+import jsonschema
 import typer
 import yaml
 
 from flashsale.cli import app as cli_app
+from tests.conftest import skip_or_fail
 from tests.unit.test_prometheus_rules import PROMETHEUS, _promtool, _series_names
 
 ROOT = Path(__file__).parents[2]
@@ -117,3 +121,22 @@ def test_the_dockerfile_installs_the_packages_the_cli_needs() -> None:
     for package in ("flashsale", "producers", "streams"):
         assert f"COPY {package} ./{package}" in text
     assert 'ENTRYPOINT ["flashsale"]' in text
+
+
+def _compose_schema() -> dict:
+    """The compose-spec JSON schema, from docker-compose 1.29.2's wheel (`make` downloads it)."""
+    wheels = sorted((Path(sys.prefix) / "share" / "compose-spec").glob("docker_compose-*.whl"))
+    if not wheels:
+        skip_or_fail("the compose-spec schema (make downloads docker-compose's wheel)")
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        schema: dict = json.loads(wheel.read("compose/config/compose_spec.json"))
+    return schema
+
+
+def test_compose_file_follows_the_compose_spec_schema() -> None:
+    validator = jsonschema.Draft201909Validator(_compose_schema())
+    assert [e.message for e in validator.iter_errors(_compose())] == []
+    # The check bites: a misspelt key is caught.
+    broken = _compose()
+    broken["services"]["worker"]["comand"] = ["worker"]
+    assert list(validator.iter_errors(broken))
