@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     """Worker web port (views and /metrics). Env: FLASHSALE_WEB_PORT."""
 
+    gateway_port: int = Field(default=8060, ge=0, le=65535)
+    """Port of `flashsale gateway`, on `web_host`. Env: FLASHSALE_GATEWAY_PORT."""
+
     dashboard_port: int = Field(default=8050, ge=0, le=65535)
     """Port of the live dashboard (`flashsale dashboard`, and the one `flashsale demo` starts;
     another free port when taken), on `web_host`. Env: FLASHSALE_DASHBOARD_PORT."""

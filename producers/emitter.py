@@ -100,6 +100,15 @@ class _Counting:
     metrics: ProducerMetrics | None
     wall_clock: bool = True
 
+    @property
+    def in_flight(self) -> int:
+        """Events sent and neither acknowledged nor failed yet."""
+        self._settle()
+        return self.stats.in_flight
+
+    def _settle(self) -> None:
+        """Count what the client has settled since (sinks that learn it later override)."""
+
     def _count_sent(self, n: int, restocks: int = 0) -> None:
         st = self.stats
         if not st.started_ns:

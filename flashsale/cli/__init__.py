@@ -120,6 +120,48 @@ def worker(
 
 
 @app.command()
+def gateway(
+    bootstrap_servers: BootstrapOpt = None,
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
+    seed: SeedOpt = None,
+    worker_url: Annotated[
+        str | None,
+        typer.Option("--worker", help="A worker's web URL, for GET /products/{sku}/stock."),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port [default 8060].")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind [default 127.0.0.1].")
+    ] = None,
+    restock: Annotated[
+        bool,
+        typer.Option(
+            "--restock/--no-restock",
+            help="Load the scenario catalog's stock first (leave it to a producer that does).",
+        ),
+    ] = True,
+) -> None:
+    """Serve the HTTP checkout gateway: POST /orders publishes order lines to Kafka."""
+    from flashsale.cli.run import run_gateway
+
+    if worker_url is not None and not worker_url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{worker_url!r} is not an http:// URL", param_hint="'--worker'")
+    if port is not None and not 0 < port < 65536:
+        raise typer.BadParameter(f"{port} is not a port", param_hint="'--port'")
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers)
+    raise typer.Exit(
+        run_gateway(
+            settings,
+            chosen,
+            worker_url,
+            host or settings.web_host,
+            port if port is not None else settings.gateway_port,
+            restock,
+        )
+    )
+
+
+@app.command()
 def dashboard(
     worker_url: Annotated[
         list[str] | None,

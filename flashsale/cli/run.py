@@ -35,7 +35,7 @@ from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.parallel import ParallelRun
 
-__all__ = ["print_verdict", "run_dashboard", "run_demo", "run_produce"]
+__all__ = ["print_verdict", "run_dashboard", "run_demo", "run_gateway", "run_produce"]
 
 console = Console(highlight=False)
 WORKER_READY_TIMEOUT_S = 90.0
@@ -227,6 +227,61 @@ def run_dashboard(
             raise SystemExit(2) from None
 
     asyncio.run(main())
+    return 0
+
+
+def run_gateway(
+    settings: Settings,
+    scenario: Scenario,
+    worker_url: str | None,
+    host: str,
+    port: int,
+    restock: bool,
+) -> int:
+    """`flashsale gateway`: serve checkouts until Ctrl-C or SIGTERM."""
+    from aiohttp import web
+
+    from producers.emitter import send_restocks
+    from producers.gateway import GatewayMetrics, make_gateway
+
+    with bootstrap_for(settings) as bootstrap:
+        run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+
+        async def main() -> None:
+            emitter = OrderEmitter(run_settings)
+            await emitter.start()
+            generator = Generator(scenario)
+            if restock:
+                await send_restocks(emitter, generator)
+            metrics = GatewayMetrics(CollectorRegistry())
+            app = make_gateway(
+                generator.catalog, emitter, run_settings.max_in_flight, metrics, worker_url
+            )
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+            await runner.setup()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                try:
+                    await web.TCPSite(runner, host, port).start()
+                except OSError as exc:
+                    console.print(
+                        f"[red]gateway: cannot listen on {host}:{port}: {exc.strerror}[/red]"
+                    )
+                    raise SystemExit(2) from None
+                console.print(
+                    f"gateway: http://{host}:{port}/orders (POST), /openapi.json, /metrics "
+                    f"— catalog of {scenario.name}, {len(generator.catalog.skus)} SKUs"
+                )
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+                await emitter.stop()
+
+        asyncio.run(main())
     return 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from producers.gateway import GatewayMetrics
 from producers.metrics import ProducerMetrics
 from streams.metrics import WorkerMetrics
 
@@ -17,6 +18,7 @@ def _exported() -> dict[str, str]:
     registry = CollectorRegistry()
     WorkerMetrics(registry)
     ProducerMetrics(registry)
+    GatewayMetrics(registry)
     names = {}
     for family in registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

@@ -81,3 +81,5 @@ def test_the_scrape_config_points_at_the_ports_flashsale_uses() -> None:
     # `flashsale demo --workers N` puts worker i on web_port + i.
     assert workers == [f"127.0.0.1:{first + i}" for i in range(len(workers))]
     assert jobs["flashsale-producer"]["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
+    gateway = jobs["flashsale-gateway"]["static_configs"][0]["targets"]
+    assert gateway == [f"127.0.0.1:{Settings().gateway_port}"]

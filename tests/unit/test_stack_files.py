@@ -83,7 +83,7 @@ def test_compose_services_run_real_flashsale_commands() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     built = {name: s for name, s in services.items() if "build" in s}
-    assert set(built) == {"worker", "producer", "dashboard"}
+    assert set(built) == {"worker", "producer", "gateway", "dashboard"}
     for name, service in built.items():
         _check_command([str(a) for a in service["command"]])
         # Replicas of a service must not pin host ports: `--scale worker=3` would clash.
@@ -106,6 +106,7 @@ def test_compose_ports_match_what_prometheus_scrapes() -> None:
     assert jobs["flashsale-workers"]["port"] == option("worker", "--web-port")
     assert jobs["flashsale-producer"]["names"] == ["producer"]
     assert jobs["flashsale-producer"]["port"] == option("producer", "--metrics-port")
+    assert jobs["flashsale-gateway"]["port"] == option("gateway", "--port")
     dashboard = [str(a) for a in services["dashboard"]["command"]]
     assert f"http://worker:{option('worker', '--web-port')}" in dashboard
     volumes = services["prometheus"]["volumes"][0]
