@@ -288,7 +288,12 @@ _ERROR: Final = {
     },
 }
 
-_SKU_PARAMETER: Final = {"name": "sku", "in": "path", "required": True, "schema": {"type": "string"}}
+_SKU_PARAMETER: Final = {
+    "name": "sku",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
