@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
-from flashsale.kafka import ensure_run_topics, ensure_topics
+from flashsale.kafka import end_offsets, ensure_run_topics, ensure_topics
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
+from producers.catalog import Catalog
 from producers.emitter import OrderEmitter, open_sink, produce_scenario
 from producers.generator import Generator
 
@@ -431,6 +433,48 @@ def bench_process_packed(
     }
 
 
+def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict[str, Any]:
+    """One locust process of `KafkaOrdersUser` (one user, unpaced) beside the bare librdkafka
+    loop: orders on the topic per second of the locust run."""
+    import loadtests
+
+    topic = f"bench-locust-{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions))
+    run = settings.model_copy(update={"bootstrap_servers": bootstrap, "topic_orders": topic})
+    scenario_file = Path(tempfile.mkdtemp(prefix="flashsale-bench-")) / "bench.yaml"
+    scenario_file.write_text(yaml.safe_dump(BENCH_SCENARIO.model_dump(mode="json")))
+    env = {**os.environ, **run.to_env(), "FLASHSALE_LOADTEST_SCENARIO": str(scenario_file)}
+    locustfile = Path(loadtests.__file__).with_name("locustfile.py")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(locustfile),
+            "--headless",
+            "-u",
+            "1",
+            "-r",
+            "1",
+            "-t",
+            f"{seconds}s",
+            "--only-summary",
+            "KafkaOrdersUser",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=seconds + 120,
+    )
+    sent = sum(asyncio.run(end_offsets(bootstrap, topic)).values())
+    restocks = len(Catalog.for_scenario(BENCH_SCENARIO).skus)
+    ours = (sent - restocks) / seconds
+    payloads = _payloads(200_000)
+    ceiling = _bare_confluent(bootstrap, topic, payloads)
+    return _stage(ours, ceiling, "bare librdkafka produce loop, prebuilt payloads")
+
+
 def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
     """Run every stage, print the table, write the JSON; 0 on success."""
     n_produce = 100_000 if quick else 400_000
@@ -454,6 +498,8 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
                 results[name] = step(bootstrap)
         with console.status("bench: process (stream, bulk, Bytewax) ..."):
             results.update(bench_process(settings, bootstrap, n_process, workdir))
+        with console.status("bench: locust_kafka (one locust process) ..."):
+            results["locust_kafka"] = bench_locust_kafka(settings, bootstrap, 5 if quick else 15)
         with console.status(f"bench: process_packed ({PACK} events per message) ..."):
             results["process_packed"] = bench_process_packed(
                 settings, bootstrap, n_packed, PACK, workdir

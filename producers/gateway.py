@@ -33,6 +33,7 @@ __all__ = [
     "OrderSink",
     "Rejected",
     "make_gateway",
+    "openapi",
     "parse_checkout",
 ]
 
@@ -248,8 +249,10 @@ def make_gateway(
             body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    async def openapi(request: web.Request) -> web.Response:
-        return _json(OPENAPI)
+    spec = openapi(sorted(skus))
+
+    async def openapi_page(request: web.Request) -> web.Response:
+        return _json(spec)
 
     async def close(app: web.Application) -> None:
         client = session.pop("client", None)
@@ -262,7 +265,7 @@ def make_gateway(
     app.router.add_get("/products/{sku}/stock", counted("/products/{sku}/stock", get_stock))
     app.router.add_get("/healthz", counted("/healthz", healthz))
     app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/openapi.json", openapi_page)
     app.on_cleanup.append(close)
     return app
 
@@ -288,109 +291,110 @@ _ERROR: Final = {
     },
 }
 
-_SKU_PARAMETER: Final = {
-    "name": "sku",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-}
 
-OPENAPI: Final[dict[str, Any]] = {
-    "openapi": "3.0.3",
-    "info": {"title": "flashsale gateway", "version": "1"},
-    "paths": {
-        "/orders": {
-            "post": {
-                "summary": "Check out a basket: one created order line per line",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["lines", "buyer"],
-                                "properties": {
-                                    "order_id": {
-                                        "type": "string",
-                                        "pattern": "^[A-Za-z0-9._:-]{1,64}$",
-                                    },
-                                    "lines": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": MAX_LINES,
-                                        "items": {
-                                            "type": "object",
-                                            "additionalProperties": False,
-                                            "required": ["sku", "quantity"],
-                                            "properties": {
-                                                "sku": {"type": "string", "maxLength": MAX_ID_LEN},
-                                                "quantity": {
-                                                    "type": "integer",
-                                                    "minimum": 1,
-                                                    "maximum": MAX_LINE_QUANTITY,
-                                                },
-                                            },
-                                        },
-                                    },
-                                    "buyer": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "required": ["province", "channel", "payment"],
-                                        "properties": {
-                                            name: {"type": "string", "maxLength": MAX_ID_LEN}
-                                            for name in ("province", "channel", "payment")
-                                        },
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "202": {
-                        "description": "accepted and handed to the producer",
+def openapi(skus: list[str]) -> dict[str, Any]:
+    """The gateway's OpenAPI document; SKUs are those of the catalog it serves."""
+    sku_schema = {"type": "string", "enum": skus}
+    sku_parameter = {"name": "sku", "in": "path", "required": True, "schema": sku_schema}
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": "\\S"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "flashsale gateway", "version": "1"},
+        "paths": {
+            "/orders": {
+                "post": {
+                    "summary": "Check out a basket: one created order line per line",
+                    "requestBody": {
+                        "required": True,
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["lines", "buyer"],
                                     "properties": {
-                                        "order_id": {"type": "string"},
-                                        "lines": {"type": "integer"},
+                                        "order_id": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z0-9._:-]{1,64}$",
+                                        },
+                                        "lines": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": MAX_LINES,
+                                            "items": {
+                                                "type": "object",
+                                                "additionalProperties": False,
+                                                "required": ["sku", "quantity"],
+                                                "properties": {
+                                                    "sku": sku_schema,
+                                                    "quantity": {
+                                                        "type": "integer",
+                                                        "minimum": 1,
+                                                        "maximum": MAX_LINE_QUANTITY,
+                                                    },
+                                                },
+                                            },
+                                        },
+                                        "buyer": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["province", "channel", "payment"],
+                                            "properties": {
+                                                name: text
+                                                for name in ("province", "channel", "payment")
+                                            },
+                                        },
                                     },
                                 }
                             }
                         },
                     },
-                    "400": _ERROR,
-                    "413": _ERROR,
-                    "415": _ERROR,
-                    "422": _ERROR,
-                    "503": _ERROR,
-                },
-            }
+                    "responses": {
+                        "202": {
+                            "description": "accepted and handed to the producer",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "order_id": {"type": "string"},
+                                            "lines": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _ERROR,
+                        "413": _ERROR,
+                        "415": _ERROR,
+                        "422": _ERROR,
+                        "503": _ERROR,
+                    },
+                }
+            },
+            "/products/{sku}": {
+                "get": {
+                    "summary": "A product of the catalog",
+                    "parameters": [sku_parameter],
+                    "responses": {
+                        "200": {"description": "the product"},
+                        "404": _ERROR,
+                    },
+                }
+            },
+            "/products/{sku}/stock": {
+                "get": {
+                    "summary": "Units left, from the workers' stock view",
+                    "parameters": [sku_parameter],
+                    "responses": {
+                        "200": {"description": "the stock"},
+                        "404": _ERROR,
+                        "503": _ERROR,
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}
+            },
         },
-        "/products/{sku}": {
-            "get": {
-                "summary": "A product of the catalog",
-                "parameters": [_SKU_PARAMETER],
-                "responses": {
-                    "200": {"description": "the product"},
-                    "404": _ERROR,
-                },
-            }
-        },
-        "/products/{sku}/stock": {
-            "get": {
-                "summary": "Units left, from the workers' stock view",
-                "parameters": [_SKU_PARAMETER],
-                "responses": {
-                    "200": {"description": "the stock"},
-                    "404": _ERROR,
-                    "503": _ERROR,
-                },
-            }
-        },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
-    },
-}
+    }

@@ -35,9 +35,14 @@ def broker() -> Iterator[EmbeddedBroker]:
 @pytest.fixture
 def run_settings(broker: EmbeddedBroker) -> Settings:
     """Settings with topic names and an app id of this test's own."""
+    return fresh_settings(broker.bootstrap)
+
+
+def fresh_settings(bootstrap: str) -> Settings:
+    """Settings on `bootstrap` with topic names and an app id no other run uses."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
-        bootstrap_servers=broker.bootstrap,
+        bootstrap_servers=bootstrap,
         topic_orders=f"orders-{tag}",
         topic_decisions=f"order-decisions-{tag}",
         topic_inventory=f"inventory-events-{tag}",

@@ -162,6 +162,56 @@ def gateway(
 
 
 @app.command()
+def loadtest(
+    bootstrap_servers: BootstrapOpt = None,
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
+    seed: SeedOpt = None,
+    users: Annotated[int, typer.Option("--users", help="Locust users at the peak.")] = 20,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 60.0,
+    shape: Annotated[
+        str,
+        typer.Option("--shape", help="singles-day (the scenario's curve) or constant."),
+    ] = "singles-day",
+    target: Annotated[
+        str, typer.Option("--target", help="gateway (HTTP shoppers) or kafka (orders).")
+    ] = "gateway",
+    html: Annotated[Path | None, typer.Option("--html", help="Locust's HTML report.")] = None,
+    csv: Annotated[
+        str | None, typer.Option("--csv", help="Prefix of locust's CSV statistics.")
+    ] = None,
+    processes: Annotated[
+        int, typer.Option("--processes", help="Locust processes on this machine.")
+    ] = 1,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", help="Kafka target: most orders/s per locust process; 0 = max."),
+    ] = 0.0,
+) -> None:
+    """Load-test with locust (headless): our stack, then locust's summary beside flashsale's."""
+    from flashsale.cli.run import run_loadtest
+
+    _check_positive("--users", users)
+    _check_positive("--duration", duration)
+    _check_positive("--processes", processes)
+    if shape not in {"singles-day", "constant"}:
+        raise typer.BadParameter(
+            f"{shape!r} is not singles-day or constant", param_hint="'--shape'"
+        )
+    if target not in {"gateway", "kafka"}:
+        raise typer.BadParameter(f"{target!r} is not gateway or kafka", param_hint="'--target'")
+    if rate < 0:
+        raise typer.BadParameter(f"{rate:g} is negative", param_hint="'--rate'")
+    for path in [html, Path(csv) if csv else None]:
+        if path is not None and not path.parent.resolve().is_dir():
+            raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers)
+    raise typer.Exit(
+        run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
+    )
+
+
+@app.command()
 def dashboard(
     worker_url: Annotated[
         list[str] | None,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
 from rich.live import Live
@@ -19,6 +24,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
+from flashsale.broker import die_with_parent
 from flashsale.cli.processes import (
     WorkerProcess,
     bootstrap_for,
@@ -35,7 +41,14 @@ from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.parallel import ParallelRun
 
-__all__ = ["print_verdict", "run_dashboard", "run_demo", "run_gateway", "run_produce"]
+__all__ = [
+    "print_verdict",
+    "run_dashboard",
+    "run_demo",
+    "run_gateway",
+    "run_loadtest",
+    "run_produce",
+]
 
 console = Console(highlight=False)
 WORKER_READY_TIMEOUT_S = 90.0
@@ -283,6 +296,177 @@ def run_gateway(
 
         asyncio.run(main())
     return 0
+
+
+def run_loadtest(
+    settings: Settings,
+    scenario: Scenario,
+    users: int,
+    duration_s: float,
+    shape: str,
+    target: str,
+    html: Path | None,
+    csv: str | None,
+    processes: int,
+    rate: float,
+) -> int:
+    """`flashsale loadtest`: our stack, locust in its own process(es), then verify both."""
+    import loadtests
+
+    locustfile = Path(loadtests.__file__).with_name("locustfile.py")
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
+    with bootstrap_for(settings) as bootstrap:
+        run_settings = settings.model_copy(
+            update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
+        )
+        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+        worker = WorkerProcess(
+            run_settings,
+            free_port(settings.web_host, settings.web_port),
+            log_path=workdir / "worker.log",
+        )
+        gateway: subprocess.Popen[bytes] | None = None
+        locust: subprocess.Popen[bytes] | None = None
+        scenario_file = workdir / "scenario.yaml"
+        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        env = {
+            **os.environ,
+            **run_settings.to_env(),
+            "FLASHSALE_LOADTEST_SCENARIO": str(scenario_file),
+            "FLASHSALE_LOADTEST_SHAPE": shape,
+            "FLASHSALE_LOADTEST_USERS": str(users),
+            "FLASHSALE_LOADTEST_DURATION": str(duration_s),
+            "FLASHSALE_LOADTEST_RATE": str(rate),
+        }
+        try:
+            worker.start()
+            with console.status("waiting for the worker to join the consumer group..."):
+                try:
+                    worker.wait_ready()
+                except (RuntimeError, TimeoutError) as exc:
+                    raise RuntimeError(f"the worker did not start ({exc})") from None
+            host = worker.url
+            if target == "gateway":
+                port = free_port(settings.web_host, settings.gateway_port)
+                host = f"http://{settings.web_host}:{port}"
+                gateway = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flashsale",
+                        "gateway",
+                        "--bootstrap-servers",
+                        bootstrap,
+                        "--worker",
+                        worker.url,
+                        "--scenario",
+                        str(scenario_file),
+                        "--port",
+                        str(port),
+                        "--host",
+                        settings.web_host,
+                    ],
+                    env=env,
+                    stdout=(workdir / "gateway.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent(),
+                )
+                try:
+                    _wait_http(f"{host}/healthz", gateway, 60)
+                except (RuntimeError, TimeoutError) as exc:
+                    raise RuntimeError(f"the gateway did not start ({exc})") from None
+                console.print(f"gateway: {host}/orders")
+            args = [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(locustfile),
+                "--headless",
+                "--host",
+                host,
+                "--only-summary",
+                "--stop-timeout",
+                "5",
+            ]
+            if html:
+                args += ["--html", str(html)]
+            if csv:
+                args += ["--csv", csv]
+            if processes > 1:
+                args += ["--processes", str(processes)]
+            args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
+            console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
+            locust = subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
+            locust_rc = locust.wait()
+            with console.status("waiting for the worker to apply every order..."):
+                worker.wait_drained(timeout_s=600)
+            accepted = _gateway_accepted(host) if gateway is not None else None
+            result = asyncio.run(verify_live(run_settings, bootstrap))
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]loadtest stopped: {exc}; logs in {workdir}[/red]")
+            return 1
+        finally:
+            for proc in (locust, gateway):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            worker.stop()
+    summary = result.summary
+    table = Table(title="flashsale beside locust", show_header=False)
+    rows = [
+        ("locust exit code", str(locust_rc)),
+        ("orders accepted by the gateway", "—" if accepted is None else f"{accepted:,}"),
+        ("orders produced (order lines)", f"{summary['orders_produced']:,}"),
+        ("orders processed", f"{summary['orders_processed']:,}"),
+        ("events processed", f"{summary['events_processed']:,}"),
+        ("GMV", f"€{summary['gmv_cents_streamed'] / 100:,.2f}"),
+        (
+            "e2e latency p50 / p99 ms",
+            f"{summary['e2e_latency_p50_ms']} / {summary['e2e_latency_p99_ms']}",
+        ),
+        ("reconciled", "true" if result.reconciled else "false"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if not result.reconciled:
+        for line in result.differences:
+            console.print(f"[red]{line}[/red]")
+    return 0 if locust_rc == 0 and result.reconciled else 1
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer in {timeout_s:.0f} s") from None
+            time.sleep(0.2)
+
+
+def _gateway_accepted(host: str) -> int | None:
+    """Checkouts the gateway accepted, from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{host}/metrics", timeout=5) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "flashsale_gateway_orders_accepted_total":
+                return int(sample.value)
+    return None
 
 
 def print_verdict(result: VerifyResult) -> None:
