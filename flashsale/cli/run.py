@@ -391,8 +391,9 @@ def run_loadtest(
             ]
             if html:
                 args += ["--html", str(html)]
-            if csv:
-                args += ["--csv", csv]
+            # Locust's CSV statistics, in the caller's place or ours: the summary reads them.
+            stats_prefix = csv or str(workdir / "locust")
+            args += ["--csv", stats_prefix]
             if processes > 1:
                 args += ["--processes", str(processes)]
             args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
@@ -417,8 +418,11 @@ def run_loadtest(
             worker.stop()
     summary = result.summary
     table = Table(title="flashsale beside locust", show_header=False)
+    sent, failed = _locust_totals(f"{stats_prefix}_stats.csv")
     rows = [
         ("locust exit code", str(locust_rc)),
+        ("requests sent (locust)", f"{sent:,}"),
+        ("locust failures", f"{failed:,}"),
         ("orders accepted by the gateway", "—" if accepted is None else f"{accepted:,}"),
         ("orders produced (order lines)", f"{summary['orders_produced']:,}"),
         ("orders processed", f"{summary['orders_processed']:,}"),
@@ -451,6 +455,20 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> Non
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not answer in {timeout_s:.0f} s") from None
             time.sleep(0.2)
+
+
+def _locust_totals(stats_csv: str) -> tuple[int, int]:
+    """Requests and failures of a locust run, from its `_stats.csv` (0, 0 when missing)."""
+    import csv as csv_module
+
+    try:
+        with open(stats_csv, newline="") as fh:
+            for row in csv_module.DictReader(fh):
+                if row.get("Name") == "Aggregated":
+                    return int(row["Request Count"]), int(row["Failure Count"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return 0, 0
 
 
 def _gateway_accepted(host: str) -> int | None:
