@@ -436,7 +436,7 @@ def bench_process_packed(
 def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict[str, Any]:
     """One locust process of `KafkaOrdersUser` (one user, unpaced) beside the bare librdkafka
     loop: orders on the topic per second of the locust run."""
-    import loadtests
+    from loadtests import locust_command
 
     topic = f"bench-locust-{uuid.uuid4().hex[:6]}"
     asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions))
@@ -444,14 +444,8 @@ def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict
     scenario_file = Path(tempfile.mkdtemp(prefix="flashsale-bench-")) / "bench.yaml"
     scenario_file.write_text(yaml.safe_dump(BENCH_SCENARIO.model_dump(mode="json")))
     env = {**os.environ, **run.to_env(), "FLASHSALE_LOADTEST_SCENARIO": str(scenario_file)}
-    locustfile = Path(loadtests.__file__).with_name("locustfile.py")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(locustfile),
+        locust_command(
             "--headless",
             "-u",
             "1",
@@ -461,7 +455,7 @@ def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict
             f"{seconds}s",
             "--only-summary",
             "KafkaOrdersUser",
-        ],
+        ),
         env=env,
         check=True,
         capture_output=True,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "BrokerError",
@@ -23,6 +24,7 @@ __all__ = [
     "TansuNotFound",
     "die_with_parent",
     "find_tansu",
+    "stop_process",
     "wait_for_kafka",
 ]
 
@@ -84,6 +86,18 @@ def find_tansu(explicit: Path | str | None = None) -> Path:
     if wheel is not None:
         return wheel
     raise TansuNotFound(f"Tansu not found; {HOW_TO_GET_TANSU}")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float) -> None:
+    """SIGTERM a child, then SIGKILL it if it is still there after `timeout_s`; reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -228,13 +242,8 @@ class EmbeddedBroker:
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after 5 s) and remove its log."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, 5.0)
         if self._log is not None:
             self._log.close()
             self._log = None

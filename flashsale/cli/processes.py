@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from flashsale.broker import EmbeddedBroker, die_with_parent
+from flashsale.broker import EmbeddedBroker, die_with_parent, stop_process
 from flashsale.kafka import end_offsets
 from flashsale.settings import Settings
 
@@ -127,15 +127,8 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM (Faust shuts down cleanly), then SIGKILL after `timeout_s`."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s)
 
 
 def group_totals(workers: Sequence[WorkerProcess]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
-from flashsale.broker import die_with_parent
+from flashsale.broker import die_with_parent, stop_process
 from flashsale.cli.processes import (
     WorkerProcess,
     bootstrap_for,
@@ -311,9 +311,8 @@ def run_loadtest(
     rate: float,
 ) -> int:
     """`flashsale loadtest`: our stack, locust in its own process(es), then verify both."""
-    import loadtests
+    from loadtests import locust_command
 
-    locustfile = Path(loadtests.__file__).with_name("locustfile.py")
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
     with bootstrap_for(settings) as bootstrap:
         run_settings = settings.model_copy(
@@ -376,19 +375,14 @@ def run_loadtest(
                 except (RuntimeError, TimeoutError) as exc:
                     raise RuntimeError(f"the gateway did not start ({exc})") from None
                 console.print(f"gateway: {host}/orders")
-            args = [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(locustfile),
+            args = locust_command(
                 "--headless",
                 "--host",
                 host,
                 "--only-summary",
                 "--stop-timeout",
                 "5",
-            ]
+            )
             if html:
                 args += ["--html", str(html)]
             # Locust's CSV statistics, in the caller's place or ours: the summary reads them.
@@ -409,12 +403,8 @@ def run_loadtest(
             return 1
         finally:
             for proc in (locust, gateway):
-                if proc is not None and proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=15)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+                if proc is not None:
+                    stop_process(proc, 15.0)
             worker.stop()
     summary = result.summary
     table = Table(title="flashsale beside locust", show_header=False)
