@@ -371,6 +371,9 @@ def demo(
         int,
         typer.Option("--pack", help="Produce packed messages of up to N events (docs/events.md)."),
     ] = 0,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the live dashboard in this machine's browser.")
+    ] = False,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from flashsale.cli.run import run_demo
@@ -387,7 +390,7 @@ def demo(
             "raise FLASHSALE_PARTITIONS",
             param_hint="'--workers'",
         )
-    raise typer.Exit(run_demo(settings, chosen, duration, summary_json, workers))
+    raise typer.Exit(run_demo(settings, chosen, duration, summary_json, workers, open_browser))
 
 
 scenarios_app = typer.Typer(

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import webbrowser
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -514,6 +515,7 @@ def run_demo(
     duration_s: float,
     summary_json: Path | None,
     workers: int = 1,
+    open_browser: bool = False,
 ) -> int:
     """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles."""
     registry = CollectorRegistry()
@@ -544,6 +546,7 @@ def run_demo(
                         run_settings,
                         group,
                         producer_url,
+                        open_browser,
                         _demo(run_settings, scenario, duration_s, metrics, group, workdir),
                     )
                 )
@@ -568,9 +571,10 @@ async def _with_dashboard(
     settings: Settings,
     group: list[WorkerProcess],
     producer_url: str,
+    open_browser: bool,
     run: Coroutine[Any, Any, VerifyResult | None],
 ) -> VerifyResult | None:
-    """Serve the live dashboard of the demo while `run` runs."""
+    """Serve the live dashboard of the demo while `run` runs (and open it when asked)."""
     from flashsale.dashboard.server import serve
     from flashsale.dashboard.source import DashboardSource
 
@@ -583,6 +587,8 @@ async def _with_dashboard(
     port = free_port(settings.web_host, settings.dashboard_port)
     async with serve(source, settings.web_host, port) as url:
         console.print(f"dashboard: {url}")
+        if open_browser and not webbrowser.open(url):
+            console.print("no browser to open here: open the dashboard's URL yourself")
         result = await run
         # The page keeps the final numbers: show the drained run before closing.
         await source.refreshed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,8 +54,13 @@ def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
         "      cancellation_rate: 0.1, refund_rate: 0.05, refund_delay_mean_s: 2}\n"
     )
     summary = tmp_path / "out.json"
+    opened = tmp_path / "opened.txt"
     env = dict(os.environ)
     env.pop("FLASHSALE_BOOTSTRAP_SERVERS", None)
+    # `--open` goes through Python's webbrowser, which takes $BROWSER as the browser command.
+    env["BROWSER"] = (
+        f"{sys.executable} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
+    )
     proc = _flashsale(
         "demo",
         "--scenario",
@@ -63,6 +69,7 @@ def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
         "15",
         "--summary-json",
         str(summary),
+        "--open",
         env=env,
     )
     out, _ = proc.communicate(timeout=240)
@@ -80,6 +87,9 @@ def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
     assert doc["duplicates_dropped"] > 0
     assert doc["oversold_skus"] == 0
     assert "/metrics" in out
+    dashboard = re.search(r"dashboard: (http://\S+)", out)
+    assert dashboard is not None, out
+    assert opened.read_text() == dashboard.group(1)  # --open opened the dashboard's URL
     assert _wait_gone(proc.pid, 5) == []
 
 
