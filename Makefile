@@ -23,8 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Unit tests (CPU-bound, about a minute) run beside the integration and end-to-end tests
+# (mostly waiting on brokers, workers and browsers); their output follows when both are done.
 test: lint
-	$(BIN)/python -m pytest -m "not slow"
+	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
+	$(BIN)/python -m pytest -m "not slow" tests/integration tests/e2e; rc=$$?; \
+	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
+	exit $$(( rc || urc ))
 
 test-all: lint
 	$(BIN)/python -m pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 import re
 import tempfile
@@ -509,7 +510,9 @@ def _paths(node: object, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ..
 
 def _near(value: object) -> st.SearchStrategy[Any]:
     """Values like `value`: the same kind, often in range, so some mutants stay valid."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 1e12:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _VALUES
+    if not math.isfinite(value) or abs(value) > 1e12:  # a NaN drawn by an earlier mutation
         return _VALUES
     high = float(abs(value) * 3 + 1)
     return st.floats(0, high) | st.integers(0, int(high)) | st.sampled_from([0, 1, -value])
