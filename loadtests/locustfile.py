@@ -27,6 +27,7 @@ from flashsale.events import encode_event
 from flashsale.scenario import load_scenario
 from flashsale.settings import Settings
 from producers.curves import Curve
+from producers.emitter import librdkafka_config
 from producers.generator import Generator
 
 SCENARIO = load_scenario(os.environ.get("FLASHSALE_LOADTEST_SCENARIO", "singles-day-2020"))
@@ -128,14 +129,9 @@ class KafkaOrdersUser(User):
         self.topic = settings.topic_orders
         self.producer = Producer(
             {
-                "bootstrap.servers": ",".join(settings.bootstrap_list()),
-                "client.id": "flashsale-locust",
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "linger.ms": settings.linger_ms,
-                "batch.size": settings.max_batch_bytes,
+                **librdkafka_config(settings, "flashsale-locust"),
+                # librdkafka's default bound: what a stopped run leaves unsent stays small.
                 "queue.buffering.max.messages": 100_000,
-                "enable.idempotence": False,
             }
         )
         if not _STREAM.restocked:

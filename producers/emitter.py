@@ -30,6 +30,7 @@ __all__ = [
     "OrderEmitter",
     "ProduceStats",
     "Sink",
+    "librdkafka_config",
     "produce_scenario",
 ]
 
@@ -279,6 +280,22 @@ class OrderEmitter(_Counting):
         self.stats.finished_ns = time.time_ns()
 
 
+def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """What every librdkafka producer of ours is configured with."""
+    return {
+        "bootstrap.servers": ",".join(settings.bootstrap_list()),
+        "client.id": client_id,
+        # Java's and aiokafka's partitioner: a SKU lands on the same partition whichever
+        # client sent it (librdkafka's default, consistent_random, is CRC32).
+        "partitioner": "murmur2_random",
+        "acks": "all",
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.max_batch_bytes,
+        # Tansu answers idempotent producers with UnknownError; dedupe is downstream.
+        "enable.idempotence": False,
+    }
+
+
 class ConfluentSink(_Counting):
     """librdkafka through confluent-kafka: the client for peak rates.
 
@@ -298,18 +315,9 @@ class ConfluentSink(_Counting):
         self._last_error = ""
         self._producer = Producer(
             {
-                "bootstrap.servers": ",".join(settings.bootstrap_list()),
-                "client.id": "flashsale-producer",
-                # Java's and aiokafka's partitioner: a SKU lands on the same partition whichever
-                # client sent it (librdkafka's default, consistent_random, is CRC32).
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "linger.ms": settings.linger_ms,
-                "batch.size": settings.max_batch_bytes,
+                **librdkafka_config(settings, "flashsale-producer"),
                 # Bounded: at most this many events (about 300 bytes each) wait in memory.
                 "queue.buffering.max.messages": max(settings.max_in_flight * 10, 10_000),
-                # Tansu answers idempotent producers with UnknownError; dedupe is downstream.
-                "enable.idempotence": False,
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_error,
             }
