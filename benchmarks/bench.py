@@ -300,6 +300,18 @@ def _bytewax(bootstrap: str, topic: str) -> dict[str, Any] | None:
     return doc
 
 
+async def _preload(run: Settings, n: int) -> int:
+    """The bench scenario's first n events on `run`'s orders topic (packed when `run.pack`),
+    unpaced; how many were acknowledged."""
+    emitter = OrderEmitter(run)
+    await emitter.start()
+    try:
+        await produce_scenario(emitter, Generator(BENCH_SCENARIO), None, n, paced=False)
+        return emitter.stats.acked
+    finally:
+        await emitter.stop()
+
+
 def bench_process(
     settings: Settings, bootstrap: str, n: int, workdir: Path
 ) -> dict[str, dict[str, Any]]:
@@ -308,16 +320,7 @@ def bench_process(
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
     asyncio.run(ensure_run_topics(run, bootstrap))
 
-    async def preload() -> int:
-        emitter = OrderEmitter(run)
-        await emitter.start()
-        try:
-            await produce_scenario(emitter, Generator(BENCH_SCENARIO), None, n, paced=False)
-            return emitter.stats.acked
-        finally:
-            await emitter.stop()
-
-    total = asyncio.run(preload())
+    total = asyncio.run(_preload(run, n))
     ceiling = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
     rates: dict[str, tuple[float, float]] = {}
     # Alternate the modes and keep each one's best round: the machine's load drifts.
@@ -400,18 +403,7 @@ def bench_process_packed(
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6]).model_copy(update={"pack": pack})
     asyncio.run(ensure_run_topics(run, bootstrap))
 
-    async def preload() -> int:
-        emitter = OrderEmitter(run)
-        await emitter.start()
-        try:
-            await produce_scenario(
-                emitter, Generator(BENCH_SCENARIO), None, n, paced=False, pack=pack
-            )
-            return emitter.stats.acked
-        finally:
-            await emitter.stop()
-
-    total = asyncio.run(preload())
+    total = asyncio.run(_preload(run, n))
     ceiling = asyncio.run(_bare_consume_packed(bootstrap, run.topic_orders, total, run.partitions))
     rate, cpu_us = 0.0, 0.0
     for _ in range(PROCESS_ROUNDS):

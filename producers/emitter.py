@@ -78,6 +78,8 @@ class Sink(Protocol):
     metrics: ProducerMetrics | None
     #: True: values carry the wall-clock send time; False: the scenario clock (files).
     wall_clock: bool
+    #: Events per packed message (0: one event per message).
+    pack: int
 
     async def start(self) -> None: ...
 
@@ -88,6 +90,8 @@ class Sink(Protocol):
     ) -> None: ...
 
     async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None: ...
+
+    async def partitions(self) -> int: ...
 
     async def flush(self) -> None: ...
 
@@ -100,6 +104,7 @@ class _Counting:
     stats: ProduceStats
     metrics: ProducerMetrics | None
     wall_clock: bool = True
+    pack: int = 0
 
     @property
     def in_flight(self) -> int:
@@ -162,6 +167,10 @@ class _Counting:
         """Queue packed messages: (partition, value, events it carries)."""
         raise ValueError("packed messages need the kafka sink with --client aiokafka")
 
+    async def partitions(self) -> int:
+        """How many partitions `orders` has (sinks that pack know it)."""
+        raise ValueError("packed messages need the kafka sink with --client aiokafka")
+
 
 class OrderEmitter(_Counting):
     """aiokafka producer with bounded in-flight sends (the default client)."""
@@ -171,6 +180,7 @@ class OrderEmitter(_Counting):
     def __init__(self, settings: Settings, metrics: ProducerMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.pack = settings.pack
         self.stats = ProduceStats()
         self._pending: deque[asyncio.Future[Any]] = deque()
         # Packed messages in flight with the events each carries, and their sum.
@@ -447,7 +457,6 @@ async def produce_scenario(
     until: tuple[float, int, int, int, int] | None = None,
     restocks: bool = True,
     paced: bool | None = None,
-    pack: int = 0,
     start_at: float | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> ProduceStats:
@@ -455,16 +464,14 @@ async def produce_scenario(
 
     Paced (the default for Kafka sinks): each 10 ms block leaves at its scheduled wall time,
     counted from `start_at` (a `time.monotonic()` value shared by split producers). Unpaced
-    (the default for files): as fast as the sink takes it, on the scenario clock. `pack` > 0
-    sends packed messages of up to that many events of one partition (restocks stay single).
+    (the default for files): as fast as the sink takes it, on the scenario clock. A sink whose
+    `pack` > 0 gets packed messages of up to that many events of one partition (restocks
+    stay single).
     """
     if restocks:
         await send_restocks(sink, generator)
-    partitions = 0
-    if pack:
-        if not isinstance(sink, OrderEmitter):
-            raise ValueError("--pack needs the kafka sink with --client aiokafka")
-        partitions = await sink.partitions()
+    pack = sink.pack
+    partitions = await sink.partitions() if pack else 0
     paced = sink.wall_clock if paced is None else paced
     st = sink.stats
     metrics = sink.metrics
@@ -519,6 +526,8 @@ def open_sink(
     spec: str, client: str, settings: Settings, metrics: ProducerMetrics | None = None
 ) -> Sink:
     """`kafka` (with `client` aiokafka or confluent) or `jsonl:PATH`."""
+    if settings.pack and (spec != "kafka" or client != "aiokafka"):
+        raise ValueError("--pack needs the kafka sink with --client aiokafka")
     if spec.startswith("jsonl:"):
         return JsonlSink(Path(spec.removeprefix("jsonl:")), metrics)
     if spec != "kafka":

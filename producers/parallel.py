@@ -102,7 +102,6 @@ def _child(job: _Job, shared: SynchronizedArray[Any]) -> None:
                 restocks=False,
                 start_at=job.start_at,
                 warn=lambda line: print(f"producer {job.worker}: {line}", file=sys.stderr),
-                pack=settings.pack,
             )
         finally:
             await sink.stop()

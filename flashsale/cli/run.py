@@ -202,8 +202,7 @@ async def _produce_here(
                 Generator(scenario),
                 duration_s,
                 max_events,
-                warn=lambda line: console.print(f"[yellow]warning: {line}[/yellow]"),
-                pack=settings.pack,
+                warn=_warn,
             )
         )
         while not task.done():
@@ -595,6 +594,11 @@ async def _with_dashboard(
         return result
 
 
+def _warn(line: str) -> None:
+    """A producer's warning (behind schedule), as a yellow line."""
+    console.print(f"[yellow]warning: {line}[/yellow]")
+
+
 def _wait_group_ready(group: list[WorkerProcess], partitions: int, timeout_s: float) -> float:
     """Block until the workers together hold every partition, settled; the seconds it took."""
     started = time.monotonic()
@@ -644,8 +648,7 @@ async def _demo(
                 Generator(scenario),
                 duration_s,
                 None,
-                warn=lambda line: console.print(f"[yellow]warning: {line}[/yellow]"),
-                pack=settings.pack,
+                warn=_warn,
             )
         )
         with Live(console=console, refresh_per_second=4) as live:

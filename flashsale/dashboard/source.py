@@ -108,6 +108,7 @@ class DashboardSource:
         self._latency: deque[tuple[float, dict[float, float]]] = deque()
         self._session: aiohttp.ClientSession | None = None
         self._reader: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -181,9 +182,11 @@ class DashboardSource:
         if self._reader is None:
             self._reader = await start_reader(self.bootstrap)
         reader = self._reader
-        await reader._client.force_metadata_update()
-        parts = reader.partitions_for_topic(self.topic_orders) or set()
-        tps = [TopicPartition(self.topic_orders, p) for p in sorted(parts)]
+        if not self._tps:  # asked until the topic exists, then kept
+            await reader._client.force_metadata_update()
+            parts = reader.partitions_for_topic(self.topic_orders) or set()
+            self._tps = [TopicPartition(self.topic_orders, p) for p in sorted(parts)]
+        tps = self._tps
         ends = await high_watermarks(reader, tps) if tps else {}
         return {tp.partition: end for tp, end in ends.items()}
 

@@ -38,10 +38,10 @@ FAST_CLOCK = SMALL.model_copy(
 async def produce(settings: Settings, scenario: Scenario, events: int, pack: int = 0) -> int:
     """Emit the scenario's first `events` events on schedule (in packed messages of up to
     `pack` events when `pack` > 0); the number of events sent."""
-    emitter = OrderEmitter(settings)
+    emitter = OrderEmitter(settings.model_copy(update={"pack": pack}))
     await emitter.start()
     try:
-        stats = await produce_scenario(emitter, Generator(scenario), None, events, pack=pack)
+        stats = await produce_scenario(emitter, Generator(scenario), None, events)
     finally:
         await emitter.stop()
     assert stats.errors == 0
