@@ -34,6 +34,9 @@ __all__ = [
 def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     """`preferred` when it is free, else any free port on `host`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers that will bind it do (aiohttp, Faust): a port whose last connections
+        # linger in TIME_WAIT after a previous run is free for them, so it is free here.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, preferred or 0))
         except OSError:
