@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from flashsale.broker import BrokerError, TansuNotFound
 from flashsale.events import MAX_PACK
+from flashsale.runs import MANIFEST, RunDirError
 from flashsale.scenario import Scenario, ScenarioError, list_presets, load_scenario
 from flashsale.settings import Settings
 
@@ -62,6 +63,19 @@ def settings_for(bootstrap_servers: str | None, **overrides: object) -> Settings
 def pick_scenario(name: str, seed: int | None) -> Scenario:
     """A preset or a YAML file, with an optional seed; `ScenarioError` names what is wrong."""
     return load_scenario(name).with_seed(seed)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print a one-line error; the `typer.Exit(2)` to raise."""
+    print(f"flashsale: error: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def _check_new_run_dir(path: Path, option: str) -> None:
+    if (path / MANIFEST).exists():
+        raise typer.BadParameter(f"{path} already holds a run", param_hint=f"'{option}'")
+    if not path.resolve().parent.is_dir():
+        raise typer.BadParameter(f"no folder {path.resolve().parent}", param_hint=f"'{option}'")
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -330,6 +344,10 @@ def produce(
 
 @app.command()
 def verify(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="A recorded run (flashsale record): verify it offline, from files."),
+    ] = None,
     bootstrap_servers: BootstrapOpt = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the run summary (JSON) here.")
@@ -339,6 +357,10 @@ def verify(
     from flashsale.cli.run import print_verdict
     from flashsale.verify import verify_live
 
+    if run_dir is not None:
+        from flashsale.cli.recording import run_verify_dir
+
+        raise typer.Exit(run_verify_dir(run_dir, json_path))
     settings = settings_for(bootstrap_servers)
     if not settings.bootstrap_servers:
         raise typer.BadParameter(
@@ -374,11 +396,20 @@ def demo(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the live dashboard in this machine's browser.")
     ] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="After the drain, record every topic of the run into this run directory.",
+        ),
+    ] = None,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from flashsale.cli.run import run_demo
 
     _check_positive("--duration", duration)
+    if record is not None:
+        _check_new_run_dir(record, "--record")
     _check_positive("--workers", workers)
     if not 0 <= pack <= MAX_PACK:
         raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
@@ -390,7 +421,95 @@ def demo(
             "raise FLASHSALE_PARTITIONS",
             param_hint="'--workers'",
         )
-    raise typer.Exit(run_demo(settings, chosen, duration, summary_json, workers, open_browser))
+    raise typer.Exit(
+        run_demo(settings, chosen, duration, summary_json, workers, open_browser, record)
+    )
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option("--out", help="The run directory to write (or continue).")],
+    topics: Annotated[
+        str | None,
+        typer.Option(
+            "--topics",
+            help="Comma-separated topics [default: every topic of a run, the workers' state "
+            "changelog included].",
+        ),
+    ] = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Capture every message of a run's topics, up to their ends now, into Parquet files and a
+    manifest; run it again on an interrupted RUN_DIR to finish it."""
+    from flashsale.cli.recording import run_record
+    from producers.record import RecordError
+
+    settings = settings_for(bootstrap_servers)
+    if not settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "record reads an existing run: pass --bootstrap-servers or set "
+            "FLASHSALE_BOOTSTRAP_SERVERS (a new embedded broker would be empty)"
+        )
+    names = None
+    if topics is not None:
+        names = [t.strip() for t in topics.split(",") if t.strip()]
+        if not names:
+            raise typer.BadParameter("no topic named", param_hint="'--topics'")
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file", param_hint="'--out'")
+    if not out.resolve().parent.is_dir():
+        raise typer.BadParameter(f"no folder {out.resolve().parent}", param_hint="'--out'")
+    try:
+        code = run_record(settings, names, out)
+    except RecordError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by flashsale record.")],
+    speed: Annotated[
+        str,
+        typer.Option(
+            "--speed",
+            help="1: the recorded pace; 10: ten times faster; max: as fast as the broker takes.",
+        ),
+    ] = "1",
+    keep_emit_ns: Annotated[
+        bool,
+        typer.Option(
+            "--keep-emit-ns",
+            help="Send values byte-equal to the recording (end-to-end latency then spans the "
+            "time since the recording).",
+        ),
+    ] = False,
+    summary_json: Annotated[
+        Path | None,
+        typer.Option("--summary-json", help="Without --bootstrap-servers: the replay's summary."),
+    ] = None,
+    bootstrap_servers: BootstrapOpt = None,
+) -> None:
+    """Re-emit a recorded run's orders (keys, headers, partitions, order, pace). Without
+    --bootstrap-servers: into a fresh embedded broker with a worker, then verify the replay and
+    compare it with the recorded run."""
+    from flashsale.cli.recording import run_replay
+    from producers.replay import ReplayError
+
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError:
+        pace = -1.0
+    if pace is not None and not pace > 0:
+        raise typer.BadParameter(
+            f"{speed!r} is not a positive number or max", param_hint="'--speed'"
+        )
+    settings = settings_for(bootstrap_servers)
+    try:
+        code = run_replay(settings, run_dir, pace, not keep_emit_ns, summary_json)
+    except ReplayError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 scenarios_app = typer.Typer(
@@ -474,7 +593,7 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"flashsale: error: {message}{hint}", file=sys.stderr)
         sys.exit(int(getattr(exc, "exit_code", 2)))
-    except (TansuNotFound, BrokerError, ScenarioError) as exc:
+    except (TansuNotFound, BrokerError, ScenarioError, RunDirError) as exc:
         print(f"flashsale: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except typer.Abort:

@@ -515,8 +515,12 @@ def run_demo(
     summary_json: Path | None,
     workers: int = 1,
     open_browser: bool = False,
+    record: Path | None = None,
 ) -> int:
-    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles."""
+    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles.
+
+    With `record`, every topic of the run is captured into that run directory after the
+    workers stopped and before the broker does (`flashsale record`)."""
     registry = CollectorRegistry()
     metrics = ProducerMetrics(registry)
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
@@ -557,6 +561,11 @@ def run_demo(
             console.print(
                 f"producer metrics: http://{settings.web_host}:{producer_port}/metrics  (stopped)"
             )
+        if record is not None:
+            from flashsale.cli.recording import record_run
+
+            record_run(bootstrap, record, run_settings, worker_settings=run_settings)
+            console.print(f"run recorded: {record} (flashsale verify / replay / report {record})")
     if result is None:
         return 1
     print_verdict(result)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from flashsale.broker import TansuNotFound, find_tansu
 from flashsale.cli.processes import WorkerProcess, free_port
 from flashsale.kafka import ensure_run_topics
 from flashsale.settings import Settings
+from tests.conftest import skip_or_fail
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -37,3 +41,37 @@ def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[StartWorker
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUN_DIR captured by a real `flashsale demo --duration 8 --record RUN_DIR` (its own
+    embedded broker and worker). The demo's live run summary is `demo-summary.json` beside it,
+    its output `demo.log`."""
+    try:
+        find_tansu()
+    except TansuNotFound as exc:
+        skip_or_fail(str(exc))
+    base = tmp_path_factory.mktemp("recorded")
+    run_dir = base / "run"
+    log = base / "demo.log"
+    with log.open("wb") as out:
+        rc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flashsale",
+                "demo",
+                "--duration",
+                "8",
+                "--record",
+                str(run_dir),
+                "--summary-json",
+                str(base / "demo-summary.json"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=240,
+        ).returncode
+    assert rc == 0, f"flashsale demo --record failed ({rc}):\n{log.read_text()[-3000:]}"
+    return run_dir

@@ -1,0 +1,210 @@
+"""`flashsale replay`: re-emit a recorded run's `orders` on their recorded schedule.
+
+Each message goes to the partition it was recorded on, with its key and headers, in its
+partition's offset order. Messages leave at their recorded broker timestamps, scaled by the
+speed (10: ten times faster; None: as fast as the broker takes them); across partitions they
+interleave by timestamp. The `emit_ns` wall-clock stamp inside each event (and each row of a
+packed message) is set to the moment it is handed to the client, as the producer does, so the
+end-to-end latency of a replay measures the replay; `restamp=False` leaves values byte-equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from flashsale.events import packed_count
+from flashsale.kafka import ensure_topics
+from flashsale.runs import RecordedMessage, RecordedRun, RunDirError
+from flashsale.settings import Settings
+
+__all__ = ["ReplayError", "ReplayStats", "replay_orders", "restamp", "schedule"]
+
+_SINGLE = re.compile(rb'"emit_ns":\d+')
+_PACKED = re.compile(rb'"emit_ns":\[\d+(?:,\d+)*\]')
+#: Sleep only when the next message is due this much later (seconds).
+_MIN_SLEEP_S = 0.002
+
+
+class ReplayError(Exception):
+    """A replay that cannot run: the message says why, in one line."""
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """Live counters of one replay."""
+
+    total: int = 0
+    sent: int = 0
+    acked: int = 0
+    errors: int = 0
+    last_error: str = ""
+    duration_s: float = 0.0
+    #: How far the last message left after its scheduled time, in seconds.
+    behind_s: float = 0.0
+
+
+def schedule(orders: Mapping[int, Sequence[RecordedMessage]]) -> Iterator[RecordedMessage]:
+    """Every message, each partition in offset order, interleaved by broker timestamp.
+
+    A partition whose timestamps step back keeps its order: a message is due no earlier
+    than the one before it on its partition.
+    """
+
+    def due(msgs: Sequence[RecordedMessage]) -> Iterator[tuple[int, int, RecordedMessage]]:
+        newest = -1
+        for m in msgs:
+            newest = max(newest, m.timestamp_ms)
+            yield newest, m.partition, m
+
+    merged = heapq.merge(*(due(orders[p]) for p in sorted(orders)), key=lambda t: (t[0], t[1]))
+    for ts, _, m in merged:
+        if ts != m.timestamp_ms:
+            m = RecordedMessage(m.topic, m.partition, m.offset, m.key, m.value, m.headers, ts)
+        yield m
+
+
+def restamp(value: bytes | None, packed: bool, now_ns: int) -> bytes | None:
+    """`value` with its `emit_ns` (every row's, for a packed message) set to `now_ns`.
+
+    Anything that is not a JSON object with a whole-number `emit_ns` is left as it is (a
+    malformed event stays malformed for the same reason).
+    """
+    if not value or value[:1] != b"{":
+        return value
+    if not packed:
+        return _SINGLE.sub(b'"emit_ns":%d' % now_ns, value, count=1)
+    m = _PACKED.search(value)
+    if m is None:
+        return value
+    rows = m.group().count(b",") + 1
+    stamp = b"%d" % now_ns
+    return b"".join(
+        (value[: m.start()], b'"emit_ns":[', b",".join([stamp] * rows), b"]", value[m.end() :])
+    )
+
+
+async def replay_orders(
+    run: RecordedRun,
+    settings: Settings,
+    speed: float | None,
+    stats: ReplayStats,
+    restamp_emit: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ReplayStats:
+    """Send the recorded `orders` of `run` to `settings.topic_orders` (created when missing)."""
+    source = run.role("orders")
+    if source is None:
+        raise RunDirError(f"{run.path / 'manifest.json'}: the run has no recorded orders topic")
+    needed = run.partitions(source)
+    topic = settings.topic_orders
+    bootstrap = settings.bootstrap_list()
+    await ensure_topics(",".join(bootstrap), [topic], needed)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id="flashsale-replay",
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_bytes,
+        # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
+        enable_idempotence=False,
+    )
+    await producer.start()
+    try:
+        have = len(await producer.partitions_for(topic))
+        if have < needed:
+            raise ReplayError(
+                f"topic {topic} has {have} partitions, the recorded orders had {needed}: "
+                f"replay keeps each message's partition, so create {topic} with {needed} "
+                "or more"
+            )
+        orders = run.topic(source)
+        stats.total = sum(len(v) for v in orders.values())
+        await _send_all(
+            producer,
+            topic,
+            schedule(orders),
+            speed,
+            stats,
+            restamp_emit,
+            settings.max_in_flight,
+            should_stop,
+        )
+    finally:
+        await producer.stop()
+    return stats
+
+
+async def _send_all(
+    producer: AIOKafkaProducer,
+    topic: str,
+    messages: Iterator[RecordedMessage],
+    speed: float | None,
+    stats: ReplayStats,
+    restamp_emit: bool,
+    limit: int,
+    should_stop: Callable[[], bool],
+) -> None:
+    send = producer.send
+    pending: deque[asyncio.Future[Any]] = deque()
+    started = time.monotonic()
+    base: int | None = None
+    clock = time.monotonic
+    now_ns = time.time_ns
+
+    def settle() -> None:
+        while pending and pending[0].done():
+            fut = pending.popleft()
+            if fut.cancelled() or fut.exception() is not None:
+                stats.errors += 1
+                stats.last_error = "cancelled" if fut.cancelled() else repr(fut.exception())
+            else:
+                stats.acked += 1
+
+    try:
+        for i, msg in enumerate(messages):
+            if speed is not None:
+                if base is None:
+                    base = msg.timestamp_ms
+                delay = started + (msg.timestamp_ms - base) / 1000 / speed - clock()
+                if delay > _MIN_SLEEP_S:
+                    await asyncio.sleep(delay)
+                    stats.behind_s = 0.0
+                else:
+                    stats.behind_s = max(-delay, 0.0)
+            if i % 1024 == 0:
+                if should_stop():
+                    break
+                settle()
+                await asyncio.sleep(0)  # let acknowledgements and the progress bar run
+            value = msg.value
+            if restamp_emit:
+                packed = bool(msg.headers) and packed_count(msg.headers) is not None
+                value = restamp(value, packed, now_ns())
+            if len(pending) >= limit:
+                await asyncio.wait([pending[0]])
+                settle()
+            pending.append(
+                await send(
+                    topic,
+                    value,
+                    key=msg.key,
+                    partition=msg.partition,
+                    headers=msg.headers or None,
+                )
+            )
+            stats.sent += 1
+        await producer.flush()
+        if pending:
+            await asyncio.wait(list(pending))
+        settle()
+    finally:
+        stats.duration_s = time.monotonic() - started
