@@ -1,27 +1,40 @@
-"""A scenario's traffic curve as a PNG: the first minutes and the whole day, real and emitted.
+"""Plots as PNGs: a scenario's traffic curve, and the figures of recorded runs' reports.
 
 Drawn on a bare Agg canvas (no pyplot, no global backend), so it runs headless and in any thread.
 Like `flashsale/cli`, this module sits above `producers/` and may import it.
+
+The report plots (`plot_rates` ... `plot_dead_and_late`) take one run or several, overlaid in
+the colours of `RUN_COLOURS` (`flashsale compare` draws run A and run B).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from producers.curves import Curve
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from flashsale.report import RunFigures
     from flashsale.scenario import Scenario
 
-__all__ = ["plot_curve"]
+__all__ = [
+    "RUN_COLOURS",
+    "plot_curve",
+    "plot_dead_and_late",
+    "plot_gmv",
+    "plot_gmv_by",
+    "plot_latency",
+    "plot_rates",
+    "plot_sell_outs",
+]
 
 _SAMPLES: Final = 2_000
 _ZOOM_S: Final = 600.0  # the left panel: the first ten minutes
@@ -130,3 +143,230 @@ def _duration(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds / 60:g} min"
     return f"{seconds:g} s"
+
+
+# --- recorded runs: the figures of `flashsale report` and `flashsale compare` ---------------
+
+#: One colour per overlaid run (run A, run B, ...).
+RUN_COLOURS: Final = ("#c0392b", "#2471a3", "#27ae60", "#8e44ad")
+_BARS: Final = 12  # most names in a GMV breakdown
+
+
+def _figure(width: float = 10.0, height: float = 4.2, panels: int = 1) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, panels)
+
+
+def _width(i: int) -> float:
+    """Run A's lines are the widest, so identical runs still show both colours."""
+    return 2.4 if i == 0 else 1.3
+
+
+def _legend(fig: Figure, ax: Axes) -> None:
+    """The legend below the axes, where it hides no data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8
+        )
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    fig.savefig(out, format="png")
+    return out
+
+
+def _euros(ax: Axes, axis: str = "y") -> None:
+    fmt = FuncFormatter(lambda v, _: f"€{v:,.0f}")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+def _seconds(ax: Axes) -> None:
+    ax.set_xlabel("wall seconds after the run's first order message")
+    ax.grid(True, alpha=0.3)
+
+
+def plot_rates(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """Order baskets produced and processed per second, beside each scenario's emitted rate."""
+    fig, ax = _figure()
+    for i, run in enumerate(runs):
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        prefix = f"{run.label.split(':')[0]}: " if len(runs) > 1 else ""
+        secs = list(range(run.seconds))
+        # A count per second is drawn at the middle of its second.
+        mids = [s + 0.5 for s in secs]
+        ax.plot(
+            mids, run.orders_per_s, color=colour, linewidth=_width(i), label=f"{prefix}produced"
+        )
+        ax.plot(
+            mids,
+            run.processed_per_s,
+            color=colour,
+            linewidth=_width(i) * 0.8,
+            linestyle="--",
+            label=f"{prefix}processed",
+        )
+        if run.scenario is not None:
+            curve = Curve(run.scenario)
+            times = [run.produce_span_s * k / 400 for k in range(401)]
+            ax.plot(
+                times,
+                [curve.wall_rate(t) for t in times],
+                color=colour if len(runs) > 1 else "#555555",
+                linewidth=_width(i) * 0.7,
+                linestyle=":",
+                label=f"{prefix}scenario curve ({run.scenario.name}, emitted rate)",
+            )
+    ax.set_ylabel("order baskets per second")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    _seconds(ax)
+    _legend(fig, ax)
+    if any(r.scenario is None for r in runs):
+        ax.set_title("no scenario curve for a run whose scenario is not a preset", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_gmv(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """Cumulative GMV in euros at the end of each second (paid decisions)."""
+    fig, ax = _figure()
+    for i, run in enumerate(runs):
+        euros = [c / 100 for c in run.gmv_cumulative_cents]
+        ax.step(
+            range(1, run.seconds + 1),
+            euros,
+            where="post",
+            color=RUN_COLOURS[i % len(RUN_COLOURS)],
+            linewidth=_width(i),
+            label=f"{run.label}: €{euros[-1]:,.2f}",
+        )
+    ax.set_ylabel("GMV (paid), euros")
+    _euros(ax)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    _seconds(ax)
+    _legend(fig, ax)
+    return _save(fig, path)
+
+
+def plot_gmv_by(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """GMV by country and by category: horizontal bars, one per run side by side."""
+    fig, axes = _figure(12.0, 5.0, panels=2)
+    for ax, dimension in zip(axes, ("country", "category"), strict=True):
+        totals: dict[str, int] = {}
+        for run in runs:
+            for name, cents in run.gmv_by.get(dimension, {}).items():
+                totals[name] = max(totals.get(name, 0), cents)
+        names = sorted(totals, key=lambda n: (-totals[n], n))[:_BARS][::-1]
+        height = 0.8 / max(len(runs), 1)
+        for i, run in enumerate(runs):
+            by = run.gmv_by.get(dimension, {})
+            ax.barh(
+                [k + (i - (len(runs) - 1) / 2) * height for k in range(len(names))],
+                [by.get(n, 0) / 100 for n in names],
+                height=height,
+                color=RUN_COLOURS[i % len(RUN_COLOURS)],
+                label=run.label,
+            )
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title(f"GMV by {dimension}" + (f" (top {_BARS})" if len(totals) > _BARS else ""))
+        _euros(ax, "x")
+        ax.grid(True, axis="x", alpha=0.3)
+        if not names:
+            ax.text(0.5, 0.5, "no paid orders", ha="center", transform=ax.transAxes)
+    _legend(fig, axes[0])
+    return _save(fig, path)
+
+
+def plot_sell_outs(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """SKUs sold out against scenario seconds after their restock (each SKU's first sell-out)."""
+    fig, ax = _figure()
+    for i, run in enumerate(runs):
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        times = [t for _, t in run.sell_outs]
+        ax.step(
+            [0.0, *times],
+            range(len(times) + 1),
+            where="post",
+            color=colour,
+            linewidth=_width(i),
+            marker="o" if len(times) <= 60 else None,
+            markersize=3,
+            label=f"{run.label}: {len(times)} SKUs sold out",
+        )
+        if len(runs) == 1:
+            for k, (sku, t) in enumerate(run.sell_outs[:6], start=1):
+                ax.annotate(sku, (t, k), xytext=(6, -3), textcoords="offset points", fontsize=7)
+    if not any(run.sell_outs for run in runs):
+        ax.text(0.5, 0.5, "no SKU sold out", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("scenario seconds after the SKU's restock (time to sell out)")
+    ax.set_ylabel("SKUs sold out")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    _legend(fig, ax)
+    return _save(fig, path)
+
+
+def plot_latency(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """End-to-end latency p50, p90 and p99 per time bucket (decision broker time)."""
+    fig, ax = _figure()
+    styles = (("p50_ms", "-", "p50"), ("p90_ms", "--", "p90"), ("p99_ms", ":", "p99"))
+    for i, run in enumerate(runs):
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        prefix = f"{run.label.split(':')[0]} " if len(runs) > 1 else ""
+        mids = [b.start_s + run.latency_bucket_s / 2 for b in run.latency]
+        for attr, style, name in styles:
+            ax.plot(
+                mids,
+                [getattr(b, attr) for b in run.latency],
+                color=colour,
+                linestyle=style,
+                linewidth=_width(i) * 0.8,
+                marker="." if len(mids) < 40 else None,
+                label=f"{prefix}{name}",
+            )
+    bucket = {r.latency_bucket_s for r in runs}
+    each = f"{bucket.pop()} s" if len(bucket) == 1 else "per-run"
+    ax.set_title(f"processed_ns − emit_ns of each decision, {each} buckets", fontsize=9)
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    _seconds(ax)
+    _legend(fig, ax)
+    return _save(fig, path)
+
+
+def plot_dead_and_late(runs: Sequence[RunFigures], path: str | Path) -> Path:
+    """Dead letters and late events per second (left, right), totals in the legend."""
+    fig, axes = _figure(12.0, 4.0, panels=2)
+    for ax, attr, what in zip(
+        axes, ("dlq_per_s", "late_per_s"), ("dead letters", "late events"), strict=True
+    ):
+        for i, run in enumerate(runs):
+            counts = getattr(run, attr)
+            ax.step(
+                range(run.seconds + 1),
+                [0, *counts],
+                where="pre",
+                color=RUN_COLOURS[i % len(RUN_COLOURS)],
+                linewidth=_width(i),
+                label=run.label,
+            )
+        ax.set_ylabel(f"{what} per second")
+        ax.set_ylim(0, max([1, *(int(max(getattr(r, attr), default=0)) for r in runs)]) * 1.1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(left=0)
+        _seconds(ax)
+        ax.set_title(
+            f"{what} per second ("
+            + ", ".join(f"{int(sum(getattr(r, attr))):,}" for r in runs)
+            + " in total)",
+            fontsize=10,
+        )
+    _legend(fig, axes[0])
+    return _save(fig, path)

@@ -512,6 +512,32 @@ def replay(
     raise typer.Exit(code)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by flashsale record.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The HTML page [default RUN_DIR/report.html]."),
+    ] = None,
+) -> None:
+    """One HTML page of a recorded run's plots (PNGs and summary.json beside it)."""
+    from flashsale.report import run_report
+
+    raise typer.Exit(run_report(run_dir, out))
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run A: a run directory.")],
+    run_b: Annotated[Path, typer.Argument(help="Run B: a run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="The HTML page.")] = Path("compare.html"),
+) -> None:
+    """Two recorded runs' plots overlaid, and the differences of their summaries."""
+    from flashsale.report import run_compare
+
+    raise typer.Exit(run_compare(run_a, run_b, out))
+
+
 scenarios_app = typer.Typer(
     help="List the scenario presets, or show one (and plot its curve).",
     invoke_without_command=True,

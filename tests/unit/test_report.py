@@ -1,0 +1,226 @@
+"""`flashsale report` and `compare`: the computations, on small runs built by hand."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from flashsale import report
+from flashsale.events import OrderEvent, encode_event
+from flashsale.report import (
+    Difference,
+    cumulative_per_second,
+    differences,
+    figures_of,
+    latency_buckets,
+    per_second,
+)
+from flashsale.runs import RecordedMessage, RecordedRun, RunDirError
+from tests.factories import make_order, make_restock, make_step
+
+T0 = 1_700_000_000_000  # broker time of the first message on orders, ms
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _decision(ev: OrderEvent, offset: int, outcome: str, amount: int, latency_ms: int) -> bytes:
+    """A decision as the worker writes one (streams/app.py)."""
+    return orjson.dumps(
+        {
+            "order_id": ev.order_id,
+            "line": ev.line,
+            "type": ev.type,
+            "outcome": outcome,
+            "sku": ev.sku,
+            "quantity": ev.quantity,
+            "amount_cents": amount,
+            "partition": 0,
+            "offset": offset,
+            "event_ts_ms": ev.event_ts_ms,
+            "emit_ns": ev.emit_ns,
+            "processed_ns": ev.emit_ns + latency_ms * 1_000_000,
+        }
+    )
+
+
+def _run(name: str = "run-a") -> RecordedRun:
+    """Two units of one SKU: two orders take them (it sells out 1.5 s after its restock) and
+    are paid; a third is rejected; one message is malformed. Decisions follow 50 ms later."""
+    first = make_order(order_id="o1", quantity=1, unit_price_cents=1_000)
+    second = make_order(order_id="o2", quantity=1, unit_price_cents=2_500)
+    third = make_order(order_id="o3", quantity=1)
+    start = first.event_ts_ms
+    # (broker ms after T0, event or None for a malformed message, outcome, amount, latency)
+    script: list[tuple[int, OrderEvent | None, str, int, int]] = [
+        (0, make_restock(first, 2, event_ts_ms=start, emit_ns=0), "restocked", 0, 0),
+        (100, replace(first, event_ts_ms=start + 100), "accepted", 0, 10),
+        (1_200, make_step(first, "paid", event_ts_ms=start + 1_200), "paid", 1_000, 20),
+        (1_500, replace(second, event_ts_ms=start + 1_500), "accepted", 0, 30),
+        (2_500, make_step(second, "paid", event_ts_ms=start + 2_500), "paid", 2_500, 40),
+        (2_600, replace(third, event_ts_ms=start + 2_600), "", 0, 50),
+        (2_700, None, "", 0, 0),
+    ]
+    orders: list[RecordedMessage] = []
+    decisions: list[RecordedMessage] = []
+    dead: list[RecordedMessage] = []
+    for offset, (at, ev, outcome, amount, latency) in enumerate(script):
+        value = b"{not json" if ev is None else encode_event(ev)
+        orders.append(RecordedMessage("orders", 0, offset, b"k", value, [], T0 + at))
+        if ev is None:
+            headers = [("flashsale.partition", b"0"), ("flashsale.offset", str(offset).encode())]
+            dead.append(RecordedMessage("orders-dlq", 0, 0, b"k", value, headers, T0 + at + 50))
+            continue
+        outcome = outcome or "rejected_oversell"
+        decisions.append(
+            RecordedMessage(
+                "order-decisions",
+                0,
+                len(decisions),
+                b"k",
+                _decision(ev, offset, outcome, amount, latency),
+                [],
+                T0 + at + 50,
+            )
+        )
+    topics: dict[str, dict[int, list[RecordedMessage]]] = {
+        "orders": {0: orders},
+        "order-decisions": {0: decisions},
+        "orders-dlq": {0: dead},
+        "inventory-events": {0: []},
+        "flashsale-partition-state-changelog": {0: []},
+    }
+    roles = ("orders", "decisions", "dlq", "inventory", "states")
+    return RecordedRun(
+        path=Path("/runs") / name,
+        manifest={
+            "scenario": "test-small",
+            "seed": 5,
+            "complete": True,
+            "roles": dict(zip(roles, topics, strict=True)),
+        },
+        topics=topics,
+    )
+
+
+def test_rates_count_each_message_in_its_wall_second() -> None:
+    counts = per_second([T0, T0 + 999, T0 + 1_000, T0 + 2_500, T0 - 5, T0 + 9_000], T0, 3)
+    # Before the start counts in the first second, after the end in the last.
+    assert counts.tolist() == [3, 1, 2]
+
+
+def test_cumulative_gmv_is_the_running_sum_of_cents_per_second() -> None:
+    cum = cumulative_per_second([T0 + 100, T0 + 2_100, T0 + 2_200], [1_000, 2_500, 1], T0, 4)
+    assert cum.tolist() == [1_000, 1_000, 3_501, 3_501]
+    assert cum.dtype.kind == "i"
+
+
+def test_latency_percentiles_are_per_bucket_and_skip_empty_buckets() -> None:
+    ts = [T0 + 10] * 100 + [T0 + 4_500] * 3
+    lat = [float(v) for v in range(1, 101)] + [7.0, 8.0, 9.0]
+    got = latency_buckets(ts, lat, T0, bucket_s=2)
+    assert [(b.start_s, b.count) for b in got] == [(0.0, 100), (4.0, 3)]
+    first = got[0]
+    assert (first.p50_ms, first.p90_ms, first.p99_ms) == pytest.approx((50.5, 90.1, 99.01))
+    assert (got[1].p50_ms, got[1].p99_ms) == pytest.approx((8.0, 8.98))
+    assert latency_buckets([], [], T0, 1) == []
+
+
+def test_differences_name_each_changed_figure_with_its_relative_change() -> None:
+    a = {"run": {"gmv": 1_000, "scenario": "x", "zero": 0, "same": 3}, "report": {"p50": 2.0}}
+    b = {"run": {"gmv": 1_100, "scenario": "y", "zero": 5, "same": 3}, "report": {"p50": 1.0}}
+    assert differences(a, b) == [
+        Difference("run.gmv", 1_000, 1_100, 100, 0.1),
+        Difference("run.scenario", "x", "y", None, None),
+        Difference("run.zero", 0, 5, 5, None),
+        Difference("report.p50", 2.0, 1.0, -1.0, -0.5),
+    ]
+    assert differences(a, a) == []
+
+
+def test_a_run_s_figures_follow_its_messages() -> None:
+    fig = figures_of(_run())
+    assert fig.seconds == 3
+    # Orders o1, o2 in second 0 and 1, o3 in second 2; the rejected one is processed too.
+    assert fig.orders_per_s.tolist() == [1, 1, 1]
+    assert fig.processed_per_s.tolist() == [1, 1, 1]
+    assert fig.gmv_cumulative_cents.tolist() == [0, 1_000, 3_500]
+    assert fig.sell_outs == [("FR-WIN-0001", 1.5)]
+    assert fig.gmv_by["country"] == {"FR": 3_500}
+    assert fig.dlq_per_s.tolist() == [0, 0, 1]
+    assert [(b.start_s, b.count) for b in fig.latency] == [(0.0, 1), (1.0, 2), (2.0, 2)]
+    assert fig.latency[1].p50_ms == pytest.approx(25.0)
+    run, own = fig.summary["run"], fig.summary["report"]
+    assert run["orders_accepted"] == 2
+    assert run["orders_rejected_oversell"] == 1
+    assert run["gmv_cents_expected"] == 3_500
+    assert own["gmv_cents_paid_decisions"] == 3_500
+    assert run["e2e_latency_p50_ms"] == pytest.approx(30.0)
+    assert own["e2e_latency_p90_ms"] == pytest.approx(46.0)
+    assert own["dlq_total"] == 1
+    assert own["gmv_cents_by_category"] == {"wine": 3_500}
+    assert fig.scenario is None  # test-small is not a preset: no curve
+    # No worker states were recorded: verify says so.
+    assert any("worker totals" in d for d in fig.verify_differences)
+
+
+def test_compare_a_run_with_itself_shows_no_differences(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = {"a": _run(name="a"), "b": _run(name="b")}
+    monkeypatch.setattr(report, "load_run", lambda p: runs[Path(p).name])
+    out = tmp_path / "new" / "compare.html"
+    assert report.run_compare(Path("a"), Path("b"), out) == 0
+    page = out.read_text()
+    assert "no differences" in page
+    assert "no differences between A: a (test-small" in capsys.readouterr().out
+    pngs = sorted(tmp_path.glob("new/compare-*.png"))
+    assert len(pngs) == len(report.PLOTS)
+    assert all(p.read_bytes().startswith(PNG) for p in pngs)
+    assert page.count("data:image/png;base64,") == len(report.PLOTS)
+    assert orjson.loads((tmp_path / "new" / "compare.json").read_bytes())["differences"] == []
+
+
+def test_compare_prints_the_table_of_differences(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _run(name="b")
+    other.topics["orders-dlq"][0].clear()  # B lost its dead letter
+    runs = {"a": _run(name="a"), "b": other}
+    monkeypatch.setattr(report, "load_run", lambda p: runs[Path(p).name])
+    assert report.run_compare(Path("a"), Path("b"), tmp_path / "c.html") == 0
+    printed = capsys.readouterr().out
+    assert "report.dlq_total" in printed
+    assert "-100.00%" in printed
+    page = (tmp_path / "c.html").read_text()
+    assert "<td>report.dlq_total</td>" in page
+
+
+def test_report_writes_the_page_pngs_and_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "load_run", lambda p: _run())
+    assert report.run_report(tmp_path, None) == 0
+    summary = orjson.loads((tmp_path / "summary.json").read_bytes())
+    assert summary["run"]["orders_accepted"] == 2
+    assert summary["report"]["peak_orders_produced_per_s"] == 1
+    page = (tmp_path / "report.html").read_text()
+    assert "FR-WIN-0001" in page
+    assert "http" not in page.replace("http-equiv", "")  # nothing from the network
+    for suffix, *_ in report.PLOTS:
+        assert (tmp_path / f"report-{suffix}.png").read_bytes().startswith(PNG)
+
+
+def test_a_bad_run_dir_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(path: Any) -> RecordedRun:
+        raise RunDirError(f"{path}/manifest.json: missing")
+
+    monkeypatch.setattr(report, "load_run", broken)
+    assert report.run_report(tmp_path, None) == 2
+    err = capsys.readouterr().err
+    assert err == f"flashsale: error: {tmp_path}/manifest.json: missing\n"
+    assert not (tmp_path / "report.html").exists()
