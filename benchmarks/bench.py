@@ -25,12 +25,15 @@ from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
-from flashsale.kafka import end_offsets, ensure_run_topics, ensure_topics
+from flashsale.kafka import end_offsets, ensure_run_topics, ensure_topics, start_reader
+from flashsale.runs import RecordedMessage, load_run
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from producers.catalog import Catalog
 from producers.emitter import OrderEmitter, open_sink, produce_scenario
 from producers.generator import Generator
+from producers.record import capture
+from producers.replay import ReplayStats, replay_orders
 
 __all__ = ["run_bench"]
 
@@ -358,7 +361,8 @@ def bench_process(
 
 
 async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: int) -> float:
-    """The bare loop on a packed topic: decode each message's columns, sum paid cents per SKU."""
+    """The bare loop on a packed topic: decode each message's columns, sum paid cents per SKU
+    (by the message's SKU codes, then by name)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -381,6 +385,10 @@ async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: i
                     if "n" not in doc:  # a restock: one event of its own
                         count += 1
                         continue
+                    # Text columns are codes into the message's dictionary.
+                    coded = doc["dict"]
+                    paid = coded["type"].index("paid") if "paid" in coded["type"] else -1
+                    by_code: dict[int, int] = {}
                     for kind, sku, units, price in zip(
                         doc["type"],
                         doc["sku"],
@@ -388,8 +396,11 @@ async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: i
                         doc["unit_price_cents"],
                         strict=True,
                     ):
-                        cents = units * price if kind == "paid" else 0
-                        revenue[sku] = revenue.get(sku, 0) + cents
+                        cents = units * price if kind == paid else 0
+                        by_code[sku] = by_code.get(sku, 0) + cents
+                    for code, cents in by_code.items():
+                        name = coded["sku"][code]
+                        revenue[name] = revenue.get(name, 0) + cents
                     count += doc["n"]
         return count / (time.perf_counter() - started)
     finally:
@@ -422,6 +433,121 @@ def bench_process_packed(
         ),
         "cpu_us_per_event": round(cpu_us, 2),
         "events": total,
+    }
+
+
+async def _bare_read(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    """A bare aiokafka loop reading every record of `topic` (the reader settings `record` uses),
+    touching each one's key, value, headers and timestamp."""
+    consumer = await start_reader(bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = time.perf_counter()
+        count = 0
+        size = 0
+        while count < n:
+            got = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in got.values():
+                for r in records:
+                    size += len(r.value or b"") + len(r.headers) + r.timestamp % 2
+                count += len(records)
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def _our_record(settings: Settings, bootstrap: str, topic: str, out: Path) -> float:
+    """`flashsale record --topics TOPIC`: read to the high-water marks, write Parquet and the
+    manifest; messages per second, set-up included."""
+    started = time.perf_counter()
+    report = await capture(bootstrap, out, settings, [topic])
+    return report.read / (time.perf_counter() - started)
+
+
+def bench_record(settings: Settings, bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
+    """`flashsale record` of a preloaded orders topic beside a bare aiokafka read loop."""
+    run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
+    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions))
+    total = asyncio.run(_preload(run, n))
+    ours = bare = 0.0
+    for i in range(PRODUCE_ROUNDS):
+        bare = max(
+            bare, asyncio.run(_bare_read(bootstrap, run.topic_orders, total, run.partitions))
+        )
+        out = workdir / f"record-{run.app_id}-{i}"
+        ours = max(ours, asyncio.run(_our_record(run, bootstrap, run.topic_orders, out)))
+    return {
+        **_stage(
+            ours,
+            bare,
+            f"bare aiokafka read loop over the same topic, same reader settings (best of "
+            f"{PRODUCE_ROUNDS})",
+        ),
+        "messages": total,
+        "run_dir_bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
+    }
+
+
+async def _bare_resend(
+    bootstrap: str, topic: str, messages: list[RecordedMessage], settings: Settings
+) -> float:
+    """A bare aiokafka send loop: each message to its recorded partition with its key, value
+    and headers, prebuilt, nothing awaited but the sends."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_bytes,
+        enable_idempotence=False,
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        send = producer.send
+        for m in messages:
+            await send(topic, m.value, key=m.key, partition=m.partition, headers=m.headers or None)
+        await producer.flush()
+        return len(messages) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+def bench_replay(settings: Settings, bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
+    """`flashsale replay --speed max` of a recorded orders topic beside a bare aiokafka produce
+    loop sending the same keys and values."""
+    run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
+    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions))
+    total = asyncio.run(_preload(run, n))
+    out = workdir / f"replay-source-{run.app_id}"
+    asyncio.run(capture(bootstrap, out, run, [run.topic_orders]))
+    started = time.perf_counter()
+    recorded = load_run(out)
+    load_s = time.perf_counter() - started
+    messages = [m for msgs in recorded.topic(run.topic_orders).values() for m in msgs]
+    ours = bare = 0.0
+    for _ in range(PRODUCE_ROUNDS):
+        tag = uuid.uuid4().hex[:6]
+        bare_topic, ours_topic = f"bench-rbare-{tag}", f"bench-rours-{tag}"
+        asyncio.run(ensure_topics(bootstrap, [bare_topic, ours_topic], run.partitions))
+        bare = max(bare, asyncio.run(_bare_resend(bootstrap, bare_topic, messages, settings)))
+        stats = asyncio.run(
+            replay_orders(
+                recorded, run.model_copy(update={"topic_orders": ours_topic}), None, ReplayStats()
+            )
+        )
+        assert stats.errors == 0, stats.last_error
+        ours = max(ours, stats.acked / stats.duration_s)
+    return {
+        **_stage(
+            ours,
+            bare,
+            f"bare aiokafka producer loop sending the recorded messages to their partitions, "
+            f"same linger (best of {PRODUCE_ROUNDS})",
+        ),
+        "messages": total,
+        "load_per_s": round(total / load_s, 1),
     }
 
 
@@ -467,6 +593,7 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
     n_aiokafka = 30_000 if quick else 100_000
     n_process = 10_000 if quick else 60_000
     n_packed = 100_000 if quick else 600_000
+    n_record = 100_000 if quick else 400_000
     results: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
 
@@ -490,6 +617,10 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
             results["process_packed"] = bench_process_packed(
                 settings, bootstrap, n_packed, PACK, workdir
             )
+        with console.status("bench: record (a topic to Parquet) ..."):
+            results["record"] = bench_record(settings, bootstrap, n_record, workdir)
+        with console.status("bench: replay (max speed) ..."):
+            results["replay"] = bench_replay(settings, bootstrap, n_record, workdir)
     table = Table(title=f"flashsale bench ({'quick' if quick else 'full'}, broker {bootstrap})")
     for col in ("stage", "ours /s", "ceiling /s", "ratio", "ceiling"):
         table.add_column(col, justify="left" if col in ("stage", "ceiling") else "right")

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
 
@@ -296,6 +296,16 @@ def _read_part(root: Path, topic: str, part: Mapping[str, Any]) -> list[Recorded
 # -- writing ----------------------------------------------------------------------------------
 
 
+class _Row(NamedTuple):
+    """One message as `RunWriter.extend` takes it."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    timestamp: int
+
+
 class _PartSink:
     """The part file of one topic in one session, written a row group at a time."""
 
@@ -307,23 +317,18 @@ class _PartSink:
         self.rows = 0
         self.writer: Any = None
 
-    def add(
-        self,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]],
-        timestamp_ms: int,
-    ) -> None:
+    def extend(self, partition: int, records: Sequence[Any]) -> None:
+        """Records of one partition (objects with offset, key, value, headers and timestamp,
+        as aiokafka's ConsumerRecord): a pass per column, not a call per record."""
         c = self.columns
-        c[0].append(partition)
-        c[1].append(offset)
-        c[2].append(key)
-        c[3].append(value)
-        c[4].append(headers or None)
-        c[5].append(timestamp_ms)
-        self.bytes += len(value or b"") + len(key or b"")
+        c[0].extend([partition] * len(records))
+        c[1].extend([r.offset for r in records])
+        c[2].extend([r.key for r in records])
+        values = [r.value for r in records]
+        c[3].extend(values)
+        c[4].extend([r.headers or None for r in records])
+        c[5].extend([r.timestamp for r in records])
+        self.bytes += sum(map(len, filter(None, values)))
         if len(c[0]) >= ROW_GROUP_ROWS or self.bytes >= ROW_GROUP_BYTES:
             self.flush()
 
@@ -458,31 +463,43 @@ class RunWriter:
         timestamp_ms: int,
     ) -> None:
         """Buffer one message (in offset order within its partition)."""
+        self.extend(topic, partition, [_Row(offset, key, value, headers, timestamp_ms)])
+
+    def extend(self, topic: str, partition: int, records: Sequence[Any]) -> None:
+        """Buffer consecutive records of one partition, in offset order (objects with offset,
+        key, value, headers and timestamp, as aiokafka's ConsumerRecord)."""
+        if not records:
+            return
         sink = self.sinks.get(topic)
         if sink is None:
             sink = self.sinks[topic] = _PartSink(self.root, topic, self.session)
-        sink.add(partition, offset, key, value, headers, timestamp_ms)
-        self.next[topic][partition] = offset + 1
-        self.added += 1
+        sink.extend(partition, records)
+        self.next[topic][partition] = records[-1].offset + 1
+        self.added += len(records)
+        stamps = [r.timestamp for r in records]
+        self._times(topic, min(stamps), max(stamps))
+        if self.manifest["scenario"] is None and topic == self.manifest["roles"].get("orders"):
+            for r in records:
+                if r.headers:
+                    self._identity(r.headers)
+                    break
+
+    def _times(self, topic: str, low: int, high: int) -> None:
         info = self.manifest["topics"][topic]
         rng = info["time_range_ms"]
         if rng is None:
-            info["time_range_ms"] = [timestamp_ms, timestamp_ms]
-        elif timestamp_ms < rng[0]:
-            rng[0] = timestamp_ms
-        elif timestamp_ms > rng[1]:
-            rng[1] = timestamp_ms
-        if (
-            self.manifest["scenario"] is None
-            and headers
-            and topic == self.manifest["roles"].get("orders")
-        ):
-            for name, raw in headers:
-                if name == "flashsale.scenario":
-                    self.manifest["scenario"] = raw.decode(errors="replace")
-                elif name == "flashsale.seed":
-                    with contextlib.suppress(ValueError):
-                        self.manifest["seed"] = int(raw)
+            info["time_range_ms"] = [low, high]
+        else:
+            rng[0], rng[1] = min(rng[0], low), max(rng[1], high)
+
+    def _identity(self, headers: Sequence[tuple[str, bytes]]) -> None:
+        """The run's scenario and seed, from the headers the producer puts on restocks."""
+        for name, raw in headers:
+            if name == "flashsale.scenario":
+                self.manifest["scenario"] = raw.decode(errors="replace")
+            elif name == "flashsale.seed":
+                with contextlib.suppress(ValueError):
+                    self.manifest["seed"] = int(raw)
 
     def done(self, topic: str, partition: int) -> None:
         """Partition read to its end (offsets after the last message may be gaps)."""

@@ -175,19 +175,17 @@ async def _read(
             consumer.assign(list(remaining))
             for tp in remaining:
                 consumer.seek(tp, writer.next[tp.topic][tp.partition])
-        add = writer.add
+        extend = writer.extend
         while remaining:
             got = await consumer.getmany(*remaining, timeout_ms=500, max_records=FETCH_RECORDS)
             for tp, records in got.items():
                 stop = remaining.get(tp)
                 if stop is None:
                     continue
-                topic, partition = tp.topic, tp.partition
-                for r in records:
-                    if r.offset >= stop:
-                        break
-                    add(topic, partition, r.offset, r.key, r.value, r.headers, r.timestamp)
-                    read += 1
+                if records and records[-1].offset >= stop:
+                    records = [r for r in records if r.offset < stop]
+                extend(tp.topic, tp.partition, records)
+                read += len(records)
             for tp in list(remaining):
                 # The position, not the last offset seen: the end may follow a gap.
                 if await consumer.position(tp) >= remaining[tp]:

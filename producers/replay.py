@@ -28,7 +28,7 @@ from flashsale.settings import Settings
 
 __all__ = ["ReplayError", "ReplayStats", "replay_orders", "restamp", "schedule"]
 
-_SINGLE = re.compile(rb'"emit_ns":\d+')
+_EMIT = b'"emit_ns":'
 _PACKED = re.compile(rb'"emit_ns":\[\d+(?:,\d+)*\]')
 #: Sleep only when the next message is due this much later (seconds).
 _MIN_SLEEP_S = 0.002
@@ -78,18 +78,31 @@ def restamp(value: bytes | None, packed: bool, now_ns: int) -> bytes | None:
     Anything that is not a JSON object with a whole-number `emit_ns` is left as it is (a
     malformed event stays malformed for the same reason).
     """
+    return _restamp(value, packed, b"%d" % now_ns)
+
+
+def _restamp(value: bytes | None, packed: bool, stamp: bytes) -> bytes | None:
+    """`restamp` with the stamp already formatted."""
     if not value or value[:1] != b"{":
         return value
-    if not packed:
-        return _SINGLE.sub(b'"emit_ns":%d' % now_ns, value, count=1)
-    m = _PACKED.search(value)
-    if m is None:
+    if packed:
+        m = _PACKED.search(value)
+        if m is None:
+            return value
+        rows = m.group().count(b",") + 1
+        stamps = b",".join([stamp] * rows)
+        return b"".join((value[: m.start()], b'"emit_ns":[', stamps, b"]", value[m.end() :]))
+    # bytes.find, not a regex: this runs once per replayed message.
+    at = value.find(_EMIT)
+    if at < 0:
         return value
-    rows = m.group().count(b",") + 1
-    stamp = b"%d" % now_ns
-    return b"".join(
-        (value[: m.start()], b'"emit_ns":[', b",".join([stamp] * rows), b"]", value[m.end() :])
-    )
+    start = at + len(_EMIT)
+    end = value.find(b",", start)
+    if end < 0:
+        end = value.find(b"}", start)
+    if not value[start:end].isdigit():
+        return value
+    return value[:start] + stamp + value[end:]
 
 
 async def replay_orders(
@@ -158,7 +171,7 @@ async def _send_all(
     started = time.monotonic()
     base: int | None = None
     clock = time.monotonic
-    now_ns = time.time_ns
+    stamp = b"%d" % time.time_ns()
 
     def settle() -> None:
         while pending and pending[0].done():
@@ -178,17 +191,22 @@ async def _send_all(
                 if delay > _MIN_SLEEP_S:
                     await asyncio.sleep(delay)
                     stats.behind_s = 0.0
+                    stamp = b"%d" % time.time_ns()
                 else:
                     stats.behind_s = max(-delay, 0.0)
-            if i % 1024 == 0:
-                if should_stop():
-                    break
-                settle()
-                await asyncio.sleep(0)  # let acknowledgements and the progress bar run
+            if i % 256 == 0:
+                # One stamp per 256 messages (a few ms apart at full speed), as the producer
+                # stamps each 10 ms block.
+                stamp = b"%d" % time.time_ns()
+                if i % 1024 == 0:
+                    if should_stop():
+                        break
+                    settle()
+                    await asyncio.sleep(0)  # let acknowledgements and the progress bar run
             value = msg.value
             if restamp_emit:
                 packed = bool(msg.headers) and packed_count(msg.headers) is not None
-                value = restamp(value, packed, now_ns())
+                value = _restamp(value, packed, stamp)
             if len(pending) >= limit:
                 await asyncio.wait([pending[0]])
                 settle()
