@@ -46,6 +46,10 @@ def _decision(ev: OrderEvent, offset: int, outcome: str, amount: int, latency_ms
     )
 
 
+def _message(topic: str, doc: dict[str, Any], ts: int) -> RecordedMessage:
+    return RecordedMessage(topic, 0, 0, b"0", orjson.dumps(doc), [], ts)
+
+
 def _run(name: str = "run-a") -> RecordedRun:
     """Two units of one SKU: two orders take them (it sells out 1.5 s after its restock) and
     are paid; a third is rejected; one message is malformed. Decisions follow 50 ms later."""
@@ -85,12 +89,29 @@ def _run(name: str = "run-a") -> RecordedRun:
                 T0 + at + 50,
             )
         )
+    # What the worker publishes: the sell-out, and its partition's state (GMV breakdowns).
+    sold_out = {
+        "type": "sold_out",
+        "sku": first.sku,
+        "partition": 0,
+        "offset": 3,
+        "event_ts_ms": start + 1_500,
+        "time_to_sell_out_s": 1.5,
+    }
+    state = {
+        "partition": 0,
+        "window": 5000,
+        "gmv_by_country": {"FR": 3_500},
+        "gmv_by_category": {"wine": 3_500},
+    }
     topics: dict[str, dict[int, list[RecordedMessage]]] = {
         "orders": {0: orders},
         "order-decisions": {0: decisions},
         "orders-dlq": {0: dead},
-        "inventory-events": {0: []},
-        "flashsale-partition-state-changelog": {0: []},
+        "inventory-events": {0: [_message("inventory-events", sold_out, T0 + 1_560)]},
+        "flashsale-partition-state-changelog": {
+            0: [_message("flashsale-partition-state-changelog", state, T0 + 3_000)]
+        },
     }
     roles = ("orders", "decisions", "dlq", "inventory", "states")
     return RecordedRun(
