@@ -297,8 +297,8 @@ def plot_sell_outs(runs: Sequence[RunFigures], path: str | Path) -> Path:
             markersize=3,
             label=f"{run.label}: {len(times)} SKUs sold out",
         )
-        if len(runs) == 1:
-            for k, (sku, t) in enumerate(run.sell_outs[:6], start=1):
+        if len(runs) == 1 and len(run.sell_outs) <= 8:  # more would overlap: see the table
+            for k, (sku, t) in enumerate(run.sell_outs, start=1):
                 ax.annotate(sku, (t, k), xytext=(6, -3), textcoords="offset points", fontsize=7)
     if not any(run.sell_outs for run in runs):
         ax.text(0.5, 0.5, "no SKU sold out", ha="center", transform=ax.transAxes)
