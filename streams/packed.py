@@ -1,24 +1,62 @@
-"""A packed message's rows applied to a partition's state: the rules per row, windows at once.
+"""A packed message's rows applied to a partition's state at once: rules in one pass, windows
+with numpy.
 
-The lifecycle rules (dedupe, stock, lines) are sequential by nature: each row goes through
-`apply_step`, the same code a single event goes through, on the row's fields straight from
-the decoded columns (no event object). The windows are sums once lateness is known, so they
-take the whole message at once with numpy (`apply_windows`). The result equals applying the
-rows one by one as single events; tests/unit/test_packed.py checks it state for state.
+The result equals applying the rows one by one as single events (`streams.state.apply_step`);
+tests/unit/test_packed.py checks it state for state on random streams. What makes the batch
+cheaper than a call per row:
+
+- ids are built for the whole message by string concatenation (no formatting per row);
+- dedupe is decided for the whole message from set operations: a row can only be a duplicate
+  if its id is already in the window or earlier in the message, and only those candidates are
+  walked, with the window's eviction order taken into account exactly;
+- the lifecycle rules (stock per SKU, open and paid lines) run in one loop with local
+  counters, written back once; GMV by dimension is summed after the loop;
+- the windows are sums once lateness is known, so they take the whole message with numpy
+  (`apply_windows`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import add, itemgetter
+from typing import Any, Final
 
 import numpy as np
 
-from flashsale.events import PackedBatch
-from streams.state import ACCEPTED, DUPLICATE, PAID, PartitionState, apply_step
+from flashsale.events import EVENT_TYPES, MAX_LINE, PackedBatch
+from streams.state import (
+    ACCEPTED,
+    CANCELLED,
+    DUPLICATE,
+    ORPHAN,
+    PAID,
+    REFUNDED,
+    REJECTED_OVERSELL,
+    RESTOCKED,
+    PartitionState,
+)
 from streams.windows import Window, apply_windows
 
-__all__ = ["PackedResult", "apply_packed"]
+__all__ = ["PackedResult", "apply_packed", "fresh_rows"]
+
+#: "/{line}" for every valid line number, and "/{type}" for every type: ids by concatenation.
+_LINE_SUFFIX: Final = tuple(f"/{line}" for line in range(MAX_LINE + 1))
+_TYPE_SUFFIX: Final = {kind: f"/{kind}" for kind in EVENT_TYPES}
+#: Outcomes as small integers, for numpy masks.
+_CODE: Final = {
+    outcome: code
+    for code, outcome in enumerate(
+        (ACCEPTED, REJECTED_OVERSELL, DUPLICATE, PAID, CANCELLED, REFUNDED, ORPHAN, RESTOCKED)
+    )
+}
+#: The open-line record's buyer fields: (country, category, merchant, province).
+_DIMENSIONS: Final = (
+    ("gmv_by_country", itemgetter(2)),
+    ("gmv_by_category", itemgetter(3)),
+    ("gmv_by_merchant", itemgetter(4)),
+    ("gmv_by_province", itemgetter(5)),
+)
 
 
 @dataclass(slots=True)
@@ -34,6 +72,56 @@ class PackedResult:
     closed: list[Window] = field(default_factory=list)
 
 
+def fresh_rows(state: PartitionState, event_ids: list[str]) -> list[bool] | None:
+    """Dedupe a message's event ids against the partition's window, in order, and add the
+    fresh ones to it; which rows are fresh (None: all of them).
+
+    Exactly `apply_step`'s rule: an id is a duplicate if it is in the window when its row
+    comes, and each fresh id evicts the oldest once the window is full. Only rows whose id is
+    in the window at the start, or earlier in the message, can be duplicates; an id of the
+    window is gone by row j if the fresh rows before j evicted it.
+    """
+    seen = state.seen
+    window = state.window
+    n = len(event_ids)
+    held = len(seen)
+    distinct = set(event_ids)
+    if len(distinct) == n:
+        hits = seen.held(distinct)
+        if not hits:
+            seen.extend(event_ids, window)
+            return None
+        if n <= window:
+            # Each id comes once: only the rows of ids already held can be duplicates, and
+            # such an id is gone by row j if the fresh rows before j evicted it (its age rank
+            # among the ids this message can evict is below their count).
+            evictable = seen.oldest(max(0, held + n - window))
+            fresh = [True] * n
+            dup_rows: list[int] = []
+            for j in sorted(map(event_ids.index, hits)):
+                event_id = event_ids[j]
+                evicted = max(0, held + (j - len(dup_rows)) - window)
+                if event_id not in evictable[:evicted]:
+                    fresh[j] = False
+                    dup_rows.append(j)
+            inserted = list(event_ids)
+            for j in reversed(dup_rows):
+                del inserted[j]
+            # Evict first: an id evicted before its row and added again leaves its old place.
+            seen.trim(window - len(inserted))
+            seen.extend(inserted, window)
+            return fresh
+    # Ids repeat inside the message (or it outsizes the window): row by row.
+    fresh = []
+    for event_id in event_ids:
+        if event_id in seen:
+            fresh.append(False)
+            continue
+        seen.add(event_id, window)
+        fresh.append(True)
+    return fresh
+
+
 def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
     """Apply the valid rows of `batch`, in order, to `state`."""
     c = batch.columns
@@ -42,62 +130,143 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
         rows = [i for i in range(batch.n) if i not in batch.bad]
         c = {name: [column[i] for i in rows] for name, column in c.items()}
     kinds, skus, quantities, stamps = c["type"], c["sku"], c["quantity"], c["event_ts_ms"]
+    prices, countries, categories = c["unit_price_cents"], c["country"], c["category"]
+    merchants, provinces = c["merchant"], c["province"]
+    line_ids = list(map(add, c["order_id"], map(_LINE_SUFFIX.__getitem__, c["line"])))
+    fresh = fresh_rows(state, list(map(add, line_ids, map(_TYPE_SUFFIX.__getitem__, kinds))))
+
+    stock = state.stock
+    lines_open = state.open
+    paid_lines = state.paid_lines
+    window = state.window
+    sold_out, sold_out_ts = state.sold_out, state.sold_out_ts
     outcomes: list[str] = []
     amounts: list[int] = []
     decide = outcomes.append
     amount_of = amounts.append
-    for kind, order_id, line, sku, units, price, country, category, merchant, province, ts in zip(
-        kinds,
-        c["order_id"],
-        c["line"],
-        skus,
-        quantities,
-        c["unit_price_cents"],
-        c["country"],
-        c["category"],
-        c["merchant"],
-        c["province"],
-        stamps,
-        strict=True,
-    ):
-        outcome, amount = apply_step(
-            state,
-            kind,
-            order_id,
-            line,
-            sku,
-            units,
-            price,
-            country,
-            category,
-            merchant,
-            province,
-            ts,
+    paid_records: list[list[Any]] = []
+    paid_record = paid_records.append
+    accepted = rejected = paid = cancelled = refunded = refunded_cents = orphans = restocks = 0
+    duplicates = 0
+    for j, (kind, line_id, sku, units, new) in enumerate(
+        zip(
+            kinds,
+            line_ids,
+            skus,
+            quantities,
+            [True] * len(kinds) if fresh is None else fresh,
+            strict=True,
         )
-        decide(outcome)
-        amount_of(amount)
+    ):
+        if not new:
+            duplicates += 1
+            decide(DUPLICATE)
+            amount_of(0)
+        elif kind == "created":
+            have = stock.get(sku, 0)
+            if have < units:
+                rejected += 1
+                decide(REJECTED_OVERSELL)
+                amount_of(0)
+                continue
+            left = have - units
+            stock[sku] = left
+            amount = units * prices[j]
+            lines_open[line_id] = [
+                units,
+                amount,
+                countries[j],
+                categories[j],
+                merchants[j],
+                provinces[j],
+            ]
+            accepted += 1
+            if left == 0:
+                sold_out.append(sku)
+                sold_out_ts.append(stamps[j])
+            decide(ACCEPTED)
+            amount_of(amount)
+        elif kind == "paid":
+            record = lines_open.pop(line_id, None)
+            if record is None:
+                orphans += 1
+                decide(ORPHAN)
+                amount_of(0)
+                continue
+            paid += 1
+            paid_record(record)
+            amount = record[1]
+            paid_lines[line_id] = amount
+            if len(paid_lines) > window:
+                paid_lines.popitem(last=False)
+            decide(PAID)
+            amount_of(amount)
+        elif kind == "cancelled":
+            record = lines_open.pop(line_id, None)
+            if record is None:
+                orphans += 1
+                decide(ORPHAN)
+                amount_of(0)
+                continue
+            stock[sku] = stock.get(sku, 0) + record[0]
+            cancelled += 1
+            decide(CANCELLED)
+            amount_of(record[1])
+        elif kind == "refunded":
+            amount = paid_lines.pop(line_id, None)
+            if amount is None:
+                orphans += 1
+                decide(ORPHAN)
+                amount_of(0)
+                continue
+            refunded += 1
+            refunded_cents += amount
+            decide(REFUNDED)
+            amount_of(amount)
+        else:  # restock (the decoder admits no other type)
+            stock[sku] = stock.get(sku, 0) + units
+            state.restocked_at.setdefault(sku, stamps[j])
+            restocks += 1
+            decide(RESTOCKED)
+            amount_of(0)
+    state.duplicates += duplicates
+    state.accepted += accepted
+    state.rejected_oversell += rejected
+    state.paid += paid
+    state.cancelled += cancelled
+    state.refunded += refunded
+    state.refunded_cents += refunded_cents
+    state.orphans += orphans
+    state.restocks += restocks
+    if paid_records:
+        paid_amounts = [record[1] for record in paid_records]
+        state.gmv_cents += sum(paid_amounts)
+        for name, value_of in _DIMENSIONS:
+            by: dict[str, int] = getattr(state, name)
+            for value, amount in zip(map(value_of, paid_records), paid_amounts, strict=True):
+                by[value] = by.get(value, 0) + amount
+
     result = PackedResult(rows=list(rows), outcomes=outcomes, amounts=amounts)
     # The windows see what `apply_window` would: no restocks, no duplicates.
-    timed = [
-        j
-        for j, (kind, outcome) in enumerate(zip(kinds, outcomes, strict=True))
-        if outcome != DUPLICATE and kind != "restock"
-    ]
-    if not timed:
+    codes = np.fromiter(map(_CODE.__getitem__, outcomes), dtype=np.int8, count=len(outcomes))
+    timed = np.flatnonzero((codes != _CODE[DUPLICATE]) & (codes != _CODE[RESTOCKED]))
+    if not len(timed):
         return result
-    index = np.asarray(timed, dtype=np.int64)
-    decided = np.asarray(outcomes)[index]
+    decided = codes[timed]
     late, watermarks, closed = apply_windows(
         state,
-        np.asarray(stamps, dtype=np.int64)[index],
-        decided == ACCEPTED,
-        decided == PAID,
-        np.asarray(amounts, dtype=np.int64)[index],
-        [skus[j] for j in timed],
-        np.asarray(quantities, dtype=np.int64)[index],
+        np.asarray(stamps, dtype=np.int64)[timed],
+        decided == _CODE[ACCEPTED],
+        decided == _CODE[PAID],
+        np.asarray(amounts, dtype=np.int64)[timed],
+        skus,
+        np.asarray(quantities, dtype=np.int64)[timed],
+        timed,
     )
     if late.any():
         # Positions in the message, as the dead-letter and late topics name them.
-        result.late = [(rows[timed[k]], int(watermarks[k])) for k in np.flatnonzero(late).tolist()]
+        result.late = [
+            (rows[int(timed[k])], int(watermarks[k])) for k in np.flatnonzero(late).tolist()
+        ]
     result.closed = closed
     return result

@@ -105,34 +105,43 @@ def apply_windows(
     amounts: npt.NDArray[np.int64],
     skus: Sequence[str],
     quantities: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.intp],
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], list[Window]]:
     """`apply_window` for many decided events at once (a packed message), with numpy.
 
     The arrays hold, in offset order, only the events `apply_window` would see (no restocks,
-    no duplicates). Returns which were late, the watermark each was judged against, and the
-    windows closed. The result is the sequential one: lateness follows the running maximum
-    of event time; a window, once closed, can only receive late events, so the counts of the
-    windows are order-free sums; and the windows closed are those ending at or below the
-    final watermark.
+    no duplicates); `rows` gives each one's index in `skus` (the whole message's column).
+    Returns which were late, the watermark each was judged against, and the windows closed.
+    The result is the sequential one: lateness follows the running maximum of event time; a
+    window, once closed, can only receive late events, so the counts of the windows are
+    order-free sums; and the windows closed are those ending at or below the final watermark.
     """
     grace = state.grace_ms
     before = np.maximum.accumulate(np.concatenate(([state.max_event_ms], ts)))[:-1]
     watermarks = before - grace
     late = (before >= 0) & (ts < watermarks)
-    state.late += int(late.sum())
+    n_late = int(np.count_nonzero(late))
+    state.late += n_late
     windows = state.windows
-    on_time = ~late
+    on_time = ~late if n_late else np.ones(len(ts), dtype=bool)
     counted = on_time & (accepted | paid)
     if counted.any():
         c_ts, c_acc, c_paid = ts[counted], accepted[counted], paid[counted]
         c_amounts = amounts[counted]
+        # Sums of cents as float64 are exact below 2**53; beyond that, integer adds.
+        exact_floats = int(c_amounts.sum()) < 2**53
         for size in SIZES_S:
             size_ms = size * 1000
             starts, where = np.unique(c_ts - c_ts % size_ms, return_inverse=True)
             n_acc = np.bincount(where[c_acc], minlength=len(starts))
             n_paid = np.bincount(where[c_paid], minlength=len(starts))
-            gmv = np.zeros(len(starts), dtype=np.int64)
-            np.add.at(gmv, where[c_paid], c_amounts[c_paid])
+            if exact_floats:
+                gmv = np.bincount(
+                    where[c_paid], weights=c_amounts[c_paid], minlength=len(starts)
+                ).astype(np.int64)
+            else:
+                gmv = np.zeros(len(starts), dtype=np.int64)
+                np.add.at(gmv, where[c_paid], c_amounts[c_paid])
             for start, a, p, g in zip(
                 starts.tolist(), n_acc.tolist(), n_paid.tolist(), gmv.tolist(), strict=True
             ):
@@ -143,17 +152,21 @@ def apply_windows(
                 counts[0] += a
                 counts[1] += p
                 counts[2] += g
-        hot = np.flatnonzero(on_time & accepted)
-        if len(hot):
+        hot = on_time & accepted
+        if hot.any():
             minute_units = state.minute_units
-            minutes = (ts[hot] - ts[hot] % 60_000).tolist()
-            rows = zip(minutes, hot.tolist(), quantities[hot].tolist(), strict=True)
-            for minute, i, units in rows:
+            hot_ts = ts[hot]
+            minutes = hot_ts - hot_ts % 60_000
+            hot_rows, hot_units = rows[hot], quantities[hot]
+            # A message spans a minute boundary at most now and then: one pass per minute.
+            for minute in np.unique(minutes).tolist():
+                mine = minutes == minute
                 held = minute_units.get(str(minute))
                 if held is None:
                     held = minute_units[str(minute)] = {}
-                sku = skus[i]
-                held[sku] = held.get(sku, 0) + units
+                for i, units in zip(hot_rows[mine].tolist(), hot_units[mine].tolist(), strict=True):
+                    sku = skus[i]
+                    held[sku] = held.get(sku, 0) + units
     closed: list[Window] = []
     if len(ts):
         newest = int(ts.max())

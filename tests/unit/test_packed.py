@@ -4,6 +4,7 @@ single events are applied (rules, windows, late events), state for state."""
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from flashsale.events import (
     encode_event,
     encode_packed,
 )
-from streams.packed import apply_packed
+from streams.packed import apply_packed, fresh_rows
 from streams.state import DUPLICATE, PartitionState, apply_event
 from streams.windows import apply_window
 from tests.factories import make_order
@@ -179,3 +180,35 @@ def test_bad_rows_are_skipped_and_the_rest_applied_in_order() -> None:
     assert result.outcomes == ["accepted", "accepted"]
     assert state.stock["FR-WIN-0001"] == 3
     assert encode_event(events[0]) != b""  # the single-event encoder still takes these
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.integers(1, 12),
+    held=st.lists(st.integers(0, 20), max_size=12, unique=True),
+    messages=st.lists(st.lists(st.integers(0, 20), min_size=1, max_size=16), max_size=6),
+)
+def test_dedupe_of_a_whole_message_is_the_row_by_row_rule(
+    window: int, held: list[int], messages: list[list[int]]
+) -> None:
+    """Ids repeat inside a message and across messages, and the window evicts ids that come
+    back in the same message: whole-message dedupe agrees with one id at a time."""
+    bulk = PartitionState(partition=0, window=window)
+    for i in held:
+        bulk.seen.add(f"e{i}", window)
+    # The rule, one id at a time, on an insertion-ordered dict.
+    single = OrderedDict.fromkeys(list(bulk.seen))
+    for message in messages:
+        ids = [f"e{i}" for i in message]
+        expected = []
+        for event_id in ids:
+            expected.append(event_id not in single)
+            if expected[-1]:
+                single[event_id] = None
+                if len(single) > window:
+                    single.popitem(last=False)
+        got = fresh_rows(bulk, ids)
+        assert (got if got is not None else [True] * len(ids)) == expected
+        assert list(bulk.seen) == list(single)
+        assert len(bulk.seen) == len(single)
+
