@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from flashsale import report
-from flashsale.events import OrderEvent, encode_event
+from flashsale.events import PACKED_COLUMNS, PACKED_HEADER, OrderEvent, encode_event, encode_packed
 from flashsale.report import (
     Difference,
     cumulative_per_second,
@@ -245,3 +245,38 @@ def test_a_bad_run_dir_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err == f"flashsale: error: {tmp_path}/manifest.json: missing\n"
     assert not (tmp_path / "report.html").exists()
+
+
+def test_packed_orders_and_decisions_count_row_by_row() -> None:
+    line0 = make_order(order_id="p1", line=0)
+    rows = [make_restock(line0, 5, emit_ns=0), line0, replace(line0, line=1)]
+    columns = {name: [getattr(ev, name) for ev in rows] for name in PACKED_COLUMNS}
+    packed = RecordedMessage(
+        "orders", 0, 0, None, encode_packed(columns), [(PACKED_HEADER, b"3")], T0 + 10
+    )
+    decision = orjson.dumps(
+        {
+            "packed": 3,
+            "partition": 0,
+            "offset": 0,
+            "index": [0, 1, 2],
+            **{name: columns[name] for name in ("order_id", "line", "type", "sku", "quantity")},
+            "event_ts_ms": columns["event_ts_ms"],
+            "emit_ns": columns["emit_ns"],
+            "outcome": ["restocked", "accepted", "accepted"],
+            "amount_cents": [0, 0, 0],
+            "processed_ns": line0.emit_ns + 7_000_000,
+        }
+    )
+    run = _run()
+    run.topics["orders"][0][:] = [packed]
+    run.topics["order-decisions"][0][:] = [
+        RecordedMessage("order-decisions", 0, 0, b"0", decision, [], T0 + 1_020)
+    ]
+    run.topics["orders-dlq"][0].clear()
+    fig = figures_of(run)
+    assert fig.orders_per_s.tolist() == [1, 0]  # one basket of two lines
+    assert fig.processed_per_s.tolist() == [0, 1]
+    assert fig.summary["report"]["peak_events_produced_per_s"] == 2
+    assert [(b.start_s, b.count, b.p50_ms) for b in fig.latency] == [(1.0, 2, 7.0)]
+    assert fig.summary["run"]["orders_accepted"] == 2
