@@ -14,6 +14,7 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
+    "CODED_COLUMNS",
     "EVENT_TYPES",
     "MAX_LINE",
     "MAX_PACK",
@@ -25,6 +26,7 @@ __all__ = [
     "PackedBatch",
     "decode_event",
     "decode_packed",
+    "dictionary_coded",
     "encode_event",
     "encode_packed",
     "packed_count",
@@ -227,6 +229,9 @@ MAX_PACK: Final = 100_000
 #: The columns of a packed message: every event field but `v`, one list each.
 PACKED_COLUMNS: Final = tuple(f for f in (*_STR_FIELDS, *_INT_FIELDS) if f != "v")
 _PACKED_KEYS: Final = frozenset((*PACKED_COLUMNS, "v", "n"))
+_PACKED_CODED_KEYS: Final = _PACKED_KEYS | {"dict"}
+#: Columns that may be dictionary-coded: the text fields that repeat (every one but the id).
+CODED_COLUMNS: Final = tuple(f for f in _STR_FIELDS if f != "order_id")
 _INT_COLUMNS: Final = tuple(f for f in _INT_FIELDS if f != "v")
 
 
@@ -258,10 +263,32 @@ class PackedBatch:
         return orjson.dumps(self.row(i))
 
 
-def encode_packed(columns: dict[str, list[Any]]) -> bytes:
-    """One packed message from event columns (every name of `PACKED_COLUMNS`, equal lengths)."""
+def encode_packed(
+    columns: dict[str, list[Any]], dictionary: dict[str, list[str]] | None = None
+) -> bytes:
+    """One packed message from event columns (every name of `PACKED_COLUMNS`, equal lengths).
+
+    A column named in `dictionary` holds codes: row i's value is `dictionary[name][code]`.
+    """
     n = len(columns["order_id"])
-    return orjson.dumps({"v": SCHEMA_VERSION, "n": n, **columns})
+    doc = {"v": SCHEMA_VERSION, "n": n, **columns}
+    if dictionary:
+        doc["dict"] = dictionary
+    return orjson.dumps(doc)
+
+
+def dictionary_coded(
+    columns: dict[str, list[Any]],
+) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+    """`columns` with every `CODED_COLUMNS` column replaced by codes, and the dictionary."""
+    coded = dict(columns)
+    dictionary: dict[str, list[str]] = {}
+    for name in CODED_COLUMNS:
+        values = list(dict.fromkeys(columns[name]))
+        index = {value: code for code, value in enumerate(values)}
+        coded[name] = [index[value] for value in columns[name]]
+        dictionary[name] = values
+    return coded, dictionary
 
 
 def packed_count(headers: Any) -> int | None:
@@ -279,7 +306,9 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     """Parse a packed message. A message-wide problem (not JSON, wrong version, a missing or
     short column) raises `MalformedEvent`; a row that breaks the schema goes to `bad`."""
     doc = _json_object(raw)
-    _check_shape(doc, _PACKED_KEYS, "packed message without")
+    _check_shape(
+        doc, _PACKED_CODED_KEYS if "dict" in doc else _PACKED_KEYS, "packed message without"
+    )
     n = doc["n"]
     if type(n) is not int or not 0 < n <= MAX_PACK:
         raise MalformedEvent("out_of_range", f"n={n!r:.40} not in 1..{MAX_PACK}")
@@ -287,8 +316,13 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     for name, column in columns.items():
         if type(column) is not list or len(column) != n:
             raise MalformedEvent("wrong_type", f"column {name} must be a list of {n} values")
+    # No JSON true/false anywhere (the bytes say so): no value is a bool, and integer checks
+    # can take the cheap path (a bool would pass them as the integer it subclasses).
+    assert raw is not None  # _json_object refused None
+    bool_free = b"true" not in raw and b"false" not in raw
+    coded = _expand_codes(columns, doc["dict"], bool_free) if "dict" in doc else {}
     batch = PackedBatch(n=n, columns=columns, bad={})
-    if not _columns_valid(columns):
+    if not _columns_valid(columns, bool_free, coded):
         # Some row breaks the schema: find which, with the reason a single event would get.
         for i in range(n):
             try:
@@ -298,15 +332,66 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     return batch
 
 
-def _columns_valid(columns: dict[str, list[Any]]) -> bool:
+def _expand_codes(
+    columns: dict[str, list[Any]], dictionary: Any, bool_free: bool
+) -> dict[str, list[Any]]:
+    """Replace each coded column's codes by their values, in place; return the dictionary of
+    each column whose codes were all valid (its values include every value of the column).
+
+    A code that is not an integer index of its dictionary stays as it is, so the row is
+    judged as a single event with that value would be (an integer where text belongs is a
+    `wrong_type`).
+    """
+    if type(dictionary) is not dict or not dictionary.keys() <= set(CODED_COLUMNS):
+        raise MalformedEvent(
+            "wrong_type", f"dict must map some of {', '.join(CODED_COLUMNS)} to lists of values"
+        )
+    clean: dict[str, list[Any]] = {}
+    for name, values in dictionary.items():
+        if type(values) is not list:
+            raise MalformedEvent("wrong_type", f"dict {name} must be a list of values")
+        codes = columns[name]
+        if bool_free:
+            # Indexing takes only integers below the size; negative ones are checked after.
+            try:
+                expanded = list(map(values.__getitem__, codes))
+                if min(codes) >= 0:
+                    columns[name] = expanded
+                    clean[name] = values
+                    continue
+            except (TypeError, IndexError):
+                pass
+        size = len(values)
+        columns[name] = [
+            values[code] if type(code) is int and 0 <= code < size else code for code in codes
+        ]
+    return clean
+
+
+def _columns_valid(
+    columns: dict[str, list[Any]],
+    bool_free: bool = False,
+    values_of: dict[str, list[Any]] | None = None,
+) -> bool:
     """True when every row is valid: whole-column checks, the fast path of `decode_packed`.
 
     String columns other than the order id repeat a few values (SKUs, countries, provinces),
     so they are checked on their distinct values; any doubt sends the message to the
-    row-by-row path, which names each bad row's problem.
+    row-by-row path, which names each bad row's problem. `bool_free`: no value is a bool.
+    `values_of`: for some columns, a list that holds every value of the column (a message's
+    dictionary): checked instead of the column.
     """
+    values_of = values_of or {}
     for name in _INT_COLUMNS:
-        if set(map(type, columns[name])) != {int}:
+        column = columns[name]
+        if bool_free:
+            # A sum of integers is an integer; a float makes it a float; text fails.
+            try:
+                if type(sum(column)) is not int:
+                    return False
+            except TypeError:
+                return False
+        elif set(map(type, column)) != {int}:
             return False
     order_ids = columns["order_id"]
     try:
@@ -319,13 +404,13 @@ def _columns_valid(columns: dict[str, list[Any]]) -> bool:
         return False
     kinds = columns["type"]
     try:
-        distinct_kinds = set(kinds)
+        distinct_kinds = set(values_of.get("type", kinds))
         if not distinct_kinds <= EVENT_TYPES:
             return False
         for name in _STR_FIELDS:
             if name in ("order_id", "type"):
                 continue
-            distinct = set(columns[name])
+            distinct = set(values_of.get(name, columns[name]))
             if any(type(v) is not str or len(v) > MAX_ID_LEN for v in distinct):
                 return False
             if "" in distinct:

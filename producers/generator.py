@@ -141,7 +141,7 @@ class Block:
         rows = self.rows
         if not len(rows):
             return []
-        columns = g._columns(rows, emit_ns)
+        plain, coded = g._coded_columns(rows, emit_ns)
         parts = g._sku_partitions(partitions)[rows["sku"]]
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
@@ -150,8 +150,16 @@ class Block:
             mine = order[bounds[p] : bounds[p + 1]]
             for start in range(0, len(mine), pack):
                 chunk = mine[start : start + pack]
-                value = encode_packed({name: col[chunk].tolist() for name, col in columns.items()})
-                out.append((p, value, len(chunk)))
+                columns = {name: col[chunk].tolist() for name, col in plain.items()}
+                dictionary: dict[str, list[str]] = {}
+                for codes, names in coded:
+                    # Codes into the values this message uses (the catalog is far larger).
+                    used, local = np.unique(codes[chunk], return_inverse=True)
+                    local_codes = local.tolist()
+                    for name, table in names:
+                        columns[name] = local_codes
+                        dictionary[name] = table[used].tolist()
+                out.append((p, encode_packed(columns, dictionary), len(chunk)))
         return out
 
 
@@ -591,10 +599,15 @@ class Generator:
             cached = self._partition_table = (partitions, table)
         return cached[1]
 
-    def _columns(
+    def _coded_columns(
         self, rows: npt.NDArray[np.void], emit_ns: int | None
-    ) -> dict[str, npt.NDArray[Any]]:
-        """The events of `rows` as the columns of the packed format (numpy arrays)."""
+    ) -> tuple[
+        dict[str, npt.NDArray[Any]],
+        list[tuple[npt.NDArray[np.int64], list[tuple[str, npt.NDArray[Any]]]]],
+    ]:
+        """The events of `rows` as packed columns: the plain ones (ids and numbers, numpy
+        arrays), and the text ones as (codes, [(column, values by code)]), columns that share
+        codes grouped (a SKU's merchant, country and category follow its code)."""
         tables = getattr(self, "_column_tables", None)
         if tables is None:
             skus = self.catalog.skus
@@ -617,22 +630,22 @@ class Generator:
         emits = (
             self._scenario_emit_ns(rows) if emit_ns is None else np.full(n, emit_ns, dtype=np.int64)
         )
-        return {
+        plain = {
             "order_id": np.array([f"o{seed}-{q:09d}" for q in rows["seq"].tolist()], dtype=object),
-            "type": tables["type"][rows["typ"].astype(np.int64)],
             "event_ts_ms": rows["ts"].astype(np.int64),
-            "sku": tables["sku"][sku],
-            "merchant": tables["merchant"][sku],
-            "country": tables["country"][sku],
-            "category": tables["category"][sku],
             "quantity": rows["qty"].astype(np.int64),
             "unit_price_cents": tables["unit_price_cents"][sku],
-            "province": tables["province"][prov],
-            "channel": tables["channel"][chan],
-            "payment": tables["payment"][pay],
             "emit_ns": emits,
             "line": rows["line"].astype(np.int64),
         }
+        coded = [
+            (sku, [(name, tables[name]) for name in ("sku", "merchant", "country", "category")]),
+            (rows["typ"].astype(np.int64), [("type", tables["type"])]),
+            (prov, [("province", tables["province"])]),
+            (chan, [("channel", tables["channel"])]),
+            (pay, [("payment", tables["payment"])]),
+        ]
+        return plain, coded
 
     def _scenario_emit_ns(self, rows: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:
         """Emission time on the scenario clock, epoch ns (deterministic)."""

@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashsale.events import (
+    CODED_COLUMNS,
     PACKED_COLUMNS,
     MalformedEvent,
     OrderEvent,
     decode_event,
     decode_packed,
+    dictionary_coded,
     encode_event,
     encode_packed,
 )
@@ -212,3 +214,83 @@ def test_dedupe_of_a_whole_message_is_the_row_by_row_rule(
         assert list(bulk.seen) == list(single)
         assert len(bulk.seen) == len(single)
 
+
+def test_dictionary_coded_columns_decode_to_the_rows_they_code() -> None:
+    events = [
+        make_order(order_id=f"o{i}", sku=("FR-WIN-0001", "IT-OLI-0002")[i % 2], line=i % 3)
+        for i in range(7)
+    ]
+    plain = columns_of(events)
+    coded, dictionary = dictionary_coded(plain)
+    assert coded["sku"] == [0, 1, 0, 1, 0, 1, 0]
+    assert dictionary["sku"] == ["FR-WIN-0001", "IT-OLI-0002"]
+    batch = decode_packed(encode_packed(coded, dictionary))
+    assert batch.bad == {}
+    assert batch.columns == plain
+    assert [batch.event(i) for i in range(7)] == events
+
+
+@pytest.mark.parametrize("code", [-1, 2, 99, True, 1.5, None, "0", [0]])
+def test_a_code_that_is_no_index_of_its_dictionary_is_a_bad_row(code: Any) -> None:
+    coded, dictionary = dictionary_coded(
+        columns_of([make_order(order_id=f"o{i}") for i in range(3)])
+    )
+    dictionary["sku"].append("IT-OLI-0002")  # two values: 0 and 1 are codes
+    coded["sku"][1] = code
+    batch = decode_packed(encode_packed(coded, dictionary))
+    if code == "0":  # text where a code belongs is taken as the value itself
+        assert batch.bad == {}
+        assert batch.columns["sku"][1] == "0"
+        return
+    assert {i: e.reason for i, e in batch.bad.items()} == {1: "wrong_type"}
+    # The dead letter carries the row as a single event would come, the bad code in place.
+    assert orjson.loads(batch.encode_row(1))["sku"] == code
+    assert batch.columns["sku"][0] == batch.columns["sku"][2] == "FR-WIN-0001"
+
+
+@pytest.mark.parametrize(
+    "dictionary",
+    [[], {"order_id": ["o1"]}, {"sku": "FR-WIN-0001"}, {"sku": None}, {"unknown": []}],
+)
+def test_a_malformed_dictionary_rejects_the_whole_message(dictionary: Any) -> None:
+    cols = columns_of([make_order()])
+    doc = orjson.loads(encode_packed(cols))
+    with pytest.raises(MalformedEvent) as caught:
+        decode_packed(orjson.dumps(dict(doc, dict=dictionary)))
+    assert caught.value.reason == "wrong_type"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    codes=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(CODED_COLUMNS), _values)),
+    values=st.lists(st.tuples(st.sampled_from(CODED_COLUMNS), _values), max_size=3),
+)
+def test_any_code_or_dictionary_value_is_judged_as_the_expanded_single_event_would_be(
+    codes: list[tuple[int, str, Any]], values: list[tuple[str, Any]]
+) -> None:
+    coded, dictionary = dictionary_coded(
+        columns_of([make_order(order_id=f"o{i}", line=i) for i in range(3)])
+    )
+    for name, value in values:
+        dictionary[name].append(value)
+    for row, name, value in codes:
+        coded[name][row] = value
+    try:
+        raw = encode_packed(coded, dictionary)
+    except orjson.JSONEncodeError:
+        return  # integers beyond 64 bits have no JSON encoding here
+    batch = decode_packed(raw)
+    doc = orjson.loads(raw)  # what the bytes say, floats and all
+    for i in range(3):
+        row = {"v": 1}
+        for name in PACKED_COLUMNS:
+            value = doc[name][i]
+            table = doc["dict"].get(name)
+            if table is not None and type(value) is int and 0 <= value < len(table):
+                value = table[value]
+            row[name] = value
+        try:
+            decode_event(orjson.dumps(row))
+            assert i not in batch.bad
+        except MalformedEvent as exc:
+            assert batch.bad[i].reason == exc.reason
