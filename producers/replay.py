@@ -32,6 +32,8 @@ _EMIT = b'"emit_ns":'
 _PACKED = re.compile(rb'"emit_ns":\[\d+(?:,\d+)*\]')
 #: Sleep only when the next message is due this much later (seconds).
 _MIN_SLEEP_S = 0.002
+#: Longest a paced replay sleeps before it looks at its stop request again (seconds).
+_STOP_CHECK_S = 0.25
 
 
 class ReplayError(Exception):
@@ -187,22 +189,25 @@ async def _send_all(
             if speed is not None:
                 if base is None:
                     base = msg.timestamp_ms
-                delay = started + (msg.timestamp_ms - base) / 1000 / speed - clock()
+                due = started + (msg.timestamp_ms - base) / 1000 / speed
+                delay = due - clock()
                 if delay > _MIN_SLEEP_S:
-                    await asyncio.sleep(delay)
+                    # In slices, so a stop request never waits out a long recorded pause.
+                    while delay > _MIN_SLEEP_S and not should_stop():
+                        await asyncio.sleep(min(delay, _STOP_CHECK_S))
+                        delay = due - clock()
                     stats.behind_s = 0.0
                     stamp = b"%d" % time.time_ns()
                 else:
-                    stats.behind_s = max(-delay, 0.0)
+                    stats.behind_s = -delay
             if i % 256 == 0:
                 # One stamp per 256 messages (a few ms apart at full speed), as the producer
                 # stamps each 10 ms block.
                 stamp = b"%d" % time.time_ns()
-                if i % 1024 == 0:
-                    if should_stop():
-                        break
-                    settle()
-                    await asyncio.sleep(0)  # let acknowledgements and the progress bar run
+                settle()
+                await asyncio.sleep(0)  # let acknowledgements and the progress bar run
+            if should_stop():
+                break
             value = msg.value
             if restamp_emit:
                 packed = bool(msg.headers) and packed_count(msg.headers) is not None

@@ -206,12 +206,21 @@ def _replay_with_bar(
         bar = _Bar(progress, f"replay {run.path.name} → {settings.topic_orders} ({pace})")
 
         async def main() -> ReplayStats:
-            task = asyncio.create_task(replay_orders(run, settings, speed, stats, restamp))
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.25)
-                if stats.total and bar.task is None:
-                    bar.start(stats.total)
-                bar.update(stats.sent)
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                replay_orders(run, settings, speed, stats, restamp, should_stop=stop.is_set)
+            )
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=0.25)
+                    if stats.total and bar.task is None:
+                        bar.start(stats.total)
+                    bar.update(stats.sent)
+            except asyncio.CancelledError:
+                # Ctrl-C: let the replay stop between messages and close its producer.
+                stop.set()
+                await asyncio.wait({task}, timeout=10)
+                raise
             return task.result()
 
         asyncio.run(main())
