@@ -17,8 +17,11 @@ cheaper than a call per row:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import add, itemgetter
 from typing import Any, Final
 
@@ -78,47 +81,60 @@ def fresh_rows(state: PartitionState, event_ids: list[str]) -> list[bool] | None
 
     Exactly `apply_step`'s rule: an id is a duplicate if it is in the window when its row
     comes, and each fresh id evicts the oldest once the window is full. Only rows whose id is
-    in the window at the start, or earlier in the message, can be duplicates; an id of the
-    window is gone by row j if the fresh rows before j evicted it.
+    in the window at the start, or comes twice in the message, can be duplicates, so only
+    those rows are walked. An id added by this message stays for the rest of it (a message
+    is no larger than the window); an id of the window is gone by row j once the fresh rows
+    before j have evicted as many ids as its age rank.
     """
     seen = state.seen
     window = state.window
     n = len(event_ids)
     held = len(seen)
     distinct = set(event_ids)
-    if len(distinct) == n:
-        hits = seen.held(distinct)
-        if not hits:
-            seen.extend(event_ids, window)
-            return None
-        if n <= window:
-            # Each id comes once: only the rows of ids already held can be duplicates, and
-            # such an id is gone by row j if the fresh rows before j evicted it (its age rank
-            # among the ids this message can evict is below their count).
-            evictable = seen.oldest(max(0, held + n - window))
-            fresh = [True] * n
-            dup_rows: list[int] = []
-            for j in sorted(map(event_ids.index, hits)):
-                event_id = event_ids[j]
-                evicted = max(0, held + (j - len(dup_rows)) - window)
-                if event_id not in evictable[:evicted]:
-                    fresh[j] = False
-                    dup_rows.append(j)
-            inserted = list(event_ids)
-            for j in reversed(dup_rows):
-                del inserted[j]
-            # Evict first: an id evicted before its row and added again leaves its old place.
-            seen.trim(window - len(inserted))
-            seen.extend(inserted, window)
-            return fresh
-    # Ids repeat inside the message (or it outsizes the window): row by row.
-    fresh = []
-    for event_id in event_ids:
-        if event_id in seen:
-            fresh.append(False)
-            continue
-        seen.add(event_id, window)
-        fresh.append(True)
+    hits = seen.held(distinct)
+    if not hits and len(distinct) == n:
+        seen.extend(event_ids, window)
+        return None
+    if n > window:
+        # Ids of this message may evict each other: row by row.
+        fresh = []
+        for event_id in event_ids:
+            fresh.append(event_id not in seen)
+            if fresh[-1]:
+                seen.add(event_id, window)
+        return fresh
+    candidates = set(hits)
+    if len(distinct) < n:
+        candidates.update(e for e, count in Counter(event_ids).items() if count > 1)
+    evictable = seen.oldest(max(0, held + n - window))
+    rank: dict[str, int] = {}
+    for event_id in hits:
+        with suppress(ValueError):
+            rank[event_id] = evictable.index(event_id)
+    fresh = [True] * n
+    added: set[str] = set()
+    dup_rows: list[int] = []
+    for j in [j for j, e in enumerate(event_ids) if e in candidates]:
+        event_id = event_ids[j]
+        if event_id in added:
+            dup = True
+        elif event_id in hits:
+            r = rank.get(event_id)
+            dup = r is None or r >= max(0, held + (j - len(dup_rows)) - window)
+            if not dup:  # evicted before its row: added again
+                added.add(event_id)
+        else:
+            dup = False
+            added.add(event_id)
+        if dup:
+            fresh[j] = False
+            dup_rows.append(j)
+    inserted = list(event_ids)
+    for j in reversed(dup_rows):
+        del inserted[j]
+    # Evict first: an id evicted before its row and added again leaves its old place.
+    seen.trim(window - len(inserted))
+    seen.extend(inserted, window)
     return fresh
 
 
@@ -140,38 +156,24 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
     paid_lines = state.paid_lines
     window = state.window
     sold_out, sold_out_ts = state.sold_out, state.sold_out_ts
-    outcomes: list[str] = []
-    amounts: list[int] = []
-    decide = outcomes.append
-    amount_of = amounts.append
+    n = len(kinds)
+    # Every row a duplicate with no amount until decided otherwise.
+    outcomes: list[str] = [DUPLICATE] * n
+    amounts: list[int] = [0] * n
     paid_records: list[list[Any]] = []
     paid_record = paid_records.append
     accepted = rejected = paid = cancelled = refunded = refunded_cents = orphans = restocks = 0
-    duplicates = 0
-    for j, (kind, line_id, sku, units, new) in enumerate(
-        zip(
-            kinds,
-            line_ids,
-            skus,
-            quantities,
-            [True] * len(kinds) if fresh is None else fresh,
-            strict=True,
-        )
-    ):
-        if not new:
-            duplicates += 1
-            decide(DUPLICATE)
-            amount_of(0)
-        elif kind == "created":
+    rows_in = zip(range(n), kinds, line_ids, skus, quantities, strict=True)
+    for j, kind, line_id, sku, units in rows_in if fresh is None else compress(rows_in, fresh):
+        if kind == "created":
             have = stock.get(sku, 0)
             if have < units:
                 rejected += 1
-                decide(REJECTED_OVERSELL)
-                amount_of(0)
+                outcomes[j] = REJECTED_OVERSELL
                 continue
             left = have - units
             stock[sku] = left
-            amount = units * prices[j]
+            amounts[j] = amount = units * prices[j]
             lines_open[line_id] = [
                 units,
                 amount,
@@ -184,52 +186,46 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
             if left == 0:
                 sold_out.append(sku)
                 sold_out_ts.append(stamps[j])
-            decide(ACCEPTED)
-            amount_of(amount)
+            outcomes[j] = ACCEPTED
         elif kind == "paid":
             record = lines_open.pop(line_id, None)
             if record is None:
                 orphans += 1
-                decide(ORPHAN)
-                amount_of(0)
+                outcomes[j] = ORPHAN
                 continue
             paid += 1
             paid_record(record)
-            amount = record[1]
+            amounts[j] = amount = record[1]
             paid_lines[line_id] = amount
             if len(paid_lines) > window:
                 paid_lines.popitem(last=False)
-            decide(PAID)
-            amount_of(amount)
+            outcomes[j] = PAID
         elif kind == "cancelled":
             record = lines_open.pop(line_id, None)
             if record is None:
                 orphans += 1
-                decide(ORPHAN)
-                amount_of(0)
+                outcomes[j] = ORPHAN
                 continue
             stock[sku] = stock.get(sku, 0) + record[0]
             cancelled += 1
-            decide(CANCELLED)
-            amount_of(record[1])
+            amounts[j] = record[1]
+            outcomes[j] = CANCELLED
         elif kind == "refunded":
             amount = paid_lines.pop(line_id, None)
             if amount is None:
                 orphans += 1
-                decide(ORPHAN)
-                amount_of(0)
+                outcomes[j] = ORPHAN
                 continue
             refunded += 1
             refunded_cents += amount
-            decide(REFUNDED)
-            amount_of(amount)
+            amounts[j] = amount
+            outcomes[j] = REFUNDED
         else:  # restock (the decoder admits no other type)
             stock[sku] = stock.get(sku, 0) + units
             state.restocked_at.setdefault(sku, stamps[j])
             restocks += 1
-            decide(RESTOCKED)
-            amount_of(0)
-    state.duplicates += duplicates
+            outcomes[j] = RESTOCKED
+    state.duplicates += n - (accepted + rejected + paid + cancelled + refunded + orphans + restocks)
     state.accepted += accepted
     state.rejected_oversell += rejected
     state.paid += paid

@@ -146,8 +146,11 @@ def test_packed_rows_are_applied_exactly_as_single_events(seed: int) -> None:
         now += rng.randint(0, 400)
         ts = now - (rng.randint(3_000, 9_000) if rng.random() < 0.05 else rng.randint(0, 900))
         timed.append(replace(event, event_ts_ms=ts))
-    single = PartitionState(partition=0, window=50, grace_ms=1_500)
-    packed = PartitionState(partition=0, window=50, grace_ms=1_500)
+    # A small window makes retries fall out of it; a large one lets messages of up to 200
+    # rows stay within it (the whole-message dedupe path).
+    window = 50 if seed % 2 else 1_000
+    single = PartitionState(partition=0, window=window, grace_ms=1_500)
+    packed = PartitionState(partition=0, window=window, grace_ms=1_500)
     decided, late, closed = _apply_one_by_one(single, timed)
 
     got: list[tuple[str, int]] = []
@@ -155,7 +158,7 @@ def test_packed_rows_are_applied_exactly_as_single_events(seed: int) -> None:
     got_closed: set[tuple[int, int, int, int, int]] = set()
     start = 0
     while start < len(timed):
-        size = rng.randint(1, 60)
+        size = rng.randint(1, 60) if rng.random() < 0.5 else rng.randint(60, 200)
         chunk = timed[start : start + size]
         result = apply_packed(packed, decode_packed(encode_packed(columns_of(chunk))))
         assert result.rows == list(range(len(chunk)))
