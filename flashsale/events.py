@@ -8,6 +8,8 @@ reason from `MalformedEvent`.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -351,6 +353,10 @@ def _expand_codes(
         if type(values) is not list:
             raise MalformedEvent("wrong_type", f"dict {name} must be a list of values")
         codes = columns[name]
+        with contextlib.suppress(TypeError):
+            # Interned: equal text from every message is one object, so the lines a worker
+            # holds open share their country, category, merchant and province strings.
+            values = list(map(sys.intern, values))
         if bool_free:
             # Indexing takes only integers below the size; negative ones are checked after.
             try:
