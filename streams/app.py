@@ -13,6 +13,7 @@ state already holds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import tempfile
 import time
@@ -856,11 +857,17 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
         app = create_app(settings, datadir=datadir)
 
         @app.task
-        async def quiet_root_logger() -> None:
+        async def tune_process() -> None:
             # mode leaves the root logger at DEBUG and filters in its handler, so every
             # library debug call (aiokafka logs each send) builds a record only to drop it:
             # about 5% of a worker's CPU, measured with cProfile.
             logging.getLogger().setLevel(_LEVELS.get(loglevel, logging.WARNING))
+            # The objects of start-up (Faust, aiokafka, the app) live as long as the worker:
+            # out of the collector's scans. A young generation of 100,000 objects instead of
+            # 700 scans once per a few packed messages instead of several times in each.
+            # Together 0.2 µs of CPU per packed event (5.6 instead of 5.8-7.2, three runs).
+            gc.freeze()
+            gc.set_threshold(100_000, 50, 1_000)
 
         worker = faust.Worker(app, loglevel=loglevel, quiet=True)
         worker.execute_from_commandline()
