@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import add, itemgetter
+from operator import add, itemgetter, mul
 from typing import Any, Final
 
 import numpy as np
@@ -160,11 +160,18 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
     # Every row a duplicate with no amount until decided otherwise.
     outcomes: list[str] = [DUPLICATE] * n
     amounts: list[int] = [0] * n
-    paid_records: list[list[Any]] = []
+    paid_records: list[Sequence[Any]] = []
     paid_record = paid_records.append
     accepted = rejected = paid = cancelled = refunded = refunded_cents = orphans = restocks = 0
-    rows_in = zip(range(n), kinds, line_ids, skus, quantities, strict=True)
-    for j, kind, line_id, sku, units in rows_in if fresh is None else compress(rows_in, fresh):
+    # A `created` row's open-line record and amount, built for every row at C speed.
+    line_amounts = list(map(mul, quantities, prices))
+    records = zip(
+        quantities, line_amounts, countries, categories, merchants, provinces, strict=True
+    )
+    rows_in = zip(range(n), kinds, line_ids, skus, quantities, records, strict=True)
+    for j, kind, line_id, sku, units, record in (
+        rows_in if fresh is None else compress(rows_in, fresh)
+    ):
         if kind == "created":
             have = stock.get(sku, 0)
             if have < units:
@@ -173,15 +180,8 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
                 continue
             left = have - units
             stock[sku] = left
-            amounts[j] = amount = units * prices[j]
-            lines_open[line_id] = [
-                units,
-                amount,
-                countries[j],
-                categories[j],
-                merchants[j],
-                provinces[j],
-            ]
+            amounts[j] = record[1]
+            lines_open[line_id] = record
             accepted += 1
             if left == 0:
                 sold_out.append(sku)

@@ -10,7 +10,7 @@ a state that is consistent with exactly one source offset.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -160,7 +160,7 @@ class PartitionState:
     # Lines reserved and not yet paid or cancelled: line id -> [quantity, amount_cents,
     # country, category, merchant, province]. Each holds at least one unit of stock, so
     # restocks bound it.
-    open: dict[str, list[Any]] = field(default_factory=dict)
+    open: dict[str, Sequence[Any]] = field(default_factory=dict)
     # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
     # once `window` are held.
     paid_lines: OrderedDict[str, int] = field(default_factory=OrderedDict)
