@@ -19,13 +19,19 @@ from typing import Any
 
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
-from flashsale.kafka import end_offsets, ensure_run_topics, ensure_topics, start_reader
+from flashsale.kafka import (
+    aiokafka_producer,
+    end_offsets,
+    ensure_run_topics,
+    ensure_topics,
+    start_reader,
+)
 from flashsale.runs import RecordedMessage, load_run
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
@@ -146,13 +152,7 @@ def bench_generate(bootstrap: str, settings: Settings, n: int) -> dict[str, Any]
 async def _bare_produce(
     bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]], settings: Settings
 ) -> float:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=settings.linger_ms,
-        max_batch_size=settings.max_batch_bytes,
-        enable_idempotence=False,
-    )
+    producer = aiokafka_producer(settings, "flashsale-bench", bootstrap)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -495,13 +495,7 @@ async def _bare_resend(
 ) -> float:
     """A bare aiokafka send loop: each message to its recorded partition with its key, value
     and headers, prebuilt, nothing awaited but the sends."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=settings.linger_ms,
-        max_batch_size=settings.max_batch_bytes,
-        enable_idempotence=False,
-    )
+    producer = aiokafka_producer(settings, "flashsale-bench", bootstrap)
     await producer.start()
     try:
         started = time.perf_counter()

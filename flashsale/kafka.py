@@ -12,13 +12,14 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from flashsale.settings import Settings
 
 __all__ = [
+    "aiokafka_producer",
     "end_offsets",
     "ensure_run_topics",
     "ensure_topics",
@@ -28,6 +29,22 @@ __all__ = [
     "read_topic",
     "start_reader",
 ]
+
+
+def aiokafka_producer(
+    settings: Settings, client_id: str, bootstrap: str | list[str] | None = None
+) -> AIOKafkaProducer:
+    """The producer every aiokafka sender uses (emitter, replay, bench loops): acks=all,
+    batching from the settings; `bootstrap` overrides the settings' servers."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap or settings.bootstrap_list(),
+        client_id=client_id,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=settings.max_batch_bytes,
+        # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
+        enable_idempotence=False,
+    )
 
 
 async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
+from flashsale.kafka import aiokafka_producer
 from flashsale.settings import Settings
 from producers.generator import GRID_S, Generator
 from producers.metrics import ProducerMetrics
@@ -187,15 +187,7 @@ class OrderEmitter(_Counting):
         self._packed: deque[tuple[asyncio.Future[Any], int]] = deque()
         self._packed_events = 0
         self._partitions: int | None = None
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_list(),
-            client_id="flashsale-producer",
-            acks="all",
-            linger_ms=settings.linger_ms,
-            max_batch_size=settings.max_batch_bytes,
-            # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
-            enable_idempotence=False,
-        )
+        self._producer = aiokafka_producer(settings, "flashsale-producer")
 
     async def start(self) -> None:
         """Connect to the broker."""

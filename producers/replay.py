@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from flashsale.events import packed_count
-from flashsale.kafka import ensure_topics
+from flashsale.kafka import aiokafka_producer, ensure_topics
 from flashsale.runs import RecordedMessage, RecordedRun, RunDirError
 from flashsale.settings import Settings
 
@@ -123,15 +123,7 @@ async def replay_orders(
     topic = settings.topic_orders
     bootstrap = settings.bootstrap_list()
     await ensure_topics(",".join(bootstrap), [topic], needed)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="flashsale-replay",
-        acks="all",
-        linger_ms=settings.linger_ms,
-        max_batch_size=settings.max_batch_bytes,
-        # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
-        enable_idempotence=False,
-    )
+    producer = aiokafka_producer(settings, "flashsale-replay", bootstrap)
     await producer.start()
     try:
         have = len(await producer.partitions_for(topic))
