@@ -40,7 +40,7 @@ from rich.table import Table
 from flashsale.events import MalformedEvent, decode_packed, packed_count
 from flashsale.runs import RecordedMessage, RecordedRun, RunDirError, load_run, verify_recorded
 from flashsale.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
-from flashsale.verify import _decision_docs
+from flashsale.verify import decision_docs
 
 __all__ = [
     "Difference",
@@ -308,7 +308,7 @@ def _decisions(
     seen: set[tuple[int, ...]] = set()
     for part in sorted(records):
         for rec in records[part]:
-            for doc in _decision_docs(orjson.loads(rec.value or b"{}")):
+            for doc in decision_docs(orjson.loads(rec.value or b"{}")):
                 where = (int(doc["partition"]), int(doc["offset"]), int(doc.get("index", -1)))
                 if where in seen:
                     continue  # a re-delivered decision (verify checks that it agrees)

@@ -34,6 +34,7 @@ __all__ = [
     "Truth",
     "VerifyResult",
     "compute_truth",
+    "decision_docs",
     "reconcile",
     "verify_live",
 ]
@@ -256,7 +257,7 @@ def _events_of(
             yield where, None, rec
 
 
-def _decision_docs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def decision_docs(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The per-event decisions one decision message carries (a packed one, one per row)."""
     if "packed" not in doc:
         yield doc
@@ -389,7 +390,7 @@ def reconcile(
     conflicts = 0
     for part in sorted(decisions):
         for rec in decisions[part]:
-            for one in _decision_docs(orjson.loads(rec.value or b"{}")):
+            for one in decision_docs(orjson.loads(rec.value or b"{}")):
                 where = _position(one)
                 before = decided.get(where)
                 if before is None:
