@@ -11,30 +11,40 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import orjson
+from aiokafka import TopicPartition
 
 from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
-from flashsale.kafka import aiokafka_producer
+from flashsale.kafka import aiokafka_producer, last_record, start_reader
 from flashsale.settings import Settings
 from producers.generator import GRID_S, Generator
 from producers.metrics import ProducerMetrics
 
 __all__ = [
+    "SEQ_HEADER",
     "ConfluentSink",
     "JsonlSink",
     "OrderEmitter",
     "ProduceStats",
+    "ResumeError",
     "Sink",
+    "acknowledged_positions",
     "librdkafka_config",
     "produce_scenario",
 ]
 
 Headers = list[tuple[str, bytes]]
+#: Every message a producer sends to Kafka carries its position in the generator's stream
+#: (restocks -R..-1, then order events from 0; a packed message: its last event's), so a
+#: producer killed mid-run resumes where the broker stopped acknowledging.
+SEQ_HEADER = "flashsale.seq"
 #: Behind schedule by more than this many seconds: the run says so.
 BEHIND_WARN_S = 1.0
 #: ... and repeats it at most this often.
@@ -58,6 +68,8 @@ class ProduceStats:
     behind_s: float = 0.0
     """How far the last block left after its scheduled time (0 when on time)."""
     max_behind_s: float = 0.0
+    resumed_skipped: int = 0
+    """Events (restocks too) a resumed run found on the broker already and did not send."""
 
     @property
     def in_flight(self) -> int:
@@ -83,13 +95,22 @@ class Sink(Protocol):
 
     async def start(self) -> None: ...
 
-    async def send(self, events: Iterable[OrderEvent], headers: Headers | None = None) -> None: ...
-
-    async def send_raw(
-        self, keys: Sequence[bytes], values: Sequence[bytes], headers: Headers | None = None
+    async def send(
+        self,
+        events: Iterable[OrderEvent],
+        headers: Headers | None = None,
+        seqs: Sequence[int] | None = None,
     ) -> None: ...
 
-    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None: ...
+    async def send_raw(
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None = None,
+        seqs: Sequence[int] | None = None,
+    ) -> None: ...
+
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int, int]]) -> None: ...
 
     async def partitions(self) -> int: ...
 
@@ -139,20 +160,30 @@ class _Counting:
                 m.errors.inc(errors)
             m.in_flight.set(st.in_flight)
 
-    async def send(self, events: Iterable[OrderEvent], headers: Headers | None = None) -> None:
+    async def send(
+        self,
+        events: Iterable[OrderEvent],
+        headers: Headers | None = None,
+        seqs: Sequence[int] | None = None,
+    ) -> None:
         """Encode and send events one by one (restocks and tests; the stream uses blocks)."""
         evs = list(events)
         now = time.time_ns() if self.wall_clock else 0
         keys = [e.sku.encode() for e in evs]
         values = [encode_event(e, emit_ns=now if now else e.emit_ns) for e in evs]
         restocks = sum(1 for e in evs if e.type == "restock")
-        await self._send(keys, values, headers, restocks)
+        await self._send(keys, values, headers, restocks, seqs)
 
     async def send_raw(
-        self, keys: Sequence[bytes], values: Sequence[bytes], headers: Headers | None = None
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Headers | None = None,
+        seqs: Sequence[int] | None = None,
     ) -> None:
-        """Queue encoded events (keys are SKUs)."""
-        await self._send(keys, values, headers, 0)
+        """Queue encoded events (keys are SKUs); `seqs`: each one's stream position, sent in
+        its `flashsale.seq` header."""
+        await self._send(keys, values, headers, 0, seqs)
 
     async def _send(
         self,
@@ -160,11 +191,12 @@ class _Counting:
         values: Sequence[bytes],
         headers: Headers | None,
         restocks: int,
+        seqs: Sequence[int] | None,
     ) -> None:
         raise NotImplementedError
 
-    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None:
-        """Queue packed messages: (partition, value, events it carries)."""
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int, int]]) -> None:
+        """Queue packed messages: (partition, value, events it carries, last event's seq)."""
         raise ValueError("packed messages need the kafka sink with --client aiokafka")
 
     async def partitions(self) -> int:
@@ -233,19 +265,19 @@ class OrderEmitter(_Counting):
             self._partitions = len(found)
         return self._partitions
 
-    async def send_packed(self, messages: Sequence[tuple[int, bytes, int]]) -> None:
-        """Queue packed messages, each to its partition with its `flashsale.packed` header;
-        at most `max_in_flight` events wait for acknowledgement."""
+    async def send_packed(self, messages: Sequence[tuple[int, bytes, int, int]]) -> None:
+        """Queue packed messages, each to its partition with its `flashsale.packed` and
+        `flashsale.seq` headers; at most `max_in_flight` events wait for acknowledgement."""
         send = self._producer.send
         topic = self.settings.topic_orders
         limit = self.settings.max_in_flight
         packed = self._packed
-        self._count_sent(sum(events for _, _, events in messages))
-        for partition, value, events in messages:
+        self._count_sent(sum(m[2] for m in messages))
+        for partition, value, events, seq in messages:
             while packed and self._packed_events + events > limit:
                 await asyncio.wait([packed[0][0]])
                 self._settle()
-            headers = [(PACKED_HEADER, str(events).encode())]
+            headers = [(PACKED_HEADER, b"%d" % events), (SEQ_HEADER, b"%d" % seq)]
             fut = await send(topic, value, partition=partition, headers=headers)
             packed.append((fut, events))
             self._packed_events += events
@@ -257,6 +289,7 @@ class OrderEmitter(_Counting):
         values: Sequence[bytes],
         headers: Headers | None,
         restocks: int,
+        seqs: Sequence[int] | None,
     ) -> None:
         send = self._producer.send
         topic = self.settings.topic_orders
@@ -264,12 +297,14 @@ class OrderEmitter(_Counting):
         pending = self._pending
         append = pending.append
         self._count_sent(len(values), restocks)
-        for key, value in zip(keys, values, strict=True):
+        for key, value, hdrs in zip(
+            keys, values, _with_seqs(headers, seqs, len(values)), strict=True
+        ):
             if len(pending) >= limit:
                 # Bounded in flight: wait for the oldest send, not for each one.
                 await asyncio.wait([pending[0]])
                 self._settle()
-            append(await send(topic, value, key=key, headers=headers))
+            append(await send(topic, value, key=key, headers=hdrs))
         self._settle()
 
     async def flush(self) -> None:
@@ -280,6 +315,16 @@ class OrderEmitter(_Counting):
             await asyncio.wait(waiting)
         self._settle()
         self.stats.finished_ns = time.time_ns()
+
+
+def _with_seqs(
+    headers: Headers | None, seqs: Sequence[int] | None, n: int
+) -> Iterable[Headers | None]:
+    """Each message's headers: the shared ones, plus its own `flashsale.seq`."""
+    if seqs is None:
+        return [headers] * n
+    shared = headers or []
+    return ([*shared, (SEQ_HEADER, b"%d" % seq)] for seq in seqs)
 
 
 def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
@@ -333,6 +378,12 @@ class ConfluentSink(_Counting):
     async def start(self) -> None:
         """librdkafka connects lazily; nothing to wait for."""
 
+    async def partitions(self) -> int:
+        """How many partitions `orders` has (from the cluster's metadata)."""
+        topic = self.settings.topic_orders
+        meta = await asyncio.to_thread(self._producer.list_topics, topic, 10)
+        return len(meta.topics[topic].partitions)
+
     def _settle(self) -> None:
         self._producer.poll(0)
         st = self.stats
@@ -345,24 +396,27 @@ class ConfluentSink(_Counting):
         values: Sequence[bytes],
         headers: Headers | None,
         restocks: int,
+        seqs: Sequence[int] | None,
     ) -> None:
         produce = self._producer.produce
         poll = self._producer.poll
         topic = self.settings.topic_orders
         self._count_sent(len(values), restocks)
-        for key, value in zip(keys, values, strict=True):
+        for key, value, hdrs in zip(
+            keys, values, _with_seqs(headers, seqs, len(values)), strict=True
+        ):
             try:
-                if headers is None:
+                if hdrs is None:
                     produce(topic, value, key)
                 else:
-                    produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
+                    produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type]
             except BufferError:
                 # The bounded local queue is full: wait for the broker, then go on.
                 while True:
                     poll(0.005)
                     await asyncio.sleep(0)
                     try:
-                        produce(topic, value, key, headers=headers)  # type: ignore[arg-type]
+                        produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type]
                         break
                     except BufferError:
                         continue
@@ -402,6 +456,7 @@ class JsonlSink(_Counting):
         values: Sequence[bytes],
         headers: Headers | None,
         restocks: int,
+        seqs: Sequence[int] | None,
     ) -> None:
         literals = self._key_literals
         lines = []
@@ -428,14 +483,90 @@ class JsonlSink(_Counting):
             self._file = None
 
 
-async def send_restocks(sink: Sink, generator: Generator) -> None:
-    """The catalog's restocks, carrying the run's identity so `verify` can name it."""
+class ResumeError(Exception):
+    """`orders` holds nothing a producer can resume from; the message says why."""
+
+
+async def acknowledged_positions(settings: Settings) -> dict[int, int]:
+    """The `flashsale.seq` of the newest message of each partition of `orders` (partitions
+    without messages are left out): everything up to it on that partition is on the broker."""
+    topic = settings.topic_orders
+    consumer = await start_reader(settings.bootstrap_list())
+    try:
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+        if not found:
+            raise ResumeError(f"cannot resume: topic {topic} does not exist")
+        out: dict[int, int] = {}
+        for partition in sorted(found):
+            record = await last_record(consumer, TopicPartition(topic, partition))
+            if record is None:
+                continue
+            seq = dict(record.headers or ()).get(SEQ_HEADER)
+            if seq is None:
+                raise ResumeError(
+                    f"cannot resume: the newest message of {topic}[{partition}] (offset "
+                    f"{record.offset}) has no {SEQ_HEADER} header; it was not sent by "
+                    "flashsale produce"
+                )
+            out[partition] = int(seq)
+        return out
+    finally:
+        await consumer.stop()
+
+
+class _Resume:
+    """Which events of a resumed run are already on the broker: per partition, every event
+    at or below that partition's acknowledged position (a partition keeps send order)."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        partitions: int,
+        acked: Mapping[int, int],
+        stats: ProduceStats,
+    ) -> None:
+        self.stats = stats
+        self.table = generator._sku_partitions(partitions)
+        # Below any position: a partition without messages has nothing acknowledged.
+        self.last = np.full(partitions, -(1 << 62), dtype=np.int64)
+        for partition, seq in acked.items():
+            if partition >= partitions:
+                raise ResumeError(
+                    f"cannot resume: partition {partition} is not in 0..{partitions - 1}"
+                )
+            self.last[partition] = seq
+        self.highest = int(self.last.max())
+
+    def unsent(
+        self, sku: npt.NDArray[np.integer[Any]], seqs: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Which of these events (SKU indices, stream positions) still have to be sent."""
+        mask: npt.NDArray[np.bool_] = seqs > self.last[self.table[sku]]
+        self.stats.resumed_skipped += len(mask) - int(mask.sum())
+        return mask
+
+    def done_after(self, seq: int) -> bool:
+        """True once every partition's acknowledged position lies before `seq`."""
+        return seq > self.highest
+
+
+async def send_restocks(sink: Sink, generator: Generator, resume: _Resume | None = None) -> None:
+    """The catalog's restocks, carrying the run's identity so `verify` can name it; stream
+    positions -R..-1 (on a resumed run, only those not on the broker yet)."""
     scenario = generator.scenario
     identity = [
         ("flashsale.scenario", scenario.name.encode()),
         ("flashsale.seed", str(scenario.seed).encode()),
     ]
-    await sink.send(generator.restocks(), headers=identity)
+    restocks = generator.restocks()
+    seqs = np.arange(-len(restocks), 0, dtype=np.int64)
+    if resume is not None:
+        keep = resume.unsent(np.arange(len(restocks)), seqs)
+        restocks = [r for r, k in zip(restocks, keep.tolist(), strict=True) if k]
+        seqs = seqs[keep]
+    if restocks:
+        await sink.send(restocks, headers=identity, seqs=seqs.tolist())
     await sink.flush()
 
 
@@ -451,6 +582,7 @@ async def produce_scenario(
     paced: bool | None = None,
     start_at: float | None = None,
     warn: Callable[[str], None] | None = None,
+    resume_from: Mapping[int, int] | None = None,
 ) -> ProduceStats:
     """Restock the catalog, then emit the scenario's events; flush at the end.
 
@@ -458,11 +590,16 @@ async def produce_scenario(
     counted from `start_at` (a `time.monotonic()` value shared by split producers). Unpaced
     (the default for files): as fast as the sink takes it, on the scenario clock. A sink whose
     `pack` > 0 gets packed messages of up to that many events of one partition (restocks
-    stay single).
+    stay single). `resume_from` (see `acknowledged_positions`): skip what the broker holds
+    already and go on from there, the rest of the schedule shifted to start now.
     """
-    if restocks:
-        await send_restocks(sink, generator)
     pack = sink.pack
+    resume = None
+    if resume_from is not None:
+        resume = _Resume(generator, await sink.partitions(), resume_from, sink.stats)
+    if restocks:
+        await send_restocks(sink, generator, resume)
+    shifted = False
     partitions = await sink.partitions() if pack else 0
     paced = sink.wall_clock if paced is None else paced
     st = sink.stats
@@ -478,6 +615,19 @@ async def produce_scenario(
     for block in blocks:
         if should_stop():
             break
+        if resume is not None and len(block):
+            if resume.done_after(int(block.index[0])):
+                resume = None
+            else:
+                block = block.select(resume.unsent(block.rows["sku"], block.index))
+                if not len(block):
+                    st.scenario_s = block.end_s * compression
+                    continue
+            if not shifted and st.resumed_skipped:
+                # The first block with something left to send leaves now, the rest of the
+                # schedule after it.
+                start = time.monotonic() - block.start_s
+                shifted = True
         if paced:
             delay = start + block.start_s - time.monotonic()
             if delay > 0:
@@ -501,9 +651,9 @@ async def produce_scenario(
         if len(block):
             emit_ns = time.time_ns() if sink.wall_clock else None
             if pack:
-                await sink.send_packed(block.packed(pack, partitions, emit_ns))
+                await sink.send_packed(block.packed_with_seq(pack, partitions, emit_ns))
             else:
-                await sink.send_raw(block.keys, block.values(emit_ns))
+                await sink.send_raw(block.keys, block.values(emit_ns), seqs=block.index.tolist())
         st.scenario_s = block.end_s * compression
         if metrics:
             metrics.scenario_seconds.set(st.scenario_s)

@@ -112,9 +112,16 @@ class Block:
     end_s: float
     rows: npt.NDArray[np.void]
     generator: Generator
+    index: npt.NDArray[np.int64]
+    """Each row's position in this generator's stream (0 = its first order event); the
+    `flashsale.seq` header a producer resumes from (docs/reliability.md)."""
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def select(self, mask: npt.NDArray[np.bool_]) -> Block:
+        """The rows where `mask` holds, with their stream positions."""
+        return Block(self.start_s, self.end_s, self.rows[mask], self.generator, self.index[mask])
 
     @property
     def keys(self) -> list[bytes]:
@@ -137,6 +144,12 @@ class Block:
         """The block as packed messages: (partition, value, events) with at most `pack`
         events each, every event on the partition its SKU key hashes to (as a keyed send
         would place it), in emission order within each partition."""
+        return [(p, v, n) for p, v, n, _ in self.packed_with_seq(pack, partitions, emit_ns)]
+
+    def packed_with_seq(
+        self, pack: int, partitions: int, emit_ns: int | None = None
+    ) -> list[tuple[int, bytes, int, int]]:
+        """`packed`, each message with the stream position of its last event."""
         g = self.generator
         rows = self.rows
         if not len(rows):
@@ -145,7 +158,8 @@ class Block:
         parts = g._sku_partitions(partitions)[rows["sku"]]
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
-        out: list[tuple[int, bytes, int]] = []
+        out: list[tuple[int, bytes, int, int]] = []
+        index = self.index
         for p in range(partitions):
             mine = order[bounds[p] : bounds[p + 1]]
             for start in range(0, len(mine), pack):
@@ -159,7 +173,8 @@ class Block:
                     for name, table in names:
                         columns[name] = local_codes
                         dictionary[name] = table[used].tolist()
-                out.append((p, encode_packed(columns, dictionary), len(chunk)))
+                seq = int(index[chunk[-1]])
+                out.append((p, encode_packed(columns, dictionary), len(chunk), seq))
         return out
 
 
@@ -309,13 +324,14 @@ class Generator:
                 stop = _first_after(keys, until)
                 if stop < len(rows):
                     rows = rows[:stop]
-                    yield Block(start_s, block_end, rows, self)
+                    yield Block(start_s, block_end, rows, self, _positions(emitted, len(rows)))
                     return
             if max_events is not None and emitted + len(rows) >= max_events:
-                yield Block(start_s, block_end, rows[: max_events - emitted], self)
+                rows = rows[: max_events - emitted]
+                yield Block(start_s, block_end, rows, self, _positions(emitted, len(rows)))
                 return
+            yield Block(start_s, block_end, rows, self, _positions(emitted, len(rows)))
             emitted += len(rows)
-            yield Block(start_s, block_end, rows, self)
             cell = last
 
     def _file(
@@ -699,6 +715,10 @@ def _digits(values: npt.NDArray[np.generic], k: int) -> npt.NDArray[np.uint8]:
         out[:, g * 4 : g * 4 + 4] = _QUADS[x % 10_000]
         x = x // 10_000
     return out[:, groups * 4 - k :]
+
+
+def _positions(first: int, n: int) -> npt.NDArray[np.int64]:
+    return np.arange(first, first + n, dtype=np.int64)
 
 
 def _cells(rows: npt.NDArray[np.void]) -> npt.NDArray[np.int64]:

@@ -310,6 +310,14 @@ def produce(
             "docs/events.md). 0: one event per message.",
         ),
     ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Go on where a killed producer of the same scenario and seed stopped: send "
+            "only what `orders` does not hold yet (docs/reliability.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the generator and producer only."""
     from flashsale.cli.run import run_produce
@@ -333,13 +341,28 @@ def produce(
         raise typer.BadParameter(
             "packed messages need the kafka sink and --client aiokafka", param_hint="'--pack'"
         )
+    if resume and sink != "kafka":
+        raise typer.BadParameter("--resume needs the kafka sink", param_hint="'--resume'")
+    if resume and workers != 1:
+        raise typer.BadParameter("--resume needs --workers 1", param_hint="'--resume'")
     chosen = pick_scenario(scenario, seed)
     settings = settings_for(bootstrap_servers).model_copy(update={"pack": pack})
+    if resume and not settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "--resume needs the broker the killed producer wrote to (--bootstrap-servers)",
+            param_hint="'--resume'",
+        )
     if duration is None and events is None and sink == "kafka":
         duration = 60.0
-    raise typer.Exit(
-        run_produce(settings, chosen, duration, events, metrics_port, workers, sink, client)
-    )
+    from producers.emitter import ResumeError
+
+    try:
+        code = run_produce(
+            settings, chosen, duration, events, metrics_port, workers, sink, client, resume
+        )
+    except ResumeError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -37,7 +37,13 @@ from flashsale.kafka import end_offsets, ensure_run_topics
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from flashsale.verify import VerifyResult, verify_live
-from producers.emitter import OrderEmitter, ProduceStats, open_sink, produce_scenario
+from producers.emitter import (
+    OrderEmitter,
+    ProduceStats,
+    acknowledged_positions,
+    open_sink,
+    produce_scenario,
+)
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.parallel import ParallelRun
@@ -78,17 +84,29 @@ def run_produce(
     workers: int = 1,
     sink: str = "kafka",
     client: str = "aiokafka",
+    resume: bool = False,
 ) -> int:
     """`flashsale produce`: emit the scenario with a progress bar; 0 when all was delivered."""
     registry = CollectorRegistry()
     metrics = ProducerMetrics(registry)
     to_kafka = sink == "kafka"
+    resume_from: dict[int, int] | None = None
     with contextlib.ExitStack() as stack:
         run_settings = settings
         if to_kafka:
             bootstrap = stack.enter_context(bootstrap_for(settings))
             run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
             asyncio.run(ensure_run_topics(run_settings, bootstrap))
+            if resume:
+                # A ResumeError reaches the CLI: one line, exit 2.
+                resume_from = asyncio.run(acknowledged_positions(run_settings))
+                console.print(
+                    "resuming after the acknowledged positions "
+                    + (
+                        ", ".join(f"[{p}] {s:,}" for p, s in sorted(resume_from.items()))
+                        or "(none)"
+                    )
+                )
             port = stack.enter_context(metrics_server(registry, settings.web_host, metrics_port))
             console.print(f"producer metrics: http://{settings.web_host}:{port}/metrics")
         progress = _progress_bar()
@@ -110,7 +128,15 @@ def run_produce(
         else:
             stats = asyncio.run(
                 _produce_here(
-                    run_settings, scenario, duration_s, max_events, metrics, sink, client, ticker
+                    run_settings,
+                    scenario,
+                    duration_s,
+                    max_events,
+                    metrics,
+                    sink,
+                    client,
+                    ticker,
+                    resume_from,
                 )
             )
         ticker.tick(stats, final=True)
@@ -121,6 +147,8 @@ def run_produce(
         f"acknowledged {stats.acked:,} {kind}, failed {stats.errors:,}; "
         f"{stats.orders_sent / max(stats.duration_s, 1e-9):,.0f} events/s"
     )
+    if stats.resumed_skipped:
+        console.print(f"resumed: {stats.resumed_skipped:,} events were on the broker already")
     if stats.max_behind_s > 1.0:
         console.print(
             f"[yellow]the producer fell up to {stats.max_behind_s:.1f} s behind schedule[/yellow]"
@@ -192,6 +220,7 @@ async def _produce_here(
     sink_spec: str,
     client: str,
     ticker: _Ticker,
+    resume_from: dict[int, int] | None = None,
 ) -> ProduceStats:
     sink = open_sink(sink_spec, client, settings, metrics if sink_spec == "kafka" else None)
     await sink.start()
@@ -203,6 +232,7 @@ async def _produce_here(
                 duration_s,
                 max_events,
                 warn=_warn,
+                resume_from=resume_from,
             )
         )
         while not task.done():
