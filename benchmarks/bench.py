@@ -27,9 +27,11 @@ from benchmarks.bytewax_flow import paid_cents
 from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
 from flashsale.kafka import (
     aiokafka_producer,
+    aiokafka_security,
     end_offsets,
     ensure_run_topics,
     ensure_topics,
+    librdkafka_security,
     start_reader,
 )
 from flashsale.runs import RecordedMessage, load_run
@@ -113,6 +115,7 @@ def _bare_confluent(bootstrap: str, topic: str, payloads: list[tuple[bytes, byte
             "linger.ms": 5,
             "enable.idempotence": False,
             "queue.buffering.max.messages": 1_000_000,
+            **librdkafka_security(Settings()),
         }
     )
     produce = producer.produce
@@ -226,7 +229,10 @@ def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[
 async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> float:
     """A bare aiokafka consume-and-aggregate loop: decode each order, sum paid cents per SKU."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **aiokafka_security(),
     )
     await consumer.start()
     try:
@@ -368,6 +374,7 @@ async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: i
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **aiokafka_security(),
     )
     await consumer.start()
     try:

@@ -9,26 +9,81 @@ real high watermark, so end offsets here come from a fetch; on real Kafka both a
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from flashsale.settings import Settings
 
 __all__ = [
     "aiokafka_producer",
+    "aiokafka_security",
     "end_offsets",
     "ensure_run_topics",
     "ensure_topics",
     "high_watermarks",
     "last_record",
+    "librdkafka_security",
     "read_ranges",
     "read_topic",
+    "ssl_context",
     "start_reader",
 ]
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of SSL and SASL_SSL (None for the other protocols)."""
+    if not settings.security_protocol.endswith("SSL"):
+        return None
+    return create_ssl_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+        certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+    )
+
+
+def aiokafka_security(settings: Settings | None = None) -> dict[str, Any]:
+    """The security arguments of every aiokafka client (producer, consumer, admin): nothing
+    for PLAINTEXT. Without `settings`, those of the environment (`FLASHSALE_*`)."""
+    s = settings if settings is not None else Settings()
+    if s.security_protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = {"security_protocol": s.security_protocol}
+    context = ssl_context(s)
+    if context is not None:
+        out["ssl_context"] = context
+    if s.security_protocol.startswith("SASL_"):
+        out["sasl_mechanism"] = s.sasl_mechanism
+        out["sasl_plain_username"] = s.sasl_username
+        out["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
+    return out
+
+
+def librdkafka_security(settings: Settings) -> dict[str, Any]:
+    """The same for librdkafka (confluent-kafka) clients."""
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    out: dict[str, Any] = {"security.protocol": settings.security_protocol.lower()}
+    for key, path in (
+        ("ssl.ca.location", settings.ssl_cafile),
+        ("ssl.certificate.location", settings.ssl_certfile),
+        ("ssl.key.location", settings.ssl_keyfile),
+    ):
+        if path is not None and settings.security_protocol.endswith("SSL"):
+            out[key] = str(path)
+    if settings.security_protocol.startswith("SASL_"):
+        out["sasl.mechanism"] = settings.sasl_mechanism
+        out["sasl.username"] = settings.sasl_username
+        out["sasl.password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return out
 
 
 def aiokafka_producer(
@@ -44,6 +99,7 @@ def aiokafka_producer(
         max_batch_size=settings.max_batch_bytes,
         # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
         enable_idempotence=False,
+        **aiokafka_security(settings),
     )
 
 
@@ -59,12 +115,21 @@ async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
         settings.topic_revenue_minute,
         settings.topic_hot,
     ]
-    await ensure_topics(bootstrap, topics, settings.partitions)
+    await ensure_topics(bootstrap, topics, settings.partitions, settings)
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> None:
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, settings: Settings | None = None
+) -> None:
     """Create the topics that do not exist yet (replication factor 1)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flashsale-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="flashsale-admin",
+        # Usually the first client of a command: a broker that does not speak the protocol
+        # asked for (TLS against plaintext never answers) fails in 15 s, not 40.
+        request_timeout_ms=15_000,
+        **aiokafka_security(settings),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -81,7 +146,9 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) 
         await admin.close()
 
 
-async def start_reader(bootstrap: str | list[str]) -> AIOKafkaConsumer:
+async def start_reader(
+    bootstrap: str | list[str], settings: Settings | None = None
+) -> AIOKafkaConsumer:
     """A started consumer without a group for direct reads (`read_ranges`, `last_record`);
     it takes a whole partition-state record, which may weigh up to 64 MB."""
     consumer = AIOKafkaConsumer(
@@ -89,18 +156,20 @@ async def start_reader(bootstrap: str | list[str]) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=64 * 1024 * 1024,
+        **aiokafka_security(settings),
     )
     await consumer.start()
     return consumer
 
 
-def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+def _consumer(bootstrap: str, settings: Settings | None) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **aiokafka_security(settings),
     )
 
 
@@ -176,9 +245,11 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(
+    bootstrap: str, topic: str, settings: Settings | None = None
+) -> dict[int, int]:
     """True end offset per partition of `topic` (empty when the topic does not exist)."""
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, settings)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)
@@ -188,9 +259,12 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
-    """Every record of `topic` up to its end offsets at the start, per partition in order."""
-    consumer = _consumer(bootstrap)
+async def read_topic(
+    bootstrap: str, topic: str, settings: Settings | None = None
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """Every record of `topic` up to its end offsets at the start, per partition in order.
+    `settings`: whose security settings to use (default: the environment's)."""
+    consumer = _consumer(bootstrap, settings)
     await consumer.start()
     try:
         tps = await _partitions(consumer, topic)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["STATE_TABLE", "Settings"]
@@ -122,14 +122,60 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=20_000, ge=1)
     """Most unacknowledged orders the producer keeps queued. Env: FLASHSALE_MAX_IN_FLIGHT."""
 
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client (producers, workers, verify, record, dashboard, locust) talks to
+    the brokers; SASL_* needs `sasl_username` and `sasl_password`, SSL and SASL_SSL verify
+    the brokers against `ssl_cafile` (else the system's CAs). Env:
+    FLASHSALE_SECURITY_PROTOCOL."""
+
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """SASL mechanism of SASL_PLAINTEXT and SASL_SSL. Env: FLASHSALE_SASL_MECHANISM."""
+
+    sasl_username: str | None = None
+    """SASL user. Env: FLASHSALE_SASL_USERNAME."""
+
+    sasl_password: SecretStr | None = None
+    """SASL password; shown as `**********` in every repr, log and summary. Env:
+    FLASHSALE_SASL_PASSWORD."""
+
+    ssl_cafile: Path | None = None
+    """CA certificate (PEM) the brokers' certificates are checked against. Env:
+    FLASHSALE_SSL_CAFILE."""
+
+    ssl_certfile: Path | None = None
+    """Client certificate (PEM) for brokers that require mutual TLS. Env:
+    FLASHSALE_SSL_CERTFILE."""
+
+    ssl_keyfile: Path | None = None
+    """Private key (PEM) of `ssl_certfile`. Env: FLASHSALE_SSL_KEYFILE."""
+
     session_timeout_s: float = Field(default=4.0, gt=0)
     """Consumer-group session timeout. Tansu holds a JoinGroup for half of it, so it sets how
     fast a worker is ready. Env: FLASHSALE_SESSION_TIMEOUT_S."""
 
+    @model_validator(mode="after")
+    def _security_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs FLASHSALE_SASL_USERNAME "
+                "and FLASHSALE_SASL_PASSWORD"
+            )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        return self
+
     def to_env(self) -> dict[str, str]:
-        """These settings as the `FLASHSALE_*` variables that hand them to a child process."""
+        """These settings as the `FLASHSALE_*` variables that hand them to a child process.
+
+        The SASL password is in it in clear (a child needs it): pass it to a process's
+        environment, never print or log it.
+        """
         return {
-            f"FLASHSALE_{name.upper()}": str(value)
+            f"FLASHSALE_{name.upper()}": (
+                value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            )
             for name, value in self.model_dump().items()
             if value is not None
         }

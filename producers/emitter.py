@@ -22,7 +22,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
-from flashsale.kafka import aiokafka_producer, last_record, start_reader
+from flashsale.kafka import aiokafka_producer, last_record, librdkafka_security, start_reader
 from flashsale.settings import Settings
 from producers.generator import GRID_S, Generator
 from producers.metrics import ProducerMetrics
@@ -340,6 +340,7 @@ def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "batch.size": settings.max_batch_bytes,
         # Tansu answers idempotent producers with UnknownError; dedupe is downstream.
         "enable.idempotence": False,
+        **librdkafka_security(settings),
     }
 
 
@@ -491,7 +492,7 @@ async def acknowledged_positions(settings: Settings) -> dict[int, int]:
     """The `flashsale.seq` of the newest message of each partition of `orders` (partitions
     without messages are left out): everything up to it on that partition is on the broker."""
     topic = settings.topic_orders
-    consumer = await start_reader(settings.bootstrap_list())
+    consumer = await start_reader(settings.bootstrap_list(), settings)
     try:
         await consumer._client.force_metadata_update()
         found = consumer.partitions_for_topic(topic)

@@ -71,7 +71,7 @@ async def capture(
     (`flashsale demo`); otherwise the dedupe window and window grace are read from the
     workers' last state records.
     """
-    consumer = await start_reader(bootstrap)
+    consumer = await start_reader(bootstrap, settings)
     try:
         writer = RunWriter.open(out)
         report: CaptureReport

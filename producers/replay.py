@@ -122,7 +122,7 @@ async def replay_orders(
     needed = run.partitions(source)
     topic = settings.topic_orders
     bootstrap = settings.bootstrap_list()
-    await ensure_topics(",".join(bootstrap), [topic], needed)
+    await ensure_topics(",".join(bootstrap), [topic], needed, settings)
     producer = aiokafka_producer(settings, "flashsale-replay", bootstrap)
     await producer.start()
     try:

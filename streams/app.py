@@ -29,7 +29,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from flashsale.events import MalformedEvent, decode_event, decode_packed, packed_count
-from flashsale.kafka import last_record, read_ranges, start_reader
+from flashsale.kafka import last_record, read_ranges, ssl_context, start_reader
 from flashsale.settings import STATE_TABLE, Settings
 from streams.consumer import BulkApp
 from streams.metrics import WorkerMetrics, observe_many
@@ -185,7 +185,9 @@ class OrderProcessor:
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._reader_consumer is None:
-            self._reader_consumer = await start_reader(self.settings.bootstrap_list())
+            self._reader_consumer = await start_reader(
+                self.settings.bootstrap_list(), self.settings
+            )
         return self._reader_consumer
 
     async def close(self) -> None:
@@ -608,6 +610,23 @@ def _counters(state: PartitionState) -> tuple[int, ...]:
     )
 
 
+def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    """What Faust hands its consumer, producer and admin client for `security_protocol`."""
+    protocol = settings.security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        return faust.auth.SSLCredentials(context)
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return faust.auth.SASLCredentials(
+        username=settings.sasl_username,
+        password=password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism,
+    )
+
+
 def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in bootstrap.split(",") if hp.strip()]
 
@@ -639,6 +658,7 @@ def create_app(
     app = BulkApp(
         settings.app_id,
         broker=_broker_urls(settings.bootstrap_servers),
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=datadir or tempfile.gettempdir() + "/flashsale-faust",
         autodiscover=False,

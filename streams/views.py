@@ -55,7 +55,7 @@ class RunViews:
                 return cached
             live = dict(self.live())
             if self._reader is None:
-                self._reader = await start_reader(self.settings.bootstrap_list())
+                self._reader = await start_reader(self.settings.bootstrap_list(), self.settings)
             topic = self.settings.state_changelog_topic()
             states: dict[int, PartitionState] = {}
             for p in range(self.settings.partitions):

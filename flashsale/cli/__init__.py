@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from flashsale.broker import BrokerError, TansuNotFound
@@ -57,7 +59,9 @@ def settings_for(bootstrap_servers: str | None, **overrides: object) -> Settings
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise typer.BadParameter(f"setting {where}: {err['msg']}") from None
+        raise typer.BadParameter(
+            f"setting {where}: {err['msg']}" if where else f"settings: {err['msg']}"
+        ) from None
 
 
 def pick_scenario(name: str, seed: int | None) -> Scenario:
@@ -624,9 +628,27 @@ def bench(
     raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path))
 
 
+def _connection_error(exc: KafkaConnectionError) -> str:
+    """One line for a client that could not reach the brokers, naming the protocol it spoke."""
+    import os
+    import re
+
+    hosts = re.findall(r"\('([^']+)', (\d+)", str(exc))
+    where = ",".join(f"{h}:{p}" for h, p in hosts) or "the bootstrap servers"
+    protocol = os.environ.get("FLASHSALE_SECURITY_PROTOCOL", "PLAINTEXT")
+    return (
+        f"cannot connect to Kafka at {where} with security_protocol {protocol} "
+        "(check FLASHSALE_BOOTSTRAP_SERVERS and FLASHSALE_SECURITY_PROTOCOL)"
+    )
+
+
 def main() -> None:
     """Entry point: usage and setup errors as one line on stderr with exit code 2."""
     command = typer.main.get_command(app)
+    # Without logging set up, Python prints aiokafka's warnings (each failed connection
+    # attempt) on stderr; a command says in one line what failed instead. The worker sets up
+    # logging of its own, and aiokafka's records reach it.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     # SIGTERM behaves like Ctrl-C, so every `finally` and context manager cleans up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -645,6 +667,9 @@ def main() -> None:
     except (TansuNotFound, BrokerError, ScenarioError, RunDirError) as exc:
         print(f"flashsale: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KafkaConnectionError as exc:
+        print(f"flashsale: error: {_connection_error(exc)}", file=sys.stderr)
+        sys.exit(1)
     except typer.Abort:
         print("flashsale: aborted", file=sys.stderr)
         sys.exit(130)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from flashsale.broker import EmbeddedBroker, die_with_parent, stop_process
+from flashsale.broker import BrokerError, EmbeddedBroker, die_with_parent, stop_process
 from flashsale.kafka import end_offsets
 from flashsale.settings import Settings
 
@@ -50,6 +50,11 @@ def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
     if settings.bootstrap_servers:
         yield settings.bootstrap_servers
         return
+    if settings.security_protocol != "PLAINTEXT":
+        raise BrokerError(
+            f"security_protocol {settings.security_protocol} needs --bootstrap-servers: the "
+            "embedded broker speaks PLAINTEXT only"
+        )
     broker = EmbeddedBroker(
         binary=settings.tansu_bin,
         host=settings.web_host,
@@ -169,7 +174,7 @@ def wait_drained(
     deadline = time.monotonic() + timeout_s
     bootstrap = settings.bootstrap_servers or ""
     while True:
-        ends = asyncio.run(end_offsets(bootstrap, settings.topic_orders))
+        ends = asyncio.run(end_offsets(bootstrap, settings.topic_orders, settings))
         if unprocessed(group_totals(workers), ends) == 0:
             return
         if not any(w.alive() for w in workers):

@@ -697,7 +697,7 @@ async def _demo(
             while True:
                 await asyncio.sleep(0.5)
                 totals = await asyncio.to_thread(group_totals, group)
-                ends = await end_offsets(bootstrap, settings.topic_orders)
+                ends = await end_offsets(bootstrap, settings.topic_orders, settings)
                 lag = unprocessed(totals, ends)
                 now = time.monotonic()
                 st = emitter.stats
