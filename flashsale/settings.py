@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     gateway_port: int = Field(default=8060, ge=0, le=65535)
     """Port of `flashsale gateway`, on `web_host`. Env: FLASHSALE_GATEWAY_PORT."""
 
+    gateway_rate_per_client: float = Field(default=5000.0, ge=0)
+    """Requests a second one client address may make to the gateway (a token bucket holding
+    one second's worth); over it the answer is 429 with `Retry-After`. 0: no limit. The
+    default leaves room for a whole load test from one machine. Env:
+    FLASHSALE_GATEWAY_RATE_PER_CLIENT."""
+
+    gateway_request_timeout_s: float = Field(default=15.0, gt=0)
+    """Longest a gateway client may take to send a request's headers (or stay idle between
+    requests), and its body: slower clients are cut, so slow-loris connections cannot pile
+    up. Env: FLASHSALE_GATEWAY_REQUEST_TIMEOUT_S."""
+
     dashboard_port: int = Field(default=8050, ge=0, le=65535)
     """Port of the live dashboard (`flashsale dashboard`, and the one `flashsale demo` starts;
     another free port when taken), on `web_host`. Env: FLASHSALE_DASHBOARD_PORT."""

@@ -307,6 +307,26 @@ class OrderEmitter(_Counting):
             append(await send(topic, value, key=key, headers=hdrs))
         self._settle()
 
+    async def deliver(self, events: Sequence[OrderEvent]) -> None:
+        """Send `events` and return once the broker acknowledged every one (acks=all); the
+        first failure is raised. Concurrent callers share the producer's batches."""
+        send = self._producer.send
+        topic = self.settings.topic_orders
+        pending = self._pending
+        self._count_sent(len(events))
+        sent = []
+        for event in events:
+            while len(pending) >= self.settings.max_in_flight:
+                await asyncio.wait([pending[0]])
+                self._settle()
+            fut = await send(topic, encode_event(event), key=event.sku.encode())
+            pending.append(fut)
+            sent.append(fut)
+        try:
+            await asyncio.gather(*sent)
+        finally:
+            self._settle()
+
     async def flush(self) -> None:
         """Wait until everything queued is acknowledged or failed."""
         await self._producer.flush()

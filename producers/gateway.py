@@ -3,18 +3,24 @@
 A shopper's checkout is validated strictly (size, types, ranges, unknown fields, known SKUs),
 priced from the catalog (never from the client), split into one `created` event per line on
 the line's SKU key, and handed to the same producer as `flashsale produce` uses; the answer is
-202 with the order id. When the producer already holds its bound of unacknowledged orders,
-the answer is 503 with `Retry-After` instead of a growing queue. Malformed requests get a 4xx
-with a one-line reason. The gateway is a producer like the others: `flashsale verify`
-reconciles its orders.
+202 with the order id once the broker has acknowledged every line (acks=all), so a gateway
+killed after answering loses no confirmed checkout. When the producer already holds its bound
+of unacknowledged orders, or the broker does not confirm, the answer is 503 with
+`Retry-After` (retrying with the same order id is safe: the workers dedupe). Malformed
+requests get a 4xx with a one-line reason; a client over its request rate gets 429 with
+`Retry-After`; one that sends its request too slowly is cut. The gateway is a producer like
+the others: `flashsale verify` reconciles its orders.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
 import aiohttp
@@ -31,6 +37,7 @@ __all__ = [
     "MAX_LINE_QUANTITY",
     "GatewayMetrics",
     "OrderSink",
+    "RateLimiter",
     "Rejected",
     "make_gateway",
     "openapi",
@@ -45,6 +52,8 @@ MAX_LINES: Final = 20
 MAX_LINE_QUANTITY: Final = 99
 #: Seconds a client is asked to wait when the producer is full.
 RETRY_AFTER_S: Final = 1
+#: Client addresses whose request buckets are kept (least recently seen dropped first).
+MAX_TRACKED_CLIENTS: Final = 10_000
 
 _ORDER_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CHECKOUT_KEYS: Final = frozenset({"order_id", "lines", "buyer"})
@@ -64,7 +73,7 @@ class Rejected(ValueError):
 class OrderSink(Protocol):
     """What the gateway publishes to (the producer's sink)."""
 
-    async def send(self, events: Any, headers: Any = None) -> None: ...
+    async def deliver(self, events: Sequence[OrderEvent]) -> None: ...
 
     @property
     def in_flight(self) -> int: ...
@@ -91,6 +100,32 @@ class GatewayMetrics:
             "Order lines (`created` events) the gateway handed to the producer.",
             registry=registry,
         )
+
+
+class RateLimiter:
+    """A token bucket per client address: `rate_per_s` requests a second, bursts of up to
+    one second's worth; the addresses kept are bounded."""
+
+    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate_per_s
+        self.burst = max(rate_per_s, 1.0)
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_s(self, client: str) -> float:
+        """0 when `client` may go on (a token is taken), else seconds until it may."""
+        now = self.clock()
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > MAX_TRACKED_CLIENTS:
+            self._buckets.popitem(last=False)
+        return wait
 
 
 def _object(value: Any, keys: frozenset[str], what: str, required: frozenset[str]) -> None:
@@ -174,15 +209,29 @@ def make_gateway(
     metrics: GatewayMetrics,
     worker_url: str | None = None,
     clock: Callable[[], int] = time.time_ns,
+    rate_per_client: float = 0.0,
+    body_timeout_s: float = 10.0,
 ) -> web.Application:
-    """The gateway's aiohttp application over `sink` (which the caller starts and stops)."""
+    """The gateway's aiohttp application over `sink` (which the caller starts and stops).
+
+    `rate_per_client`: requests a second one client address may make (0: no limit);
+    `body_timeout_s`: longest a client may take to send a checkout's body. (The server's
+    `keepalive_timeout` bounds how long it may take to send the headers.)
+    """
     skus = {s.sku: s for s in catalog.skus}
     session: dict[str, aiohttp.ClientSession] = {}
+    limiter = RateLimiter(rate_per_client) if rate_per_client > 0 else None
 
     def counted(route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
+            wait = limiter.wait_s(request.remote or "") if limiter is not None else 0.0
+            resp: web.StreamResponse
             try:
-                resp = await handler(request)
+                if wait > 0:
+                    resp = _error(429, f"over {rate_per_client:g} requests/s from one client")
+                    resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                else:
+                    resp = await handler(request)
             except Rejected as exc:
                 resp = _error(exc.status, exc.reason)
             metrics.requests.labels(route, str(resp.status)).inc()
@@ -193,14 +242,27 @@ def make_gateway(
     async def post_order(request: web.Request) -> web.Response:
         if request.content_type != "application/json":
             raise Rejected(415, "send the checkout as application/json")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
+        body = await _read_body(request, body_timeout_s)
         now = clock()
         order_id, events = parse_checkout(body, skus, now // 1_000_000, now)
         if sink.in_flight + len(events) > max_in_flight:
             resp = _error(503, "the producer is at its bound of unacknowledged orders; retry")
             resp.headers["Retry-After"] = str(RETRY_AFTER_S)
             return resp
-        await sink.send(events)
+        try:
+            # 202 means on the broker: a shop's confirmed checkout must survive a crash here.
+            await sink.deliver(events)
+        except Exception as exc:  # any failed send: not confirmed, and the client must know
+            resp = _json(
+                {
+                    "error": f"the broker did not confirm the order ({exc.__class__.__name__}); "
+                    "retry with the same order_id",
+                    "order_id": order_id,
+                },
+                status=503,
+            )
+            resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return resp
         metrics.orders.inc()
         metrics.lines.inc(len(events))
         return _json({"order_id": order_id, "lines": len(events)}, status=202)
@@ -268,6 +330,23 @@ def make_gateway(
     app.router.add_get("/openapi.json", openapi_page)
     app.on_cleanup.append(close)
     return app
+
+
+async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The body, up to one byte over the limit; a client slower than `timeout_s` gets 408."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while size <= MAX_BODY_BYTES:
+                chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        raise Rejected(408, f"the body took longer than {timeout_s:g} s") from None
+    return b"".join(chunks)
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -365,9 +444,11 @@ def openapi(skus: list[str]) -> dict[str, Any]:
                             },
                         },
                         "400": _ERROR,
+                        "408": _ERROR,
                         "413": _ERROR,
                         "415": _ERROR,
                         "422": _ERROR,
+                        "429": _ERROR,
                         "503": _ERROR,
                     },
                 }

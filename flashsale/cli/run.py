@@ -299,9 +299,22 @@ def run_gateway(
                 await send_restocks(emitter, generator)
             metrics = GatewayMetrics(CollectorRegistry())
             app = make_gateway(
-                generator.catalog, emitter, run_settings.max_in_flight, metrics, worker_url
+                generator.catalog,
+                emitter,
+                run_settings.max_in_flight,
+                metrics,
+                worker_url,
+                rate_per_client=run_settings.gateway_rate_per_client,
+                body_timeout_s=run_settings.gateway_request_timeout_s,
             )
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+            runner = web.AppRunner(
+                app,
+                handle_signals=False,
+                shutdown_timeout=2.0,
+                # From the connection (or the last answer) to a request's complete headers:
+                # a client trickling them (slow-loris) is cut at this bound.
+                keepalive_timeout=run_settings.gateway_request_timeout_s,
+            )
             await runner.setup()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ class FakeSink:
         self.events: list[Any] = []
         self.in_flight = 0
 
-    async def send(self, events: Any, headers: Any = None) -> None:
+    async def deliver(self, events: Any) -> None:
         self.events.extend(events)
 
 
