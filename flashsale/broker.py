@@ -168,11 +168,15 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         port: int | None = None,
         start_timeout_s: float = 20.0,
+        advertised: str | None = None,
     ) -> None:
+        """`advertised`: the HOST:PORT the broker names in metadata, where clients connect
+        after bootstrap (default: its own listener); the fault tests put a proxy there."""
         self.binary = find_tansu(binary)
         self.host = host
         self.port = port
         self.start_timeout_s = start_timeout_s
+        self.advertised = advertised
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
 
@@ -218,7 +222,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.advertised}" if self.advertised else url,
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -1,0 +1,75 @@
+"""Fixtures of the fault tests: a Tansu broker of the test's own behind a loopback proxy
+through which every client connection passes, and workers started on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
+from flashsale.cli.processes import WorkerProcess, free_port
+from flashsale.kafka import ensure_run_topics
+from flashsale.settings import Settings
+from tests.conftest import fresh_settings, skip_or_fail
+from tests.faults.proxy import FaultProxy
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@dataclass
+class ProxiedBroker:
+    """A broker that advertises the proxy's address, so clients reach it only through it."""
+
+    broker: EmbeddedBroker
+    proxy: FaultProxy
+    settings: Settings
+
+    def restart_broker(self) -> None:
+        """Stop the broker and start a fresh one (memory storage: every topic is gone) on the
+        same port, behind the same proxy; cut the connections to the old one."""
+        self.broker.stop()
+        self.proxy.drop()
+        self.broker.start()
+
+
+@pytest.fixture
+def proxied() -> Iterator[ProxiedBroker]:
+    """Tansu on a free port, advertising a FaultProxy in front of it; this test's topics
+    created through the proxy. All is stopped at the end, also on failure."""
+    try:
+        find_tansu()
+    except TansuNotFound as exc:
+        skip_or_fail(str(exc))
+    port = free_port()
+    with (
+        FaultProxy(("127.0.0.1", port)) as proxy,
+        EmbeddedBroker(port=port, advertised=proxy.address) as broker,
+    ):
+        settings = fresh_settings(proxy.address)
+        asyncio.run(ensure_run_topics(settings, proxy.address))
+        yield ProxiedBroker(broker, proxy, settings)
+
+
+@pytest.fixture
+def start_proxied_worker(proxied: ProxiedBroker, tmp_path: Path) -> Iterator[StartWorker]:
+    """Start workers on the proxied broker (waiting until ready unless told not to); all are
+    stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(
+            proxied.settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
+        )
+        worker.start()
+        started.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
