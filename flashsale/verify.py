@@ -570,6 +570,15 @@ def reconcile(
                 f"{sum(1 for k in named if named[k] != truth.hot.get(k))} differ"
             )
 
+    lost, why = _lost_by_broker(truth, list(latest.values()), decided.values())
+    if lost:
+        # Every count below follows from the loss: say that, not that the counts disagree.
+        diffs = [
+            f"the broker lost at least {lost:,} messages of orders (its topics were "
+            f"recreated?): {why}; the {len(diffs)} count differences that follow from it "
+            "are not listed"
+        ]
+
     # Orders are `created` lines; events are every message but restocks.
     event_docs = [d for d in decided.values() if d.get("type", "created") != "restock"]
     orders_decided = sum(1 for d in event_docs if d.get("type", "created") == "created")
@@ -610,8 +619,57 @@ def reconcile(
         "e2e_latency_p50_ms": _round(_percentile(latencies, 0.50)),
         "e2e_latency_p99_ms": _round(_percentile(latencies, 0.99)),
         "duration_s": round(duration, 3),
+        "broker_lost_messages": lost,
     }
     return VerifyResult(summary=summary, differences=diffs)
+
+
+def _lost_by_broker(
+    truth: Truth, states: Sequence[Mapping[str, Any]], decided: Iterable[Mapping[str, Any]]
+) -> tuple[int, str]:
+    """Messages of `orders` the workers saw that the topic no longer holds, at least, and how
+    that shows (0 and "" when nothing shows it).
+
+    Every run's `orders` begins with the catalog's restocks, and a worker's state counts
+    each event it applied on its partition up to `last_offset`. A broker that loses its
+    topics (memory storage restarted, a topic deleted and recreated) leaves states that
+    count more events or restocks than the partition now holds up to that offset, or
+    decisions accepting lines of SKUs that no restock on the topic ever stocked.
+    """
+    held: dict[int, int] = {}
+    restocks: dict[int, int] = {}
+    last = {int(st["partition"]): int(st.get("last_offset", -1)) for st in states}
+    ends: dict[int, int] = {}
+    for where, outcome in truth.outcomes.items():
+        partition, offset = where[0], where[1]
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+        if offset <= last.get(partition, -1):
+            held[partition] = held.get(partition, 0) + 1
+            if outcome == "restocked":
+                restocks[partition] = restocks.get(partition, 0) + 1
+    by_state = 0
+    for st in states:
+        partition = int(st["partition"])
+        missing_restocks = int(st.get("restocks", 0)) - restocks.get(partition, 0)
+        beyond = last[partition] >= ends.get(partition, 0)
+        applied = sum(int(st.get(name, 0)) for name in (*COUNTS, "restocks", "dlq"))
+        by_state += max(applied - held.get(partition, 0) if beyond else 0, missing_restocks, 0)
+    unstocked = {
+        doc["sku"]
+        for doc in decided
+        if doc["outcome"] == "accepted" and doc["sku"] not in truth.restocked
+    }
+    if by_state >= len(unstocked) and by_state:
+        return by_state, (
+            f"the workers' state counts {by_state:,} more events or restocks than the "
+            "topic holds up to the offsets it has applied"
+        )
+    if unstocked:
+        return len(unstocked), (
+            f"the workers accepted lines of {len(unstocked):,} SKUs that no restock on the "
+            "topic stocked (every run begins with them)"
+        )
+    return 0, ""
 
 
 def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[Position]:
