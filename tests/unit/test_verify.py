@@ -344,3 +344,34 @@ def test_gmv_breakdowns_are_checked_against_the_truth() -> None:
     result = _reconcile(states=_state(**wrong))
     assert not result.reconciled
     assert any(d.startswith("GMV by province") for d in result.differences)
+
+
+# A broker that lost its topics (memory storage restarted): verify names the loss instead of
+# listing the count mismatches that follow from it.
+
+
+def test_state_beyond_what_orders_holds_is_reported_as_a_broker_loss() -> None:
+    # The worker applied 13 messages up to offset 12; the recreated topic holds 3.
+    orders = {0: _orders()[0][:3]}
+    decisions = {0: _decisions()[0][:3]}
+    result = _reconcile(orders=orders, decisions=decisions, dead_letters={})
+    assert not result.reconciled
+    assert result.summary["broker_lost_messages"] == 10
+    assert len(result.differences) == 1
+    assert result.differences[0].startswith("the broker lost at least 10 messages of orders")
+
+
+def test_accepted_lines_of_skus_no_restock_stocked_are_reported_as_a_broker_loss() -> None:
+    # The restock that opened the run is gone with the old topic, and so is the state.
+    orders = {0: _orders()[0][1:]}
+    result = _reconcile(orders=orders, states={})
+    assert result.summary["broker_lost_messages"] == 1
+    assert len(result.differences) == 1
+    assert result.differences[0].startswith(
+        "the broker lost at least 1 messages of orders (its topics were recreated?): the "
+        "workers accepted lines of 1 SKUs that no restock on the topic stocked"
+    )
+
+
+def test_a_complete_run_reports_no_broker_loss() -> None:
+    assert _reconcile().summary["broker_lost_messages"] == 0
