@@ -27,7 +27,7 @@ lint: $(STAMP)
 # (mostly waiting on brokers, workers and browsers); their output follows when both are done.
 test: lint
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
-	$(BIN)/python -m pytest -m "not slow" tests/integration tests/e2e; rc=$$?; \
+	$(BIN)/python -m pytest -m "not slow" tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
 	exit $$(( rc || urc ))
 
