@@ -109,3 +109,20 @@ def test_the_password_shows_nowhere_in_a_whole_run(run_settings: Settings, tmp_p
     }
     for where, text in shown.items():
         assert SECRET not in text, f"the SASL password shows in the {where}"
+
+
+def test_a_worker_with_sasl_against_the_plaintext_broker_stops_and_keeps_the_password(
+    run_settings: Settings,
+) -> None:
+    started = time.monotonic()
+    done = flashsale(
+        run_settings, "worker", "--web-port", str(free_port()), env=_sasl("SASL_PLAINTEXT")
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert time.monotonic() - started < 15
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("flashsale: error: cannot connect to Kafka at ")
+    )
+    assert SECRET not in done.stdout + done.stderr
