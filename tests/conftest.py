@@ -13,6 +13,18 @@ from flashsale.settings import Settings
 
 REQUIRE_ALL = os.environ.get("FLASHSALE_REQUIRE_ALL") == "1"
 
+# Under pytest-xdist (`make test` runs the broker tests in two processes), each process's
+# commands get their own default ports, so two demos never race for 6066 or 8050.
+_XDIST = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST.startswith("gw"):
+    _OFFSET = 100 * (int(_XDIST[2:]) + 1)
+    for _name, _port in (
+        ("FLASHSALE_WEB_PORT", 6066),
+        ("FLASHSALE_DASHBOARD_PORT", 8050),
+        ("FLASHSALE_GATEWAY_PORT", 8060),
+    ):
+        os.environ.setdefault(_name, str(_port + _OFFSET))
+
 
 def skip_or_fail(reason: str) -> None:
     """Skip for a missing tool, or fail when CI requires every tool (FLASHSALE_REQUIRE_ALL=1)."""
@@ -85,3 +97,13 @@ def children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 out.append(int(entry))
     return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n 2 --dist loadgroup` (make test): a file's tests stay in one
+    process (its module fixtures start once), and every test of the recorded demo run
+    (`recorded_run`, a 25 s session fixture) shares one process."""
+    for item in items:
+        uses_run = "recorded_run" in getattr(item, "fixturenames", ())
+        group = "recorded_run" if uses_run else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))

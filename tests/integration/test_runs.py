@@ -154,7 +154,12 @@ def test_sigint_during_record_leaves_a_capture_that_a_second_record_completes(
     for line in proc.stdout:
         if line.startswith("recording "):
             break
-    time.sleep(0.3)
+    # Interrupt once the first row group (50,000 messages) is on disk, not after a fixed
+    # sleep: on a busy machine the capture may not have read anything by then.
+    first_part = parts / "topics" / topic / "part-00000.parquet"
+    deadline = time.monotonic() + 30
+    while not first_part.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
