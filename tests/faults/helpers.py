@@ -58,7 +58,8 @@ def start_producer(settings: Settings, cmd: list[str], log: Path) -> subprocess.
     """`cmd` as a child on `settings` (none of the caller's FLASHSALE_* leak in), its output
     in `log`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
-    env.update(settings.to_env(), PYTHONPATH=str(ROOT))
+    env.update(settings.to_env())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with log.open("wb") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
