@@ -641,14 +641,15 @@ async def produce_scenario(
                 resume = None
             else:
                 block = block.select(resume.unsent(block.rows["sku"], block.index))
-                if not len(block):
-                    st.scenario_s = block.end_s * compression
-                    continue
-            if not shifted and st.resumed_skipped:
-                # The first block with something left to send leaves now, the rest of the
-                # schedule after it.
-                start = time.monotonic() - block.start_s
-                shifted = True
+        if not shifted and st.resumed_skipped:
+            if not len(block):
+                # Still inside what the broker holds: no waiting for the schedule.
+                st.scenario_s = block.end_s * compression
+                continue
+            # The first block with something left to send leaves now, the rest of the
+            # schedule after it.
+            start = time.monotonic() - block.start_s
+            shifted = True
         if paced:
             delay = start + block.start_s - time.monotonic()
             if delay > 0:

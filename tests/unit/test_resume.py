@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -146,3 +147,25 @@ def test_positions_are_a_numpy_int_array() -> None:
     block = next(iter(Generator(SCENARIO).blocks(None, 100, 0.5)))
     assert block.index.dtype == np.int64
     assert block.select(block.index % 2 == 0).index.tolist() == list(range(0, len(block), 2))
+
+
+def test_a_resumed_paced_run_does_not_wait_for_the_part_of_the_schedule_already_sent() -> None:
+    # 20 orders/s: most 10 ms blocks are empty, and the first 200 events span seconds.
+    sparse = SCENARIO.model_copy(
+        update={"scale": SCENARIO.scale.model_copy(update={"peak_per_s": 20.0})}
+    )
+    gen = Generator(sparse)
+    whole = MemorySink(gen)
+    asyncio.run(produce_scenario(whole, gen, None, 200, paced=False))
+    held = whole.sent[: len(whole.sent) - 10]
+    acked = {partition: seq for partition, seq, _ in held}
+    last_block_s = max(b.start_s for b in Generator(sparse).blocks(None, 200))
+    gen = Generator(sparse)
+    rest = MemorySink(gen)
+    started = time.monotonic()
+    asyncio.run(produce_scenario(rest, gen, None, 200, paced=True, resume_from=acked))
+    took = time.monotonic() - started
+    assert sorted(_events(held + rest.sent)) == sorted(_events(whole.sent))
+    # What is left is due in the last stretch of the schedule: sent in about that long.
+    assert last_block_s > 3.0
+    assert took < 1.5, f"waited {took:.1f} s of a {last_block_s:.1f} s schedule"
