@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,13 @@ from flashsale.settings import Settings
 __all__ = [
     "WorkerProcess",
     "bootstrap_for",
+    "broker_for",
     "free_port",
     "group_totals",
+    "start_gateway",
     "unprocessed",
     "wait_drained",
+    "wait_http",
 ]
 
 
@@ -47,8 +50,17 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
 @contextlib.contextmanager
 def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
     """The given bootstrap servers, or an embedded broker started for the block."""
+    with broker_for(settings, announce) as (bootstrap, _):
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def broker_for(
+    settings: Settings, announce: bool = True
+) -> Iterator[tuple[str, EmbeddedBroker | None]]:
+    """`bootstrap_for`, with the embedded broker itself (None for the given servers)."""
     if settings.bootstrap_servers:
-        yield settings.bootstrap_servers
+        yield settings.bootstrap_servers, None
         return
     if settings.security_protocol != "PLAINTEXT":
         raise BrokerError(
@@ -63,7 +75,7 @@ def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
     with broker:
         if announce:
             print(f"bootstrap={broker.bootstrap}", flush=True)
-        yield broker.bootstrap
+        yield broker.bootstrap, broker
 
 
 class WorkerProcess:
@@ -190,3 +202,61 @@ def unprocessed(totals: dict[str, Any], ends: dict[int, int]) -> int | None:
     if not applied or not totals.get("ready"):
         return None
     return sum(max(end - (applied.get(p, -1) + 1), 0) for p, end in ends.items())
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Block until `url` answers; `RuntimeError` when `proc` exits first, `TimeoutError`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer in {timeout_s:.0f} s") from None
+            time.sleep(0.2)
+
+
+def start_gateway(
+    bootstrap: str,
+    worker_url: str,
+    scenario_file: Path,
+    host: str,
+    port: int,
+    env: Mapping[str, str],
+    workdir: Path,
+    *extra: str,
+) -> subprocess.Popen[bytes]:
+    """`flashsale gateway` as a child process (log in `workdir/gateway.log`), answering on
+    `/healthz`; `RuntimeError` when it does not start."""
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flashsale",
+            "gateway",
+            "--bootstrap-servers",
+            bootstrap,
+            "--worker",
+            worker_url,
+            "--scenario",
+            str(scenario_file),
+            "--port",
+            str(port),
+            "--host",
+            host,
+            *extra,
+        ],
+        env=dict(env),
+        stdout=(workdir / "gateway.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(),
+    )
+    try:
+        wait_http(f"http://{host}:{port}/healthz", gateway, 60)
+    except (RuntimeError, TimeoutError) as exc:
+        stop_process(gateway, 5.0)
+        raise RuntimeError(f"the gateway did not start ({exc})") from None
+    return gateway

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,6 +30,7 @@ from flashsale.cli.processes import (
     bootstrap_for,
     free_port,
     group_totals,
+    start_gateway,
     unprocessed,
 )
 from flashsale.kafka import end_offsets, ensure_run_topics
@@ -391,32 +391,9 @@ def run_loadtest(
             if target == "gateway":
                 port = free_port(settings.web_host, settings.gateway_port)
                 host = f"http://{settings.web_host}:{port}"
-                gateway = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "flashsale",
-                        "gateway",
-                        "--bootstrap-servers",
-                        bootstrap,
-                        "--worker",
-                        worker.url,
-                        "--scenario",
-                        str(scenario_file),
-                        "--port",
-                        str(port),
-                        "--host",
-                        settings.web_host,
-                    ],
-                    env=env,
-                    stdout=(workdir / "gateway.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent(),
+                gateway = start_gateway(
+                    bootstrap, worker.url, scenario_file, settings.web_host, port, env, workdir
                 )
-                try:
-                    _wait_http(f"{host}/healthz", gateway, 60)
-                except (RuntimeError, TimeoutError) as exc:
-                    raise RuntimeError(f"the gateway did not start ({exc})") from None
                 console.print(f"gateway: {host}/orders")
             args = locust_command(
                 "--headless",
@@ -474,20 +451,6 @@ def run_loadtest(
         for line in result.differences:
             console.print(f"[red]{line}[/red]")
     return 0 if locust_rc == 0 and result.reconciled else 1
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own loopback URL
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"exited with {proc.returncode}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer in {timeout_s:.0f} s") from None
-            time.sleep(0.2)
 
 
 def _locust_totals(stats_csv: str) -> tuple[int, int]:
