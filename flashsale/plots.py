@@ -22,6 +22,7 @@ from producers.curves import Curve
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from flashsale.cli.soak import SoakSample
     from flashsale.report import RunFigures
     from flashsale.scenario import Scenario
 
@@ -34,6 +35,7 @@ __all__ = [
     "plot_latency",
     "plot_rates",
     "plot_sell_outs",
+    "plot_soak",
 ]
 
 _SAMPLES: Final = 2_000
@@ -369,4 +371,46 @@ def plot_dead_and_late(runs: Sequence[RunFigures], path: str | Path) -> Path:
             fontsize=10,
         )
     _legend(fig, axes[0])
+    return _save(fig, path)
+
+
+def plot_soak(samples: Sequence[SoakSample], max_growth_mb: float, path: str | Path) -> Path:
+    """A soak run: resident memory per process, consumer lag, latency p50/p99 over time."""
+    fig = Figure(figsize=(10.0, 8.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    memory, lag, latency = fig.subplots(3, 1, sharex=True)
+    minutes = [s.t_s / 60 for s in samples]
+    names = list(samples[0].rss_mb) if samples else []
+    for i, name in enumerate(names):
+        values = [s.rss_mb.get(name) for s in samples]
+        memory.plot(
+            minutes,
+            [float("nan") if v is None else v for v in values],
+            label=name,
+            color=RUN_COLOURS[i % len(RUN_COLOURS)],
+        )
+    memory.set_ylabel("RSS (MB)")
+    memory.set_title(
+        f"resident memory (bound: {max_growth_mb:,.0f} MB of growth after warm-up)", fontsize=9
+    )
+    memory.legend(fontsize=8, ncol=len(names) or 1, loc="upper left")
+    lag.plot(
+        minutes, [float("nan") if s.lag is None else s.lag for s in samples], color=RUN_COLOURS[0]
+    )
+    lag.set_ylabel("consumer lag (messages)")
+    for label, attr, style in (("p50", "p50_ms", "-"), ("p99", "p99_ms", ":")):
+        values = [getattr(s, attr) for s in samples]
+        latency.plot(
+            minutes,
+            [float("nan") if v is None else v for v in values],
+            style,
+            color=RUN_COLOURS[1],
+            label=label,
+        )
+    latency.set_ylabel("end-to-end latency (ms)")
+    latency.set_xlabel("minutes of the soak")
+    latency.legend(fontsize=8, loc="upper left")
+    for ax in (memory, lag, latency):
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
     return _save(fig, path)

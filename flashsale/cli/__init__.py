@@ -613,6 +613,42 @@ def scenarios_show(
 
 
 @app.command()
+def soak(
+    bootstrap_servers: BootstrapOpt = None,
+    minutes: Annotated[float, typer.Option("--minutes", help="How long to run.")] = 10.0,
+    scenario: ScenarioOpt = "steady",
+    seed: SeedOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for soak.png and soak.json.")] = Path(
+        "soak"
+    ),
+    max_growth_mb: Annotated[
+        float,
+        typer.Option("--max-growth-mb", help="Memory a process may gain after the warm-up (MB)."),
+    ] = 64.0,
+    sample_s: Annotated[float, typer.Option("--sample-s", help="Seconds between samples.")] = 5.0,
+    checkouts_per_s: Annotated[
+        float, typer.Option("--checkouts-per-s", help="Checkouts posted to the gateway.")
+    ] = 5.0,
+) -> None:
+    """A long steady run: memory of every process, lag and latency sampled; fails on a leak,
+    a worker falling behind, or a run that does not reconcile."""
+    from flashsale.cli.soak import run_soak
+
+    for name, value in (
+        ("--minutes", minutes),
+        ("--max-growth-mb", max_growth_mb),
+        ("--sample-s", sample_s),
+        ("--checkouts-per-s", checkouts_per_s),
+    ):
+        _check_positive(name, value)
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers)
+    raise typer.Exit(
+        run_soak(settings, chosen, minutes, out, max_growth_mb, sample_s, checkouts_per_s)
+    )
+
+
+@app.command()
 def bench(
     bootstrap_servers: BootstrapOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (seconds).")] = False,
