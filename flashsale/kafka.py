@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
+from flashsale.broker import BrokerError
 from flashsale.settings import Settings
 
 __all__ = [
@@ -204,10 +205,21 @@ async def _listed_and_true_ends(
     return listed, out
 
 
+#: How long `read_topic` waits for a partition that returns nothing short of its end.
+READ_STALL_S = 30.0
+
+
 async def read_ranges(
-    consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, tuple[int, int]]
+    consumer: AIOKafkaConsumer,
+    ranges: Mapping[TopicPartition, tuple[int, int]],
+    stall_s: float | None = None,
 ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-    """Records [start, end) of each partition, in order, fetched together (reassigns)."""
+    """Records [start, end) of each partition, in order, fetched together (reassigns).
+
+    With `stall_s`, raises BrokerError when a partition's position stays put that long short
+    of its end (a topic Tansu recreated after a restart answers fetches below its end with
+    nothing); without it, waits as long as it takes.
+    """
     wanted = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
     out: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {tp: [] for tp in ranges}
     if not wanted:
@@ -216,6 +228,7 @@ async def read_ranges(
     for tp, (start, _) in wanted.items():
         consumer.seek(tp, start)
     remaining = set(wanted)
+    moved = {tp: (start, time.monotonic()) for tp, (start, _) in wanted.items()}
     while remaining:
         got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
         for tp, records in got.items():
@@ -223,8 +236,17 @@ async def read_ranges(
             out[tp].extend(r for r in records if r.offset < end)
         # Position, not the last offset seen: compaction may leave gaps at the end.
         for tp in list(remaining):
-            if await consumer.position(tp) >= wanted[tp][1]:
+            position = await consumer.position(tp)
+            if position >= wanted[tp][1]:
                 remaining.discard(tp)
+            elif position != moved[tp][0]:
+                moved[tp] = (position, time.monotonic())
+            elif stall_s is not None and time.monotonic() - moved[tp][1] > stall_s:
+                raise BrokerError(
+                    f"{tp.topic}[{tp.partition}]: no records from offset {position} to its "
+                    f"end {wanted[tp][1]} in {stall_s:.0f} s; the broker may have lost them "
+                    "(a topic recreated after a restart?)"
+                )
     return out
 
 
@@ -270,7 +292,9 @@ async def read_topic(
         tps = await _partitions(consumer, topic)
         ends = await high_watermarks(consumer, tps)
         begins = await consumer.beginning_offsets(tps) if tps else {}
-        got = await read_ranges(consumer, {tp: (begins[tp], ends[tp]) for tp in tps})
+        got = await read_ranges(
+            consumer, {tp: (begins[tp], ends[tp]) for tp in tps}, stall_s=READ_STALL_S
+        )
         return {tp.partition: records for tp, records in got.items()}
     finally:
         await consumer.stop()
