@@ -12,12 +12,15 @@ import pytest
 
 from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
 from flashsale.cli.processes import WorkerProcess, free_port
-from flashsale.kafka import ensure_run_topics
+from flashsale.kafka import ensure_run_topics, ensure_topics
 from flashsale.settings import Settings
 from tests.conftest import fresh_settings, skip_or_fail
 from tests.faults.proxy import FaultProxy
 
 StartWorker = Callable[..., WorkerProcess]
+
+#: Seconds the proxy refuses clients while a restarted broker gets its topics back.
+RECREATE_S = 2.0
 
 
 @dataclass
@@ -29,11 +32,27 @@ class ProxiedBroker:
     settings: Settings
 
     def restart_broker(self) -> None:
-        """Stop the broker and start a fresh one (memory storage: every topic is gone) on the
-        same port, behind the same proxy; cut the connections to the old one."""
+        """Replace the broker by a fresh one on the same port (memory storage: every topic is
+        gone) and recreate the run's topics before any client is back.
+
+        The proxy cuts every connection and refuses new ones meanwhile; the new broker
+        advertises its own address, so the topics are made directly, and clients that come
+        back through the proxy then reach the broker straight (no more faults after this)."""
         self.broker.stop()
-        self.proxy.drop()
+        self.proxy.drop(refuse_s=RECREATE_S)
+        self.broker.advertised = None
         self.broker.start()
+        bootstrap = self.broker.bootstrap
+        asyncio.run(ensure_run_topics(self.settings, bootstrap))
+        # What the workers create for themselves when they start: their changelog and
+        # Faust's leader-election topic.
+        app = self.settings.app_id
+        asyncio.run(
+            ensure_topics(
+                bootstrap, [self.settings.state_changelog_topic()], self.settings.partitions
+            )
+        )
+        asyncio.run(ensure_topics(bootstrap, [f"{app}-__assignor-__leader"], 1))
 
 
 @pytest.fixture
