@@ -24,6 +24,7 @@ import faust
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -56,6 +57,11 @@ TOTALS = (
     "late",
 )
 
+
+_log = logging.getLogger(__name__)
+
+#: Seconds a worker waits after a batch whose outputs failed, before the next.
+OUTPUT_RETRY_PAUSE_S = 1.0
 
 #: The event fields a packed decision repeats for its rows (beside outcome and amount).
 _DECISION_COLUMNS = (
@@ -294,6 +300,36 @@ class OrderProcessor:
                 await self._apply({p: [] for p in behind}, behind)
 
     async def _apply(self, by_partition: Mapping[int, Sequence[Any]], upto: dict[int, int]) -> None:
+        """`_apply_batch`, surviving a Kafka error on the way out.
+
+        A broker that lost its topics (an embedded one restarted: memory storage) answers
+        sends with errors aiokafka does not retry. Ending the worker for it would lose
+        nothing but the worker, so instead the batch's partitions are dropped from memory
+        before anything of them is written: the next batch confirms each from its last
+        written state and reads what lies between from the topic (as after a restart),
+        re-sending outputs that `verify` dedupes by source offset. Then a pause, so a broker
+        coming back is not hammered.
+        """
+        try:
+            await self._apply_batch(by_partition, upto)
+        except KafkaError as exc:
+            touched = sorted(set(by_partition) | set(upto))
+            self.metrics.output_failures.inc()
+            _log.warning(
+                "outputs of a batch failed (%s: %s); partitions %s re-derived from their last "
+                "written state",
+                type(exc).__name__,
+                exc,
+                touched,
+            )
+            for partition in touched:
+                self.states.pop(partition, None)
+                self.unsaved.discard(partition)
+            await asyncio.sleep(OUTPUT_RETRY_PAUSE_S)
+
+    async def _apply_batch(
+        self, by_partition: Mapping[int, Sequence[Any]], upto: dict[int, int]
+    ) -> None:
         started = time.perf_counter()
         epoch = self.epoch
         s = self.settings

@@ -102,6 +102,12 @@ class WorkerMetrics:
             "Partition states found newer in the changelog's tail than Faust's recovery gave.",
             registry=registry,
         )
+        self.output_failures = Counter(
+            "flashsale_output_failures_total",
+            "Batches whose outputs Kafka refused (a broker that lost its topics): their "
+            "partitions were re-derived from their last written state, the worker went on.",
+            registry=registry,
+        )
         self.gap_filled = Counter(
             "flashsale_gap_filled_total",
             "Messages the consumer skipped past the partition state and the worker read back "

@@ -1,0 +1,53 @@
+"""A batch whose outputs Kafka refuses does not end the worker: its partitions are dropped
+from memory (re-derived later from their last written state) and the worker goes on; any
+other error still surfaces."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaError, UnknownError
+from prometheus_client import CollectorRegistry
+
+import streams.app
+from flashsale.settings import Settings
+from streams.app import OrderProcessor
+from streams.metrics import WorkerMetrics
+from streams.state import PartitionState
+
+
+def processor(monkeypatch: pytest.MonkeyPatch, error: Exception) -> OrderProcessor:
+    monkeypatch.setattr(streams.app, "OUTPUT_RETRY_PAUSE_S", 0.0)
+    proc = OrderProcessor(None, Settings(), None, WorkerMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+
+    async def refused(by_partition: Any, upto: Any) -> None:
+        # As a real batch would before its outputs fail: states advanced in memory.
+        for partition in (*by_partition, *upto):
+            proc.states[partition].last_offset += 10
+            proc.unsaved.add(partition)
+        raise error
+
+    monkeypatch.setattr(proc, "_apply_batch", refused)
+    for partition in range(3):
+        proc.states[partition] = PartitionState(partition=partition, window=10)
+    return proc
+
+
+def test_refused_outputs_drop_the_batchs_partitions_and_the_worker_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proc = processor(monkeypatch, UnknownError("topic gone"))
+    asyncio.run(proc._apply({0: [], 2: []}, {}))
+    assert sorted(proc.states) == [1]  # 0 and 2 are confirmed again from their changelog
+    assert proc.unsaved == set()
+    assert proc.metrics.output_failures._value.get() == 1
+
+
+def test_any_kafka_error_is_survived_but_other_errors_surface(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asyncio.run(processor(monkeypatch, KafkaError("x"))._apply({1: []}, {}))
+    with pytest.raises(ZeroDivisionError):
+        asyncio.run(processor(monkeypatch, ZeroDivisionError())._apply({1: []}, {}))
