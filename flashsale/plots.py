@@ -381,19 +381,32 @@ def plot_soak(samples: Sequence[SoakSample], max_growth_mb: float, path: str | P
     memory, lag, latency = fig.subplots(3, 1, sharex=True)
     minutes = [s.t_s / 60 for s in samples]
     names = list(samples[0].rss_mb) if samples else []
+    # The embedded broker keeps every message in memory: gigabytes beside processes of a
+    # hundred megabytes, so it gets the right-hand axis.
+    broker = memory.twinx() if "broker" in names else None
     for i, name in enumerate(names):
         values = [s.rss_mb.get(name) for s in samples]
-        memory.plot(
+        ax = broker if name == "broker" and broker is not None else memory
+        ax.plot(
             minutes,
             [float("nan") if v is None else v for v in values],
-            label=name,
+            label=name if ax is memory else f"{name} (right axis)",
             color=RUN_COLOURS[i % len(RUN_COLOURS)],
+            linestyle="--" if ax is broker else "-",
         )
     memory.set_ylabel("RSS (MB)")
     memory.set_title(
-        f"resident memory (bound: {max_growth_mb:,.0f} MB of growth after warm-up)", fontsize=9
+        f"resident memory (bound: {max_growth_mb:,.0f} MB of growth after warm-up; "
+        "the embedded broker's is the data it stores)",
+        fontsize=9,
     )
-    memory.legend(fontsize=8, ncol=len(names) or 1, loc="upper left")
+    handles, labels = memory.get_legend_handles_labels()
+    if broker is not None:
+        broker.set_ylabel("broker RSS (MB)")
+        broker.set_ylim(bottom=0)
+        more = broker.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    memory.legend(handles, labels, fontsize=8, ncol=len(names) or 1, loc="upper left")
     lag.plot(
         minutes, [float("nan") if s.lag is None else s.lag for s in samples], color=RUN_COLOURS[0]
     )
