@@ -346,6 +346,12 @@ def produce(
         )
     if resume and sink != "kafka":
         raise typer.BadParameter("--resume needs the kafka sink", param_hint="'--resume'")
+    if resume and client != "aiokafka":
+        raise typer.BadParameter(
+            "--resume needs --client aiokafka (librdkafka may reorder a partition's batches "
+            "when it retries, and its messages carry no flashsale.seq)",
+            param_hint="'--resume'",
+        )
     if resume and workers != 1:
         raise typer.BadParameter("--resume needs --workers 1", param_hint="'--resume'")
     chosen = pick_scenario(scenario, seed)

@@ -34,6 +34,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("produce", "--pack", "100", "--sink", "jsonl:x.jsonl"), "--pack"),
         (("produce", "--pack", "-1"), "--pack"),
         (("produce", "--resume", "--workers", "2"), "--resume"),
+        (("produce", "--resume", "--client", "confluent"), "--client aiokafka"),
         (("produce", "--resume", "--sink", "jsonl:x.jsonl"), "--resume"),
         (("produce", "--resume"), "--bootstrap-servers"),
         (("demo", "--pack", "1000000"), "--pack"),
