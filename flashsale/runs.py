@@ -202,16 +202,66 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(topics, dict):
         raise RunDirError(f"{where}: no topics object")
     for name, topic in topics.items():
-        try:
-            int(topic["partitions"])
-            int(topic["messages"])
-            for off in topic["offsets"].values():
-                int(off["start"]), int(off["end"]), int(off["target_end"])
-            for part in topic["files"]:
-                str(part["path"]), int(part["rows"]), str(part["sha256"])
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise RunDirError(f"{where}: topic {name!r} is incomplete or mistyped") from None
+        if not _topic_entry_ok(topic):
+            raise RunDirError(f"{where}: topic {name!r} is incomplete or mistyped")
+    problem = _fields_problem(doc)
+    if problem:
+        raise RunDirError(f"{where}: {problem}")
     return doc
+
+
+def _int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _topic_entry_ok(topic: Any) -> bool:
+    """A manifest's topic entry has the fields and types the readers rely on."""
+    if not isinstance(topic, dict) or not (
+        _int(topic.get("partitions")) and _int(topic.get("messages"))
+    ):
+        return False
+    offsets, files = topic.get("offsets"), topic.get("files")
+    if not isinstance(offsets, dict) or not isinstance(files, list):
+        return False
+    for partition, off in offsets.items():
+        if not (isinstance(partition, str) and partition.isdigit() and isinstance(off, dict)):
+            return False
+        if not all(_int(off.get(k)) for k in ("start", "end", "target_end")):
+            return False
+    return all(
+        isinstance(part, dict)
+        and isinstance(part.get("path"), str)
+        and _int(part.get("rows"))
+        and isinstance(part.get("sha256"), str)
+        for part in files
+    )
+
+
+def _fields_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the manifest's other fields the commands read, or None."""
+    roles = doc.get("roles", {})
+    if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+        return "roles must map each role to a topic name"
+    settings = doc.get("settings", {})
+    if not isinstance(settings, dict):
+        return "settings must be an object"
+    for key, kind in (
+        ("partitions", int),
+        ("dedupe_window", int),
+        ("window_grace_s", (int, float)),
+    ):
+        value = settings.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f"settings.{key} is {value!r}"
+    if doc.get("scenario") is not None and not isinstance(doc["scenario"], str):
+        return f"scenario is {doc['scenario']!r}"
+    if doc.get("seed") is not None and not _int(doc["seed"]):
+        return f"seed is {doc['seed']!r}"
+    if not isinstance(doc.get("sessions", []), list):
+        return "sessions must be a list"
+    if not isinstance(doc.get("complete", False), bool):
+        return f"complete is {doc['complete']!r}"
+    return None
 
 
 def load_run(path: str | Path) -> RecordedRun:

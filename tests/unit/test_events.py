@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flashsale.events import EVENT_TYPES, MalformedEvent, decode_event, encode_event
+from streams.metrics import DLQ_REASONS
 from tests.factories import make_order
 
 
@@ -103,3 +106,68 @@ def test_restock_may_have_no_buyer_but_an_order_must() -> None:
     assert decode_event(orjson.dumps(restock)).type == "restock"
     with pytest.raises(MalformedEvent):
         decode_event(orjson.dumps(_order(province="")))
+
+
+# -- Hostile input, fuzzed: whatever the bytes, a valid event or a MalformedEvent with a
+# -- reason the worker counts (and sends to orders-dlq); never another exception.
+
+_json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=200),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+def _judged(raw: bytes) -> None:
+    try:
+        decode_event(raw)
+    except MalformedEvent as exc:
+        assert exc.reason in DLQ_REASONS, exc.reason
+        assert "\n" not in exc.detail
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=600))
+def test_random_bytes_are_an_event_or_a_dead_letter_with_a_reason(raw: bytes) -> None:
+    _judged(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=400))
+def test_any_truncation_is_a_dead_letter_with_a_reason(cut: int) -> None:
+    raw = orjson.dumps(_order())
+    if cut < len(raw):
+        with pytest.raises(MalformedEvent):
+            decode_event(raw[:cut])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from([*_order().keys(), "extra", "v"]), _json_values, max_size=4
+    ),
+    dropped=st.sets(st.sampled_from(list(_order().keys())), max_size=3),
+)
+def test_any_field_any_value_missing_or_extra_is_judged_with_a_reason(
+    changes: dict[str, object], dropped: set[str]
+) -> None:
+    doc = _order(**changes)
+    for name in dropped:
+        doc.pop(name, None)
+    _judged(orjson.dumps(doc))
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"1" * 400])
+def test_non_json_numbers_and_huge_numbers_are_dead_letters(literal: bytes) -> None:
+    raw = orjson.dumps(_order()).replace(b'"quantity":2', b'"quantity":' + literal)
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(raw)
+    assert caught.value.reason in DLQ_REASONS

@@ -7,9 +7,12 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flashsale.events import OrderEvent, decode_event, decode_packed, encode_event, encode_packed
 from flashsale.runs import MANIFEST, RecordedMessage, RunDirError, RunWriter, load_run
@@ -303,3 +306,78 @@ def test_demo_refuses_to_record_over_a_run(tmp_path: Path) -> None:
     result = _cli("demo", "--record", str(tmp_path))
     assert result.returncode == 2
     assert "already holds a run" in result.stderr
+
+
+# -- Hostile run directories, fuzzed: any change to the manifest or a part file is either
+# -- harmless or a RunDirError naming a file; never another exception.
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(min_value=0, max_value=99), max_size=2),
+)
+
+
+def _paths(doc: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every key path of a JSON document."""
+    out: list[tuple[object, ...]] = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+def _loads_or_names_a_file(root: Path) -> None:
+    try:
+        load_run(root)
+    except RunDirError as exc:
+        line = str(exc)
+        assert "\n" not in line
+        assert str(root) in line, line
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_manifest_value_anywhere_is_loaded_or_refused_naming_a_file(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    root = tmp_path_factory.mktemp("run")
+    write_run(root)
+    doc = manifest(root)
+    paths = _paths(doc)
+    for path in data.draw(st.lists(st.sampled_from(paths), min_size=1, max_size=3)):
+        target: Any = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = data.draw(_values)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change replaced a parent
+    (root / MANIFEST).write_bytes(orjson.dumps(doc))
+    _loads_or_names_a_file(root)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    where=st.sampled_from(["manifest", "part"]),
+    at=st.floats(min_value=0, max_value=1, exclude_max=True),
+    junk=st.binary(min_size=1, max_size=8),
+    cut=st.booleans(),
+)
+def test_any_byte_flipped_or_cut_in_any_file_is_loaded_or_refused_naming_a_file(
+    tmp_path_factory: pytest.TempPathFactory, where: str, at: float, junk: bytes, cut: bool
+) -> None:
+    root = tmp_path_factory.mktemp("run")
+    write_run(root)
+    target = root / MANIFEST if where == "manifest" else part_file(root)
+    raw = target.read_bytes()
+    i = int(at * len(raw))
+    target.write_bytes(raw[:i] if cut else raw[:i] + junk + raw[i + len(junk) :])
+    _loads_or_names_a_file(root)
