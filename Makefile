@@ -25,11 +25,10 @@ lint: $(STAMP)
 
 # Unit tests (CPU-bound, about a minute) run beside the integration and end-to-end tests,
 # which mostly wait on brokers, workers and browsers and run in two processes (pytest-xdist,
-# a file at a time, the recorded-run tests together; each process has its own broker and
-# ports); the unit output follows.
+# a file at a time; each process has its own broker and ports); the unit output follows.
 test: lint
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
 	exit $$(( rc || urc ))
 

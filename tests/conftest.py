@@ -98,12 +98,3 @@ def children_of(pid: int) -> list[int]:
                 out.append(int(entry))
     return out
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for `pytest -n 2 --dist loadgroup` (make test): a file's tests stay in one
-    process (its module fixtures start once), and every test of the recorded demo run
-    (`recorded_run`, a 25 s session fixture) shares one process."""
-    for item in items:
-        uses_run = "recorded_run" in getattr(item, "fixturenames", ())
-        group = "recorded_run" if uses_run else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
