@@ -185,6 +185,7 @@ def test_split_producers_emit_the_one_process_stream(
     )
 
 
+@pytest.mark.solo  # 2% a second holds on a machine the producer has to itself
 def test_pacing_holds_the_scheduled_rate_each_second(
     run_settings: Settings, scenario_file: Path
 ) -> None:
