@@ -31,6 +31,7 @@ __all__ = [
     "high_watermarks",
     "last_record",
     "librdkafka_security",
+    "read_newest",
     "read_ranges",
     "read_topic",
     "ssl_context",
@@ -277,6 +278,24 @@ async def end_offsets(
         tps = await _partitions(consumer, topic)
         ends = await high_watermarks(consumer, tps)
         return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_newest(
+    bootstrap: str, topic: str, settings: Settings | None = None
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """The newest record of each partition of `topic` (an empty list for an empty one): for
+    a topic whose partitions each hold one key's successive values, such as the workers'
+    state changelog, where reading everything would hold every snapshot in memory."""
+    consumer = _consumer(bootstrap, settings)
+    await consumer.start()
+    try:
+        out: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
+        for tp in await _partitions(consumer, topic):
+            newest = await last_record(consumer, tp)
+            out[tp.partition] = [] if newest is None else [newest]
+        return out
     finally:
         await consumer.stop()
 
