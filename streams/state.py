@@ -96,8 +96,10 @@ class IdWindow:
     def add(self, event_id: str, limit: int) -> None:
         """Add an id that is not held; evict the oldest while more than `limit` are held."""
         self._order.append(event_id)
-        self._ids.add(event_id)
-        self.trim(limit)
+        ids = self._ids
+        ids.add(event_id)
+        if len(ids) > limit:  # inline: this runs once per single event
+            self._evict(len(ids) - limit)
 
     def extend(self, event_ids: list[str], limit: int) -> None:
         """`add` each of `event_ids` (distinct, none held) in order: the same window."""

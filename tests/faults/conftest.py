@@ -4,20 +4,19 @@ through which every client connection passes, and workers started on it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
-from flashsale.cli.processes import WorkerProcess, free_port
+from flashsale.cli.processes import free_port
 from flashsale.kafka import ensure_run_topics, ensure_topics
 from flashsale.settings import Settings
 from tests.conftest import fresh_settings, skip_or_fail
 from tests.faults.proxy import FaultProxy
-
-StartWorker = Callable[..., WorkerProcess]
+from tests.integration.conftest import StartWorker, worker_starter
 
 #: Seconds the proxy refuses clients while a restarted broker gets its topics back.
 RECREATE_S = 2.0
@@ -75,20 +74,6 @@ def proxied() -> Iterator[ProxiedBroker]:
 
 @pytest.fixture
 def start_proxied_worker(proxied: ProxiedBroker, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start workers on the proxied broker (waiting until ready unless told not to); all are
-    stopped at the end."""
-    started: list[WorkerProcess] = []
-
-    def start(wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(
-            proxied.settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
-        )
-        worker.start()
-        started.append(worker)
-        if wait:
-            worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    """Start workers on the proxied broker; all are stopped at the end."""
+    with worker_starter(proxied.settings, tmp_path) as start:
+        yield start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,28 +20,34 @@ from tests.conftest import skip_or_fail
 StartWorker = Callable[..., WorkerProcess]
 
 
-@pytest.fixture
-def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start workers for this test's topics (waiting until ready unless told not to); all
-    are stopped at the end."""
+@contextlib.contextmanager
+def worker_starter(settings: Settings, workdir: Path) -> Iterator[StartWorker]:
+    """A function starting workers with `settings` (waiting until ready unless told not to,
+    `overrides` changing some settings); every worker it started is stopped on exit."""
     started: list[WorkerProcess] = []
-    asyncio.run(ensure_run_topics(run_settings, run_settings.bootstrap_servers or ""))
 
     def start(wait: bool = True, **overrides: object) -> WorkerProcess:
-        """`overrides`: settings of this worker that differ from the test's (same topics)."""
-        settings = run_settings.model_copy(update=overrides) if overrides else run_settings
-        worker = WorkerProcess(
-            settings, free_port(), log_path=tmp_path / f"worker-{len(started)}.log"
-        )
+        mine = settings.model_copy(update=overrides) if overrides else settings
+        worker = WorkerProcess(mine, free_port(), log_path=workdir / f"worker-{len(started)}.log")
         worker.start()
         started.append(worker)
         if wait:
             worker.wait_ready()
         return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+@pytest.fixture
+def start_worker(run_settings: Settings, tmp_path: Path) -> Iterator[StartWorker]:
+    """Start workers for this test's topics; all are stopped at the end."""
+    asyncio.run(ensure_run_topics(run_settings, run_settings.bootstrap_servers or ""))
+    with worker_starter(run_settings, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture(scope="session")
