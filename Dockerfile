@@ -1,12 +1,21 @@
 # flashsale in a container: the CLI, a worker, a producer or the dashboard (docker-compose.yml).
-FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# The build stage has a C compiler, so streams/packed.py is compiled (setup.py); the image
+# installs the wheel it built, without the compiler.
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
 COPY flashsale ./flashsale
 COPY producers ./producers
 COPY streams ./streams
 COPY benchmarks ./benchmarks
-RUN pip install --no-cache-dir . && useradd --create-home flashsale
+COPY loadtests ./loadtests
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels && useradd --create-home flashsale
 USER flashsale
 # Inside a container a listener must take connections from the other services.
 ENV FLASHSALE_WEB_HOST=0.0.0.0

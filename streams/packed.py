@@ -1,18 +1,18 @@
-"""A packed message's rows applied to a partition's state at once: rules in one pass, windows
-with numpy.
+"""A packed message's rows applied to a partition's state at once.
 
-The result equals applying the rows one by one as single events (`streams.state.apply_step`);
-tests/unit/test_packed.py checks it state for state on random streams. What makes the batch
-cheaper than a call per row:
+The result equals applying the rows one by one as single events (`streams.state.apply_step`,
+`streams.windows.apply_window`); tests/unit/test_packed.py checks it state for state on
+random streams. What makes the batch cheaper than a call per row:
 
 - ids are built for the whole message by string concatenation (no formatting per row);
 - dedupe is decided for the whole message from set operations: a row can only be a duplicate
   if its id is already in the window or earlier in the message, and only those candidates are
   walked, with the window's eviction order taken into account exactly;
-- the lifecycle rules (stock per SKU, open and paid lines) run in one loop with local
-  counters, written back once; GMV by dimension is summed after the loop;
-- the windows are sums once lateness is known, so they take the whole message with numpy
-  (`apply_windows`).
+- the lifecycle rules (stock per SKU, open and paid lines, GMV by dimension) and the windows
+  run in one loop (`_decide`) with local counters, written back once; windows close once, at
+  the end of the message;
+- that loop is compiled with Cython when the package is built (`streams/packed.pxd` gives its
+  C types; docs/performance.md), and runs as plain Python where no compiler was at hand.
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import add, itemgetter, mul
+from operator import add
 from typing import Any, Final
-
-import numpy as np
 
 from flashsale.events import EVENT_TYPES, MAX_LINE, PackedBatch
 from streams.state import (
@@ -39,27 +36,16 @@ from streams.state import (
     RESTOCKED,
     PartitionState,
 )
-from streams.windows import Window, apply_windows
+from streams.windows import Window, close_windows
 
-__all__ = ["PackedResult", "apply_packed", "fresh_rows"]
+__all__ = ["COMPILED", "PackedResult", "apply_packed", "fresh_rows"]
+
+#: True when this module runs compiled by Cython (setup.py), False as plain Python.
+COMPILED: Final = not __file__.endswith(".py")
 
 #: "/{line}" for every valid line number, and "/{type}" for every type: ids by concatenation.
 _LINE_SUFFIX: Final = tuple(f"/{line}" for line in range(MAX_LINE + 1))
 _TYPE_SUFFIX: Final = {kind: f"/{kind}" for kind in EVENT_TYPES}
-#: Outcomes as small integers, for numpy masks.
-_CODE: Final = {
-    outcome: code
-    for code, outcome in enumerate(
-        (ACCEPTED, REJECTED_OVERSELL, DUPLICATE, PAID, CANCELLED, REFUNDED, ORPHAN, RESTOCKED)
-    )
-}
-#: The open-line record's buyer fields: (country, category, merchant, province).
-_DIMENSIONS: Final = (
-    ("gmv_by_country", itemgetter(2)),
-    ("gmv_by_category", itemgetter(3)),
-    ("gmv_by_merchant", itemgetter(4)),
-    ("gmv_by_province", itemgetter(5)),
-)
 
 
 @dataclass(slots=True)
@@ -145,124 +131,199 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
     if batch.bad:
         rows = [i for i in range(batch.n) if i not in batch.bad]
         c = {name: [column[i] for i in rows] for name, column in c.items()}
+    kinds = c["type"]
+    line_ids = list(map(add, c["order_id"], map(_LINE_SUFFIX.__getitem__, c["line"])))
+    fresh = fresh_rows(state, list(map(add, line_ids, map(_TYPE_SUFFIX.__getitem__, kinds))))
+    n = len(kinds)
+    result = PackedResult(rows=list(rows), outcomes=[DUPLICATE] * n, amounts=[0] * n)
+    newest = _decide(state, c, line_ids, [True] * n if fresh is None else fresh, result)
+    if newest > state.max_event_ms:
+        state.max_event_ms = newest
+        result.closed = close_windows(state, newest - state.grace_ms)
+    return result
+
+
+def _decide(
+    state: PartitionState,
+    c: dict[str, list[Any]],
+    line_ids: list[str],
+    fresh: list[bool],
+    result: PackedResult,
+) -> int:
+    """The rules and the windows, row by row: fill `result`'s outcomes, amounts and late rows
+    and update `state`; return the newest event time seen (the caller closes windows).
+
+    One loop for everything a row decides, so that compiled (streams/packed.pxd) it runs on C
+    integers: the lifecycle rules, then for every row that is not a duplicate or a restock
+    lateness against the running watermark, and for an on-time accepted or paid row its 1 s
+    and 60 s windows, counted in locals while consecutive rows share a window.
+    """
     kinds, skus, quantities, stamps = c["type"], c["sku"], c["quantity"], c["event_ts_ms"]
     prices, countries, categories = c["unit_price_cents"], c["country"], c["category"]
     merchants, provinces = c["merchant"], c["province"]
-    line_ids = list(map(add, c["order_id"], map(_LINE_SUFFIX.__getitem__, c["line"])))
-    fresh = fresh_rows(state, list(map(add, line_ids, map(_TYPE_SUFFIX.__getitem__, kinds))))
-
+    outcomes, amounts, rows = result.outcomes, result.amounts, result.rows
+    late_rows = result.late
     stock = state.stock
     lines_open = state.open
     paid_lines = state.paid_lines
-    window = state.window
+    restocked_at = state.restocked_at
     sold_out, sold_out_ts = state.sold_out, state.sold_out_ts
+    by_country, by_category = state.gmv_by_country, state.gmv_by_category
+    by_merchant, by_province = state.gmv_by_merchant, state.gmv_by_province
+    windows, minute_units = state.windows, state.minute_units
+    window = state.window
+    grace = state.grace_ms
+    newest = state.max_event_ms
     n = len(kinds)
-    # Every row a duplicate with no amount until decided otherwise.
-    outcomes: list[str] = [DUPLICATE] * n
-    amounts: list[int] = [0] * n
-    paid_records: list[Sequence[Any]] = []
-    paid_record = paid_records.append
     accepted = rejected = paid = cancelled = refunded = refunded_cents = orphans = restocks = 0
-    # A `created` row's open-line record and amount, built for every row at C speed.
-    line_amounts = list(map(mul, quantities, prices))
-    records = zip(
-        quantities, line_amounts, countries, categories, merchants, provinces, strict=True
-    )
-    rows_in = zip(range(n), kinds, line_ids, skus, quantities, records, strict=True)
-    for j, kind, line_id, sku, units, record in (
-        rows_in if fresh is None else compress(rows_in, fresh)
-    ):
+    gmv = late = 0
+    # The 1 s and 60 s windows the last counted row fell in (opened when a row first falls
+    # in them, as `apply_window` opens them), and what was counted into them since (added to
+    # their records when a row falls elsewhere, and at the end).
+    second = minute = -1
+    s_acc = s_paid = s_gmv = m_acc = m_paid = m_gmv = 0
+    s_counts: list[int] = []
+    m_counts: list[int] = []
+    minute_held: dict[str, int] | None = None
+    for j in range(n):
+        if not fresh[j]:
+            continue
+        kind = kinds[j]
+        sku = skus[j]
+        units = quantities[j]
+        counted = 0  # 1: an accepted line, 2: a paid one; the windows count only these
+        amount = 0
         if kind == "created":
             have = stock.get(sku, 0)
             if have < units:
                 rejected += 1
                 outcomes[j] = REJECTED_OVERSELL
-                continue
-            left = have - units
-            stock[sku] = left
-            amounts[j] = record[1]
-            lines_open[line_id] = record
-            accepted += 1
-            if left == 0:
-                sold_out.append(sku)
-                sold_out_ts.append(stamps[j])
-            outcomes[j] = ACCEPTED
+            else:
+                stock[sku] = have - units
+                amount = units * prices[j]
+                amounts[j] = amount
+                lines_open[line_ids[j]] = (
+                    units,
+                    amount,
+                    countries[j],
+                    categories[j],
+                    merchants[j],
+                    provinces[j],
+                )
+                accepted += 1
+                if have == units:
+                    sold_out.append(sku)
+                    sold_out_ts.append(stamps[j])
+                outcomes[j] = ACCEPTED
+                counted = 1
         elif kind == "paid":
-            record = lines_open.pop(line_id, None)
+            record = lines_open.pop(line_ids[j], None)
             if record is None:
                 orphans += 1
                 outcomes[j] = ORPHAN
-                continue
-            paid += 1
-            paid_record(record)
-            amounts[j] = amount = record[1]
-            paid_lines[line_id] = amount
-            if len(paid_lines) > window:
-                paid_lines.popitem(last=False)
-            outcomes[j] = PAID
+            else:
+                paid += 1
+                amount = record[1]
+                amounts[j] = amount
+                gmv += amount
+                by_country[record[2]] = by_country.get(record[2], 0) + amount
+                by_category[record[3]] = by_category.get(record[3], 0) + amount
+                by_merchant[record[4]] = by_merchant.get(record[4], 0) + amount
+                by_province[record[5]] = by_province.get(record[5], 0) + amount
+                paid_lines[line_ids[j]] = amount
+                if len(paid_lines) > window:
+                    paid_lines.popitem(last=False)
+                outcomes[j] = PAID
+                counted = 2
         elif kind == "cancelled":
-            record = lines_open.pop(line_id, None)
+            record = lines_open.pop(line_ids[j], None)
             if record is None:
                 orphans += 1
                 outcomes[j] = ORPHAN
-                continue
-            stock[sku] = stock.get(sku, 0) + record[0]
-            cancelled += 1
-            amounts[j] = record[1]
-            outcomes[j] = CANCELLED
+            else:
+                stock[sku] = stock.get(sku, 0) + record[0]
+                cancelled += 1
+                amounts[j] = record[1]
+                outcomes[j] = CANCELLED
         elif kind == "refunded":
-            amount = paid_lines.pop(line_id, None)
-            if amount is None:
+            refund = paid_lines.pop(line_ids[j], None)
+            if refund is None:
                 orphans += 1
                 outcomes[j] = ORPHAN
-                continue
-            refunded += 1
-            refunded_cents += amount
-            amounts[j] = amount
-            outcomes[j] = REFUNDED
-        else:  # restock (the decoder admits no other type)
+            else:
+                refunded += 1
+                refunded_cents += refund
+                amounts[j] = refund
+                outcomes[j] = REFUNDED
+        else:  # restock (the decoder admits no other type): no window sees it
             stock[sku] = stock.get(sku, 0) + units
-            state.restocked_at.setdefault(sku, stamps[j])
+            restocked_at.setdefault(sku, stamps[j])
             restocks += 1
             outcomes[j] = RESTOCKED
-    state.duplicates += n - (accepted + rejected + paid + cancelled + refunded + orphans + restocks)
+            continue
+        # The windows (streams/windows.py), as `apply_window` would count this row.
+        ts = stamps[j]
+        if newest >= 0 and ts < newest - grace:
+            late += 1
+            late_rows.append((rows[j], newest - grace))
+            continue
+        if ts > newest:
+            newest = ts
+        if not counted:
+            continue
+        start = ts - ts % 1000
+        if start != second:
+            if second >= 0:
+                _add(s_counts, s_acc, s_paid, s_gmv)
+            second = start
+            s_acc = s_paid = s_gmv = 0
+            s_counts = _opened(windows, "1:" + str(second))
+        start = ts - ts % 60_000
+        if start != minute:
+            if minute >= 0:
+                _add(m_counts, m_acc, m_paid, m_gmv)
+            minute = start
+            m_acc = m_paid = m_gmv = 0
+            m_counts = _opened(windows, "60:" + str(minute))
+            minute_held = None
+        if counted == 1:
+            s_acc += 1
+            m_acc += 1
+            if minute_held is None:
+                minute_held = minute_units.setdefault(str(minute), {})
+            minute_held[sku] = minute_held.get(sku, 0) + units
+        else:
+            s_paid += 1
+            s_gmv += amount
+            m_paid += 1
+            m_gmv += amount
+    if second >= 0:
+        _add(s_counts, s_acc, s_paid, s_gmv)
+        _add(m_counts, m_acc, m_paid, m_gmv)
+    state.duplicates += n - accepted - rejected - paid - cancelled - refunded - orphans - restocks
     state.accepted += accepted
     state.rejected_oversell += rejected
     state.paid += paid
+    state.gmv_cents += gmv
     state.cancelled += cancelled
     state.refunded += refunded
     state.refunded_cents += refunded_cents
     state.orphans += orphans
     state.restocks += restocks
-    if paid_records:
-        paid_amounts = [record[1] for record in paid_records]
-        state.gmv_cents += sum(paid_amounts)
-        for name, value_of in _DIMENSIONS:
-            by: dict[str, int] = getattr(state, name)
-            for value, amount in zip(map(value_of, paid_records), paid_amounts, strict=True):
-                by[value] = by.get(value, 0) + amount
+    state.late += late
+    return newest
 
-    result = PackedResult(rows=list(rows), outcomes=outcomes, amounts=amounts)
-    # The windows see what `apply_window` would: no restocks, no duplicates.
-    codes = np.fromiter(map(_CODE.__getitem__, outcomes), dtype=np.int8, count=len(outcomes))
-    timed = np.flatnonzero((codes != _CODE[DUPLICATE]) & (codes != _CODE[RESTOCKED]))
-    if not len(timed):
-        return result
-    decided = codes[timed]
-    late, watermarks, closed = apply_windows(
-        state,
-        np.asarray(stamps, dtype=np.int64)[timed],
-        decided == _CODE[ACCEPTED],
-        decided == _CODE[PAID],
-        np.asarray(amounts, dtype=np.int64)[timed],
-        skus,
-        np.asarray(quantities, dtype=np.int64)[timed],
-        timed,
-    )
-    if late.any():
-        # Positions in the message, as the dead-letter and late topics name them.
-        result.late = [
-            (rows[int(timed[k])], int(watermarks[k])) for k in np.flatnonzero(late).tolist()
-        ]
-    result.closed = closed
-    return result
+
+def _opened(windows: dict[str, list[int]], key: str) -> list[int]:
+    """The counts [accepted, paid, gmv_cents] of window `key`, opened if need be."""
+    counts = windows.get(key)
+    if counts is None:
+        counts = windows[key] = [0, 0, 0]
+    return counts
+
+
+def _add(counts: list[int], accepted: int, paid: int, gmv: int) -> None:
+    """Add to a window's counts."""
+    counts[0] += accepted
+    counts[1] += paid
+    counts[2] += gmv

@@ -18,16 +18,12 @@ windows again (consumers and `verify` key them by partition, size and start).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
-
-import numpy as np
-import numpy.typing as npt
 
 from flashsale.events import OrderEvent
 from streams.state import ACCEPTED, PAID, PartitionState
 
-__all__ = ["SIZES_S", "TOP_N", "Window", "apply_window", "apply_windows", "top_skus"]
+__all__ = ["SIZES_S", "TOP_N", "Window", "apply_window", "close_windows", "top_skus"]
 
 #: Window sizes in seconds: per second and per minute.
 SIZES_S: Final = (1, 60)
@@ -79,10 +75,10 @@ def apply_window(
     # so most events skip the scan (this runs once per event).
     if newest >= 0 and watermark // 1000 == (newest - state.grace_ms) // 1000:
         return False, []
-    return False, _close(state, watermark)
+    return False, close_windows(state, watermark)
 
 
-def _close(state: PartitionState, watermark: int) -> list[Window]:
+def close_windows(state: PartitionState, watermark: int) -> list[Window]:
     """Remove and return, sorted, every open window ending at or below `watermark`."""
     windows = state.windows
     closed: list[Window] = []
@@ -95,82 +91,3 @@ def _close(state: PartitionState, watermark: int) -> list[Window]:
             closed.append((size, start, accepted, paid, gmv, top))
     closed.sort()
     return closed
-
-
-def apply_windows(
-    state: PartitionState,
-    ts: npt.NDArray[np.int64],
-    accepted: npt.NDArray[np.bool_],
-    paid: npt.NDArray[np.bool_],
-    amounts: npt.NDArray[np.int64],
-    skus: Sequence[str],
-    quantities: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.intp],
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], list[Window]]:
-    """`apply_window` for many decided events at once (a packed message), with numpy.
-
-    The arrays hold, in offset order, only the events `apply_window` would see (no restocks,
-    no duplicates); `rows` gives each one's index in `skus` (the whole message's column).
-    Returns which were late, the watermark each was judged against, and the windows closed.
-    The result is the sequential one: lateness follows the running maximum of event time; a
-    window, once closed, can only receive late events, so the counts of the windows are
-    order-free sums; and the windows closed are those ending at or below the final watermark.
-    """
-    grace = state.grace_ms
-    before = np.maximum.accumulate(np.concatenate(([state.max_event_ms], ts)))[:-1]
-    watermarks = before - grace
-    late = (before >= 0) & (ts < watermarks)
-    n_late = int(np.count_nonzero(late))
-    state.late += n_late
-    windows = state.windows
-    on_time = ~late if n_late else np.ones(len(ts), dtype=bool)
-    counted = on_time & (accepted | paid)
-    if counted.any():
-        c_ts, c_acc, c_paid = ts[counted], accepted[counted], paid[counted]
-        c_amounts = amounts[counted]
-        # Sums of cents as float64 are exact below 2**53; beyond that, integer adds.
-        exact_floats = int(c_amounts.sum()) < 2**53
-        for size in SIZES_S:
-            size_ms = size * 1000
-            starts, where = np.unique(c_ts - c_ts % size_ms, return_inverse=True)
-            n_acc = np.bincount(where[c_acc], minlength=len(starts))
-            n_paid = np.bincount(where[c_paid], minlength=len(starts))
-            if exact_floats:
-                gmv = np.bincount(
-                    where[c_paid], weights=c_amounts[c_paid], minlength=len(starts)
-                ).astype(np.int64)
-            else:
-                gmv = np.zeros(len(starts), dtype=np.int64)
-                np.add.at(gmv, where[c_paid], c_amounts[c_paid])
-            for start, a, p, g in zip(
-                starts.tolist(), n_acc.tolist(), n_paid.tolist(), gmv.tolist(), strict=True
-            ):
-                key = f"{size}:{start}"
-                counts = windows.get(key)
-                if counts is None:
-                    counts = windows[key] = [0, 0, 0]
-                counts[0] += a
-                counts[1] += p
-                counts[2] += g
-        hot = on_time & accepted
-        if hot.any():
-            minute_units = state.minute_units
-            hot_ts = ts[hot]
-            minutes = hot_ts - hot_ts % 60_000
-            hot_rows, hot_units = rows[hot], quantities[hot]
-            # A message spans a minute boundary at most now and then: one pass per minute.
-            for minute in np.unique(minutes).tolist():
-                mine = minutes == minute
-                held = minute_units.get(str(minute))
-                if held is None:
-                    held = minute_units[str(minute)] = {}
-                for i, units in zip(hot_rows[mine].tolist(), hot_units[mine].tolist(), strict=True):
-                    sku = skus[i]
-                    held[sku] = held.get(sku, 0) + units
-    closed: list[Window] = []
-    if len(ts):
-        newest = int(ts.max())
-        if newest > state.max_event_ms:
-            state.max_event_ms = newest
-            closed = _close(state, newest - grace)
-    return late, watermarks, closed
