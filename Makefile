@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-all lint bench clean
 
-# The install also compiles streams/packed.py (setup.py): a change to it reinstalls.
-$(STAMP): pyproject.toml setup.py streams/packed.py streams/packed.pxd
+# The install also compiles two modules (setup.py): a change to one reinstalls.
+$(STAMP): pyproject.toml setup.py streams/packed.py streams/packed.pxd flashsale/columns.py flashsale/columns.pxd
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

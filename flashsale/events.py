@@ -15,6 +15,8 @@ from typing import Any, Final
 
 import orjson
 
+from flashsale.columns import expand, int_bounds, text_bounds
+
 __all__ = [
     "CODED_COLUMNS",
     "EVENT_TYPES",
@@ -48,6 +50,8 @@ MAX_UNIT_PRICE_CENTS: Final = 100_000_000  # one million euros per unit
 MAX_ID_LEN: Final = 128
 #: Lines of one order are numbered 0..MAX_LINE.
 MAX_LINE: Final = 99
+#: Times (event_ts_ms, emit_ns) are 64-bit signed integers, as Kafka's timestamps are.
+MAX_TIME: Final = 2**63 - 1
 
 _STR_FIELDS: Final = (
     "order_id",
@@ -199,8 +203,8 @@ def _validated(doc: dict[str, Any]) -> OrderEvent:
         raise MalformedEvent(
             "out_of_range", f"unit_price_cents={price} not in 1..{MAX_UNIT_PRICE_CENTS}"
         )
-    if doc["event_ts_ms"] < 0 or doc["emit_ns"] < 0:
-        raise MalformedEvent("out_of_range", "event_ts_ms and emit_ns must not be negative")
+    if not (0 <= doc["event_ts_ms"] <= MAX_TIME and 0 <= doc["emit_ns"] <= MAX_TIME):
+        raise MalformedEvent("out_of_range", "event_ts_ms and emit_ns must be in 0..2**63-1")
     line = doc["line"]
     if not 0 <= line <= MAX_LINE:
         raise MalformedEvent("out_of_range", f"line={line} not in 0..{MAX_LINE}")
@@ -318,13 +322,9 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     for name, column in columns.items():
         if type(column) is not list or len(column) != n:
             raise MalformedEvent("wrong_type", f"column {name} must be a list of {n} values")
-    # No JSON true/false anywhere (the bytes say so): no value is a bool, and integer checks
-    # can take the cheap path (a bool would pass them as the integer it subclasses).
-    assert raw is not None  # _json_object refused None
-    bool_free = b"true" not in raw and b"false" not in raw
-    coded = _expand_codes(columns, doc["dict"], bool_free) if "dict" in doc else {}
+    coded = _expand_codes(columns, doc["dict"]) if "dict" in doc else {}
     batch = PackedBatch(n=n, columns=columns, bad={})
-    if not _columns_valid(columns, bool_free, coded):
+    if not _columns_valid(columns, coded):
         # Some row breaks the schema: find which, with the reason a single event would get.
         for i in range(n):
             try:
@@ -334,9 +334,7 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     return batch
 
 
-def _expand_codes(
-    columns: dict[str, list[Any]], dictionary: Any, bool_free: bool
-) -> dict[str, list[Any]]:
+def _expand_codes(columns: dict[str, list[Any]], dictionary: Any) -> dict[str, list[Any]]:
     """Replace each coded column's codes by their values, in place; return the dictionary of
     each column whose codes were all valid (its values include every value of the column).
 
@@ -357,16 +355,11 @@ def _expand_codes(
             # Interned: equal text from every message is one object, so the lines a worker
             # holds open share their country, category, merchant and province strings.
             values = list(map(sys.intern, values))
-        if bool_free:
-            # Indexing takes only integers below the size; negative ones are checked after.
-            try:
-                expanded = list(map(values.__getitem__, codes))
-                if min(codes) >= 0:
-                    columns[name] = expanded
-                    clean[name] = values
-                    continue
-            except (TypeError, IndexError):
-                pass
+        expanded = expand(values, codes)
+        if expanded is not None:
+            columns[name] = expanded
+            clean[name] = values
+            continue
         size = len(values)
         columns[name] = [
             values[code] if type(code) is int and 0 <= code < size else code for code in codes
@@ -374,39 +367,37 @@ def _expand_codes(
     return clean
 
 
+#: The integer columns with a range, (least, greatest) allowed.
+_RANGES: Final = {
+    "quantity": (1, MAX_QUANTITY),
+    "unit_price_cents": (1, MAX_UNIT_PRICE_CENTS),
+    "line": (0, MAX_LINE),
+    "event_ts_ms": (0, MAX_TIME),
+    "emit_ns": (0, MAX_TIME),
+}
+
+
 def _columns_valid(
-    columns: dict[str, list[Any]],
-    bool_free: bool = False,
-    values_of: dict[str, list[Any]] | None = None,
+    columns: dict[str, list[Any]], values_of: dict[str, list[Any]] | None = None
 ) -> bool:
     """True when every row is valid: whole-column checks, the fast path of `decode_packed`.
 
     String columns other than the order id repeat a few values (SKUs, countries, provinces),
     so they are checked on their distinct values; any doubt sends the message to the
-    row-by-row path, which names each bad row's problem. `bool_free`: no value is a bool.
-    `values_of`: for some columns, a list that holds every value of the column (a message's
-    dictionary): checked instead of the column.
+    row-by-row path, which names each bad row's problem. `values_of`: for some columns, a
+    list that holds every value of the column (a message's dictionary): checked instead of
+    the column. The scans of whole columns are flashsale/columns.py (compiled).
     """
     values_of = values_of or {}
     for name in _INT_COLUMNS:
-        column = columns[name]
-        if bool_free:
-            # A sum of integers is an integer; a float makes it a float; text fails.
-            try:
-                if type(sum(column)) is not int:
-                    return False
-            except TypeError:
-                return False
-        elif set(map(type, column)) != {int}:
+        bounds = int_bounds(columns[name])
+        if bounds is None:
             return False
-    order_ids = columns["order_id"]
-    try:
-        # `str.join` takes only strings: one C-level pass checks the types.
-        "".join(order_ids)
-    except TypeError:
-        return False
-    lengths = list(map(len, order_ids))
-    if max(lengths) > MAX_ID_LEN or min(lengths) == 0:
+        low, high = _RANGES[name]
+        if bounds[0] < low or bounds[1] > high:
+            return False
+    lengths = text_bounds(columns["order_id"])
+    if lengths is None or lengths[0] == 0 or lengths[1] > MAX_ID_LEN:
         return False
     kinds = columns["type"]
     try:
@@ -428,13 +419,4 @@ def _columns_valid(
                     return False
     except TypeError:  # an unhashable value (a list, an object) in a string column
         return False
-    checks = (
-        ("quantity", 1, MAX_QUANTITY),
-        ("unit_price_cents", 1, MAX_UNIT_PRICE_CENTS),
-        ("line", 0, MAX_LINE),
-    )
-    for name, low, high in checks:
-        column = columns[name]
-        if min(column) < low or max(column) > high:
-            return False
-    return min(columns["event_ts_ms"]) >= 0 and min(columns["emit_ns"]) >= 0
+    return True

@@ -3,15 +3,9 @@ single events are applied (rules, windows, late events), state for state."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import os
 import random
-import sys
-import time
 from collections import OrderedDict
 from dataclasses import asdict, replace
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -32,34 +26,22 @@ from flashsale.events import (
     encode_event,
     encode_packed,
 )
-from streams import COMPILED_MODULES, prefer_fresh_source
 from streams.packed import fresh_rows
 from streams.state import DUPLICATE, PartitionState, apply_event
 from streams.windows import apply_window
 from tests.conftest import skip_or_fail
 from tests.factories import make_order
+from tests.unit.test_compiled import source_module
 from tests.unit.test_verify import _random_stream
 
 T0 = 1_605_024_000_000
-
-
-def _source_module() -> ModuleType:
-    """streams/packed.py run as plain Python, whether or not the package compiled it."""
-    spec = importlib.util.spec_from_file_location(
-        "streams._packed_source", Path(streams.packed.__file__).with_name("packed.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module", params=["compiled", "source"])
 def packed_module(request: pytest.FixtureRequest) -> ModuleType:
     """Both ways the packed rules run: as the package built them (Cython), and as Python."""
     if request.param == "source":
-        return _source_module()
+        return source_module("streams.packed")
     if not streams.packed.COMPILED:
         skip_or_fail("streams/packed.py is not compiled (no C compiler at install?)")
     return streams.packed
@@ -331,31 +313,3 @@ def test_any_code_or_dictionary_value_is_judged_as_the_expanded_single_event_wou
             assert i not in batch.bad
         except MalformedEvent as exc:
             assert batch.bad[i].reason == exc.reason
-
-
-def test_the_package_compiles_the_packed_rules_and_no_other_module() -> None:
-    if not streams.packed.COMPILED:
-        skip_or_fail("streams/packed.py is not compiled (no C compiler at install?)")
-    assert streams.packed.__file__.endswith(importlib.machinery.EXTENSION_SUFFIXES[0])
-    assert COMPILED_MODULES == ("packed",)
-    assert _source_module().COMPILED is False
-
-
-def test_a_build_older_than_its_source_gives_way_to_the_source(tmp_path: Path) -> None:
-    """An edited module whose build is stale runs from the edited source, with a warning."""
-    package = f"pkg_{time.time_ns()}"
-    folder = tmp_path / package
-    folder.mkdir()
-    (folder / "rules.py").write_text("WHERE = 'source'\n")
-    built = folder / f"rules{importlib.machinery.EXTENSION_SUFFIXES[0]}"
-    built.write_bytes(b"not a shared object")
-    now = time.time()
-    os.utime(built, (now, now))
-    os.utime(folder / "rules.py", (now - 60, now - 60))
-    assert prefer_fresh_source(package, folder, ("rules",)) == []  # the build is current
-    os.utime(folder / "rules.py", (now + 60, now + 60))
-    with pytest.warns(UserWarning, match="older than its source"):
-        loaded = prefer_fresh_source(package, folder, ("rules",))
-    assert loaded == [f"{package}.rules"]
-    assert sys.modules[f"{package}.rules"].WHERE == "source"
-    del sys.modules[f"{package}.rules"]
