@@ -34,20 +34,20 @@ def int_bounds(column: list[Any]) -> tuple[int, int] | None:
         low, high = min(column), max(column)
         return (low, high) if low >= _LOW and high <= _HIGH else None
     low = high = 0
-    for j in range(n):
-        value = column[j]
-        if type(value) is not int:
-            return None
-        try:
+    try:  # around the loop, not in it: a try costs Cython a save of the exception state
+        for j in range(n):
+            value = column[j]
+            if type(value) is not int:
+                return None
             x = value
-        except OverflowError:
-            return None
-        if j == 0:
-            low = high = x
-        elif x < low:
-            low = x
-        elif x > high:
-            high = x
+            if j == 0:
+                low = high = x
+            elif x < low:
+                low = x
+            elif x > high:
+                high = x
+    except OverflowError:  # past 64 bits
+        return None
     return low, high
 
 
@@ -90,15 +90,15 @@ def expand(values: list[Any], codes: list[Any]) -> list[Any] | None:
         return list(map(values.__getitem__, codes))
     n = len(codes)
     out = [None] * n
-    for j in range(n):
-        code = codes[j]
-        if type(code) is not int:
-            return None
-        try:
+    try:
+        for j in range(n):
+            code = codes[j]
+            if type(code) is not int:
+                return None
             k = code
-        except OverflowError:
-            return None
-        if k < 0 or k >= size:
-            return None
-        out[j] = values[k]
+            if k < 0 or k >= size:
+                return None
+            out[j] = values[k]
+    except OverflowError:  # past 64 bits
+        return None
     return out
