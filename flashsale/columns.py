@@ -22,14 +22,24 @@ _LOW: Final = -(2**63)
 _HIGH: Final = 2**63 - 1
 
 
-def int_bounds(column: list[Any]) -> tuple[int, int] | None:
+def int_bounds(column: list[Any], bool_free: bool = False) -> tuple[int, int] | None:
     """The least and greatest value of a non-empty column whose values are all integers (a
-    bool is not one) within 64 bits; None when it is empty or one value is not such."""
+    bool is not one) within 64 bits; None when it is empty or one value is not such.
+
+    `bool_free`: the caller knows no value is a bool (the message's bytes hold no JSON `true`
+    or `false`), which lets plain Python check the types with one `sum`.
+    """
     n = len(column)
     if n == 0:
         return None
     if not COMPILED:
-        if set(map(type, column)) != {int}:
+        if bool_free:
+            try:  # a sum of integers is an integer; a float makes it a float; text fails
+                if type(sum(column)) is not int:
+                    return None
+            except TypeError:
+                return None
+        elif set(map(type, column)) != {int}:
             return None
         low, high = min(column), max(column)
         return (low, high) if low >= _LOW and high <= _HIGH else None
@@ -58,7 +68,9 @@ def text_bounds(column: list[Any]) -> tuple[int, int] | None:
     if n == 0:
         return None
     if not COMPILED:
-        if set(map(type, column)) != {str}:
+        try:
+            "".join(column)  # takes only strings: one C-level pass checks the types
+        except TypeError:
             return None
         lengths = list(map(len, column))
         return min(lengths), max(lengths)
@@ -77,13 +89,20 @@ def text_bounds(column: list[Any]) -> tuple[int, int] | None:
     return low, high
 
 
-def expand(values: list[Any], codes: list[Any]) -> list[Any] | None:
+def expand(values: list[Any], codes: list[Any], bool_free: bool = False) -> list[Any] | None:
     """`values[code]` for every code, when each is an integer index of `values` (0 to
-    len - 1; a bool is not one); None when one is not."""
+    len - 1; a bool is not one); None when one is not. `bool_free`: as for `int_bounds`."""
     size = len(values)
     if not COMPILED:
         if not codes:
             return []
+        if bool_free:
+            # Indexing takes only integers below the size; negative ones are checked after.
+            try:
+                out = list(map(values.__getitem__, codes))
+            except (TypeError, IndexError):
+                return None
+            return out if min(codes) >= 0 else None
         bounds = int_bounds(codes)
         if bounds is None or bounds[0] < 0 or bounds[1] >= size:
             return None

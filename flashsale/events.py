@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 
+from flashsale.columns import COMPILED as COLUMNS_COMPILED
 from flashsale.columns import expand, int_bounds, text_bounds
 
 __all__ = [
@@ -322,9 +323,13 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     for name, column in columns.items():
         if type(column) is not list or len(column) != n:
             raise MalformedEvent("wrong_type", f"column {name} must be a list of {n} values")
-    coded = _expand_codes(columns, doc["dict"]) if "dict" in doc else {}
+    # Compiled, the column checks look at each value's type. As plain Python they are faster
+    # knowing that no value is a bool: no JSON true/false anywhere (the bytes say so).
+    assert raw is not None  # _json_object refused None
+    bool_free = not COLUMNS_COMPILED and b"true" not in raw and b"false" not in raw
+    coded = _expand_codes(columns, doc["dict"], bool_free) if "dict" in doc else {}
     batch = PackedBatch(n=n, columns=columns, bad={})
-    if not _columns_valid(columns, coded):
+    if not _columns_valid(columns, coded, bool_free):
         # Some row breaks the schema: find which, with the reason a single event would get.
         for i in range(n):
             try:
@@ -334,7 +339,9 @@ def decode_packed(raw: bytes | None) -> PackedBatch:
     return batch
 
 
-def _expand_codes(columns: dict[str, list[Any]], dictionary: Any) -> dict[str, list[Any]]:
+def _expand_codes(
+    columns: dict[str, list[Any]], dictionary: Any, bool_free: bool = False
+) -> dict[str, list[Any]]:
     """Replace each coded column's codes by their values, in place; return the dictionary of
     each column whose codes were all valid (its values include every value of the column).
 
@@ -355,7 +362,7 @@ def _expand_codes(columns: dict[str, list[Any]], dictionary: Any) -> dict[str, l
             # Interned: equal text from every message is one object, so the lines a worker
             # holds open share their country, category, merchant and province strings.
             values = list(map(sys.intern, values))
-        expanded = expand(values, codes)
+        expanded = expand(values, codes, bool_free)
         if expanded is not None:
             columns[name] = expanded
             clean[name] = values
@@ -378,7 +385,9 @@ _RANGES: Final = {
 
 
 def _columns_valid(
-    columns: dict[str, list[Any]], values_of: dict[str, list[Any]] | None = None
+    columns: dict[str, list[Any]],
+    values_of: dict[str, list[Any]] | None = None,
+    bool_free: bool = False,
 ) -> bool:
     """True when every row is valid: whole-column checks, the fast path of `decode_packed`.
 
@@ -386,11 +395,12 @@ def _columns_valid(
     so they are checked on their distinct values; any doubt sends the message to the
     row-by-row path, which names each bad row's problem. `values_of`: for some columns, a
     list that holds every value of the column (a message's dictionary): checked instead of
-    the column. The scans of whole columns are flashsale/columns.py (compiled).
+    the column. `bool_free`: no value is a bool. The scans of whole columns are
+    flashsale/columns.py (compiled).
     """
     values_of = values_of or {}
     for name in _INT_COLUMNS:
-        bounds = int_bounds(columns[name])
+        bounds = int_bounds(columns[name], bool_free)
         if bounds is None:
             return False
         low, high = _RANGES[name]

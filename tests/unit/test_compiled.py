@@ -63,14 +63,21 @@ _VALUE = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(column=st.lists(_VALUE, max_size=12))
 def test_column_bounds_are_the_same_compiled_and_as_python(column: list[Any]) -> None:
-    assert columns.int_bounds(column) == _SOURCE.int_bounds(column)
+    # As decode_packed calls them: told there is no bool when the message has none.
+    bool_free = not any(type(v) is bool for v in column)
+    expected = columns.int_bounds(column)
+    assert _SOURCE.int_bounds(column) == expected
+    assert _SOURCE.int_bounds(column, bool_free) == expected
     assert columns.text_bounds(column) == _SOURCE.text_bounds(column)
 
 
 @settings(max_examples=400, deadline=None)
 @given(values=st.lists(st.text(max_size=3), max_size=8), codes=st.lists(_VALUE, max_size=12))
 def test_expansion_is_the_same_compiled_and_as_python(values: list[str], codes: list[Any]) -> None:
-    assert columns.expand(values, codes) == _SOURCE.expand(values, codes)
+    bool_free = not any(type(v) is bool for v in codes)
+    expected = columns.expand(values, codes)
+    assert _SOURCE.expand(values, codes) == expected
+    assert _SOURCE.expand(values, codes, bool_free) == expected
 
 
 @pytest.mark.parametrize("module", [columns, _SOURCE], ids=["as built", "source"])
@@ -78,6 +85,9 @@ def test_the_column_primitives_say_what_they_promise(module: ModuleType) -> None
     assert module.int_bounds([3, -2, 2**63 - 1]) == (-2, 2**63 - 1)
     assert module.int_bounds([1, 2**63]) is None  # past 64 bits
     assert module.int_bounds([1, True]) is None  # a bool is not an integer
+    assert module.int_bounds([1, 2**63], bool_free=True) is None
+    assert module.int_bounds([1, 2.0], bool_free=True) is None
+    assert module.int_bounds([1, "2"], bool_free=True) is None
     assert module.int_bounds([1, 2.0]) is None
     assert module.int_bounds([]) is None
     assert module.text_bounds(["ab", "", "abcd"]) == (0, 4)
@@ -87,6 +97,9 @@ def test_the_column_primitives_say_what_they_promise(module: ModuleType) -> None
     assert module.expand(["a", "b"], [-1]) is None  # Python would index from the end
     assert module.expand(["a", "b"], [True]) is None
     assert module.expand(["a", "b"], [1.0]) is None
+    assert module.expand(["a", "b"], [1, -1], bool_free=True) is None
+    assert module.expand(["a", "b"], [1, 2**64], bool_free=True) is None
+    assert module.expand(["a", "b"], [1, 0], bool_free=True) == ["b", "a"]
 
 
 def test_a_build_older_than_its_source_gives_way_to_the_source(tmp_path: Path) -> None:
