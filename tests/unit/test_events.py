@@ -83,6 +83,9 @@ def test_encoding_overrides_the_emit_time_only() -> None:
         (orjson.dumps(_order(quantity=-1)), "out_of_range"),
         (orjson.dumps(_order(unit_price_cents=-100)), "out_of_range"),
         (orjson.dumps(_order(event_ts_ms=-1)), "out_of_range"),
+        # Times are 64-bit, as Kafka's: orjson reads integers up to 2**64 - 1.
+        (orjson.dumps(_order(event_ts_ms=2**63)), "out_of_range"),
+        (orjson.dumps(_order(emit_ns=2**64 - 1)), "out_of_range"),
         (orjson.dumps(_order(sku="")), "out_of_range"),
         (orjson.dumps(_order(line=-1)), "out_of_range"),
         (orjson.dumps(_order(line=100)), "out_of_range"),

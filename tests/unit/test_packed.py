@@ -190,6 +190,22 @@ def test_packed_rows_are_applied_exactly_as_single_events(
     assert packed.to_bytes() == single.to_bytes()
 
 
+def test_a_time_past_64_bits_is_a_bad_row_and_the_rest_apply(packed_module: ModuleType) -> None:
+    """The compiled rules hold times in C integers: a row whose time would not fit is a dead
+    letter at decoding, never an overflow in the worker."""
+    events = [make_order(order_id=f"o{i}", event_ts_ms=T0 + i) for i in range(3)]
+    cols = columns_of(events)
+    cols["event_ts_ms"][1] = 2**64 - 1
+    batch = decode_packed(encode_packed(cols))
+    assert {i: e.reason for i, e in batch.bad.items()} == {1: "out_of_range"}
+    state = PartitionState(partition=0, window=50)
+    state.stock["FR-WIN-0001"] = 5
+    result = packed_module.apply_packed(state, batch)
+    assert result.rows == [0, 2]
+    assert result.outcomes == ["accepted", "accepted"]
+    assert state.max_event_ms == T0 + 2
+
+
 def test_bad_rows_are_skipped_and_the_rest_applied_in_order(packed_module: ModuleType) -> None:
     events = [make_order(order_id=f"o{i}", event_ts_ms=T0 + i) for i in range(3)]
     cols = columns_of(events)
