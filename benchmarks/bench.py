@@ -330,10 +330,7 @@ async def _decision_span(run: Settings) -> tuple[int, float]:
     last = max(
         orjson.loads(records[-1].value)["processed_ns"] for records in newest.values() if records
     )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=run.bootstrap_servers, enable_auto_commit=False, **aiokafka_security()
-    )
-    await consumer.start()
+    consumer = await start_reader(run.bootstrap_servers or "", run)
     try:
         firsts = []
         for partition, records in newest.items():

@@ -175,18 +175,24 @@ def _schema() -> pa.Schema:
 # -- reading ----------------------------------------------------------------------------------
 
 
+def _read(where: Path, missing: str) -> bytes:
+    """The bytes of a run directory's file, or `RunDirError` saying why not (`missing`: what a
+    missing file means)."""
+    try:
+        return where.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{where}: missing ({missing})") from None
+    except OSError as exc:
+        raise RunDirError(f"{where}: unreadable ({exc.strerror})") from None
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The checked manifest of run directory `path` (`RunDirError` naming what is wrong)."""
     root = Path(path)
     if not root.is_dir():
         raise RunDirError(f"{root}: not a run directory (no such folder)")
     where = root / MANIFEST
-    try:
-        raw = where.read_bytes()
-    except FileNotFoundError:
-        raise RunDirError(f"{where}: missing (not a run directory, or never recorded)") from None
-    except OSError as exc:
-        raise RunDirError(f"{where}: unreadable ({exc.strerror})") from None
+    raw = _read(where, "not a run directory, or never recorded")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -309,12 +315,7 @@ def _read_part(root: Path, topic: str, part: Mapping[str, Any]) -> list[Recorded
     where = root / part["path"]
     if not where.resolve().is_relative_to(root.resolve()):
         raise RunDirError(f"{root / MANIFEST}: part path {part['path']!r} leaves the run folder")
-    try:
-        data = where.read_bytes()
-    except FileNotFoundError:
-        raise RunDirError(f"{where}: missing (the manifest lists it)") from None
-    except OSError as exc:
-        raise RunDirError(f"{where}: unreadable ({exc.strerror})") from None
+    data = _read(where, "the manifest lists it")
     if hashlib.sha256(data).hexdigest() != part["sha256"]:
         raise RunDirError(f"{where}: SHA-256 differs from the manifest's (changed or truncated)")
     try:

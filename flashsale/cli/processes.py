@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from flashsale.broker import BrokerError, EmbeddedBroker, die_with_parent, stop_process
-from flashsale.kafka import end_offsets
+from flashsale.kafka import end_offsets, ensure_run_topics
+from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 
 __all__ = [
@@ -177,6 +178,16 @@ def group_totals(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
             body[name] = sum(part.get(name, 0) for part in parts)
     body["sold_out_skus"] = body.pop("sold_out", 0)
     return body
+
+
+def prepare_run(settings: Settings, bootstrap: str, scenario: Scenario) -> Settings:
+    """The settings of one run of `scenario` on `bootstrap` (its window grace), with the run's
+    topics created."""
+    run = settings.model_copy(
+        update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
+    )
+    asyncio.run(ensure_run_topics(run, bootstrap))
+    return run
 
 
 def wait_drained(

@@ -30,6 +30,7 @@ from flashsale.cli.processes import (
     bootstrap_for,
     free_port,
     group_totals,
+    prepare_run,
     start_gateway,
     unprocessed,
 )
@@ -358,10 +359,7 @@ def run_loadtest(
 
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
     with bootstrap_for(settings) as bootstrap:
-        run_settings = settings.model_copy(
-            update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
-        )
-        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+        run_settings = prepare_run(settings, bootstrap, scenario)
         worker = WorkerProcess(
             run_settings,
             free_port(settings.web_host, settings.web_port),
@@ -535,10 +533,7 @@ def run_demo(
         console.print(
             f"broker: {bootstrap} ({'embedded Tansu, memory storage' if embedded else 'external'})"
         )
-        run_settings = settings.model_copy(
-            update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
-        )
-        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+        run_settings = prepare_run(settings, bootstrap, scenario)
         group: list[WorkerProcess] = []
         for i in range(workers):
             port = free_port(settings.web_host, settings.web_port + i)

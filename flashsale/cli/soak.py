@@ -37,10 +37,10 @@ from flashsale.cli.processes import (
     WorkerProcess,
     broker_for,
     free_port,
+    prepare_run,
     start_gateway,
 )
 from flashsale.cli.run import console, print_verdict
-from flashsale.kafka import ensure_run_topics
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
@@ -227,10 +227,7 @@ def run_soak(
     duration_s = minutes * 60
     with broker_for(settings, announce=False) as (bootstrap, broker):
         console.print(f"broker: {bootstrap} ({'embedded Tansu' if broker else 'external'})")
-        run_settings = settings.model_copy(
-            update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
-        )
-        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+        run_settings = prepare_run(settings, bootstrap, scenario)
         worker = WorkerProcess(
             run_settings,
             free_port(settings.web_host, settings.web_port),
