@@ -306,6 +306,18 @@ class Drain:
     steady_per_s: float
 
 
+@dataclass(frozen=True)
+class DecisionSpan:
+    """When a worker's decisions were stamped (`processed_ns`), over every partition."""
+
+    first_ns: int
+    last_ns: int
+    #: Events of the first decision message (decided before its stamp).
+    first_events: int
+    #: Events whose decisions were stamped at or before the ready poll.
+    before_ready: int
+
+
 def _drain_worker(run: Settings, total: int, workdir: Path) -> Drain:
     """Start one worker on a preloaded topic; how fast it drains it."""
     worker = WorkerProcess(run, free_port(), log_path=workdir / f"worker-{run.app_id}.log")
@@ -320,28 +332,23 @@ def _drain_worker(run: Settings, total: int, workdir: Path) -> Drain:
         cpu = _cpu_seconds(worker.proc.pid) - cpu
     finally:
         worker.stop()
-    span = asyncio.run(_decision_span(run, ready_ns))
-    # `ready` waits for every held partition to be confirmed, which a big first fetch can
-    # hold up (measured: up to 1.2 s, its decisions already out): the clock starts at the
-    # first decision then, and the CPU is shared among the events decided after the poll.
+    return _drain(total, ready_ns, drained_ns, cpu, asyncio.run(_decision_span(run, ready_ns)))
+
+
+def _drain(total: int, ready_ns: int, drained_ns: int, cpu_s: float, span: DecisionSpan) -> Drain:
+    """The rates of a drain of `total` events seen ready at `ready_ns` and drained at
+    `drained_ns`, with `cpu_s` of the worker's CPU in between.
+
+    `ready` waits for every held partition to be confirmed, which a big first fetch can hold
+    up (measured: up to 1.2 s, its decisions already out): the clock starts at the first
+    decision then, and the CPU is shared among the events decided after the poll.
+    """
     started_ns = min(ready_ns, span.first_ns)
     return Drain(
         total / ((drained_ns - started_ns) / 1e9),
-        cpu / max(total - span.before_ready, 1) * 1e6,
+        cpu_s / max(total - span.before_ready, 1) * 1e6,
         (total - span.first_events) / ((span.last_ns - span.first_ns) / 1e9),
     )
-
-
-@dataclass(frozen=True)
-class DecisionSpan:
-    """When a worker's decisions were stamped (`processed_ns`), over every partition."""
-
-    first_ns: int
-    last_ns: int
-    #: Events of the first decision message (decided before its stamp).
-    first_events: int
-    #: Events whose decisions were stamped at or before the ready poll.
-    before_ready: int
 
 
 async def _decision_span(run: Settings, ready_ns: int) -> DecisionSpan:
