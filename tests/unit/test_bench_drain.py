@@ -9,19 +9,22 @@ from benchmarks.bench import DecisionSpan, _drain
 S = 1_000_000_000  # ns
 
 
-def test_the_clock_starts_at_the_ready_poll_when_no_decision_came_before_it() -> None:
-    span = DecisionSpan(first_ns=11 * S, last_ns=15 * S, first_events=1000, before_ready=0)
-    drain = _drain(1_001_000, ready_ns=10 * S, drained_ns=16 * S, cpu_s=4.0, span=span)
-    assert drain.wall_per_s == pytest.approx(1_001_000 / 6)
-    assert drain.cpu_us == pytest.approx(4.0 / 1_001_000 * 1e6)
-    assert drain.steady_per_s == pytest.approx(1_000_000 / 4)
-
-
-def test_a_late_ready_poll_neither_shortens_the_clock_nor_spreads_cpu_over_earlier_events() -> None:
-    # The worker decided 200,000 events before the poll saw it ready (a first fetch held its
-    # /totals): they count in the time, and the CPU measured from the poll is theirs only.
-    span = DecisionSpan(first_ns=9 * S, last_ns=15 * S, first_events=1000, before_ready=200_000)
+@pytest.mark.parametrize(
+    ("first_s", "before_ready", "wall", "cpu_events"),
+    [
+        # No decision before the poll saw the worker ready: the clock starts at the poll.
+        (11, 0, 1_200_000 / 6, 1_200_000),
+        # 200,000 events decided before the poll (a first fetch held its /totals): their
+        # second counts in the time, and the CPU measured from the poll is the rest's only.
+        (9, 200_000, 1_200_000 / 7, 1_000_000),
+    ],
+    ids=["ready-first", "decided-before-ready"],
+)
+def test_drain_rates(first_s: int, before_ready: int, wall: float, cpu_events: int) -> None:
+    span = DecisionSpan(
+        first_ns=first_s * S, last_ns=15 * S, first_events=1000, before_ready=before_ready
+    )
     drain = _drain(1_200_000, ready_ns=10 * S, drained_ns=16 * S, cpu_s=3.5, span=span)
-    assert drain.wall_per_s == pytest.approx(1_200_000 / 7)
-    assert drain.cpu_us == pytest.approx(3.5 / 1_000_000 * 1e6)
-    assert drain.steady_per_s == pytest.approx(1_199_000 / 6)
+    assert drain.wall_per_s == pytest.approx(wall)
+    assert drain.cpu_us == pytest.approx(3.5 / cpu_events * 1e6)
+    assert drain.steady_per_s == pytest.approx(1_199_000 / (15 - first_s))
