@@ -30,6 +30,7 @@ __all__ = [
     "ensure_topics",
     "high_watermarks",
     "last_record",
+    "last_records",
     "librdkafka_security",
     "read_newest",
     "read_ranges",
@@ -255,12 +256,21 @@ async def last_record(
     consumer: AIOKafkaConsumer, tp: TopicPartition
 ) -> ConsumerRecord[bytes, bytes] | None:
     """The newest record of one partition, or None when it is empty (reassigns `consumer`)."""
-    listed, ends = await _listed_and_true_ends(consumer, [tp], 10.0)
-    end = ends[tp]
-    # Read the last batch whole: ListOffsets may point at its start, not its end.
-    start = max(min(listed[tp], end) - 1, 0)
-    records = (await read_ranges(consumer, {tp: (start, end)}))[tp]
-    return records[-1] if records else None
+    return (await last_records(consumer, [tp]))[tp]
+
+
+async def last_records(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
+) -> dict[TopicPartition, ConsumerRecord[bytes, bytes] | None]:
+    """The newest record of each partition (None for an empty one), all read together: one
+    ListOffsets, one round of fetches for the true ends, one read (reassigns `consumer`).
+    One partition at a time, each empty one costs a fetch wait of its own (measured: 16
+    partitions confirmed one by one took up to 5 s at a worker's start)."""
+    listed, ends = await _listed_and_true_ends(consumer, tps, 10.0)
+    # Read each last batch whole: ListOffsets may point at its start, not its end.
+    ranges = {tp: (max(min(listed[tp], ends[tp]) - 1, 0), ends[tp]) for tp in tps}
+    got = await read_ranges(consumer, ranges)
+    return {tp: got[tp][-1] if got[tp] else None for tp in tps}
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -291,11 +301,8 @@ async def read_newest(
     consumer = _consumer(bootstrap, settings)
     await consumer.start()
     try:
-        out: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
-        for tp in await _partitions(consumer, topic):
-            newest = await last_record(consumer, tp)
-            out[tp.partition] = [] if newest is None else [newest]
-        return out
+        newest = await last_records(consumer, await _partitions(consumer, topic))
+        return {tp.partition: [] if rec is None else [rec] for tp, rec in newest.items()}
     finally:
         await consumer.stop()
 
