@@ -32,8 +32,8 @@ from flashsale.kafka import (
     end_offsets,
     ensure_run_topics,
     ensure_topics,
+    last_records,
     librdkafka_security,
-    read_newest,
     start_reader,
 )
 from flashsale.runs import RecordedMessage, load_run
@@ -354,19 +354,14 @@ def _drain(total: int, ready_ns: int, drained_ns: int, cpu_s: float, span: Decis
 async def _decision_span(run: Settings, ready_ns: int) -> DecisionSpan:
     """Read each partition of the decisions from its start to the first decision stamped
     after `ready_ns`, and its newest decision."""
-    bootstrap = run.bootstrap_servers or ""
-    newest = await read_newest(bootstrap, run.topic_decisions, run)
-    last = max(
-        orjson.loads(records[-1].value)["processed_ns"] for records in newest.values() if records
-    )
-    consumer = await start_reader(bootstrap, run)
+    consumer = await start_reader(run.bootstrap_servers or "", run)
     firsts: list[dict[str, Any]] = []
     before_ready = 0
     try:
-        for partition, records in newest.items():
-            if not records:
-                continue
-            tp = TopicPartition(run.topic_decisions, partition)
+        tps = [TopicPartition(run.topic_decisions, p) for p in range(run.partitions)]
+        newest = {tp: rec for tp, rec in (await last_records(consumer, tps)).items() if rec}
+        last = max(orjson.loads(rec.value)["processed_ns"] for rec in newest.values())
+        for tp, last_record in newest.items():
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             first: dict[str, Any] | None = None
@@ -377,7 +372,7 @@ async def _decision_span(run: Settings, ready_ns: int) -> DecisionSpan:
                 if doc["processed_ns"] > ready_ns:
                     break
                 before_ready += int(doc.get("packed", 1))
-                if record.offset >= records[-1].offset:
+                if record.offset >= last_record.offset:
                     break
             firsts.append(first)
     finally:
