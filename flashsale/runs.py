@@ -88,6 +88,7 @@ BUSINESS_FIELDS = (
     "orders_refunded",
     "duplicates_dropped",
     "orphan_events",
+    "mismatched_events",
     "dlq_messages",
     "events_produced",
     "events_processed",

@@ -5,17 +5,24 @@ the Faust code in `streams/`. Per partition in offset order: an event whose (ord
 type) is among the last `window` distinct ones of its partition is a duplicate; a restock adds
 units; `created` reserves the line's quantity if the SKU's stock covers it, else is rejected as
 oversell; `paid` turns a reserved line into GMV; `cancelled` gives its units back; `refunded`
-names a paid line among the last `window` paid ones (stock and GMV stay); a lifecycle event
-with nothing to act on is an orphan; anything that breaks the schema is a dead letter.
+names a paid line among the last `window` paid ones (stock and GMV stay); a step that
+describes its line otherwise than it was reserved is a mismatch (a `created` of a line still
+held: a duplicate if it repeats the line, else a mismatch); a lifecycle event with nothing to
+act on is an orphan; anything that breaks the schema is a dead letter.
+
+Oversell is judged apart from the rules: the decisions alone are replayed (`judge_units`),
+restocks in, reservations out and releases back on the SKU each line was reserved on, and
+checked against the workers' stock and the conservation of units.
 """
 
 from __future__ import annotations
 
 import statistics
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -35,6 +42,7 @@ __all__ = [
     "VerifyResult",
     "compute_truth",
     "decision_docs",
+    "judge_units",
     "reconcile",
     "verify_live",
 ]
@@ -50,6 +58,7 @@ COUNTS = (
     "cancelled",
     "refunded",
     "orphans",
+    "mismatches",
 )
 #: The decision outcome each count counts.
 _OUTCOME_OF = {
@@ -60,6 +69,7 @@ _OUTCOME_OF = {
     "cancelled": "cancelled",
     "refunded": "refunded",
     "orphans": "orphan",
+    "mismatches": "mismatch",
 }
 
 
@@ -94,6 +104,7 @@ class Truth:
     refunded: int = 0
     refunded_cents: int = 0
     orphans: int = 0
+    mismatches: int = 0
     dlq: int = 0
     #: `created` events (duplicates included) and malformed messages.
     orders: int = 0
@@ -106,8 +117,9 @@ class Truth:
     emit_ns: list[int] = field(default_factory=list)
     #: Paid GMV by dimension ("country", "category", "merchant", "province") and value.
     gmv_by: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: Every sell-out: (SKU, event time of the order that took the last unit).
-    sell_outs: set[tuple[str, int]] = field(default_factory=set)
+    #: Every sell-out, by the position of the event that took the last unit: (SKU, its event
+    #: time, order id, line).
+    sell_outs: dict[Position, tuple[str, int, str, int]] = field(default_factory=dict)
     #: Event time of each SKU's first restock.
     restocked_at: dict[str, int] = field(default_factory=dict)
     #: Events later than the window grace, by (partition, offset).
@@ -139,9 +151,10 @@ def compute_truth(
         # Each partition has its own stock, lines and dedupe window.
         seen: OrderedDict[tuple[str, int, str], None] = OrderedDict()
         stock: dict[str, int] = {}
-        # line -> (units, cents, country, category, merchant, province), as created
-        reserved: dict[tuple[str, int], tuple[int, int, str, str, str, str]] = {}
-        paid: OrderedDict[tuple[str, int], int] = OrderedDict()  # line -> cents, oldest first
+        # line -> what a later step must repeat, as created: (units, cents, sku, country,
+        # category, merchant, province)
+        reserved: dict[tuple[str, int], _Line] = {}
+        paid: OrderedDict[tuple[str, int], _Line] = OrderedDict()  # oldest first
         for where, ev, rec in _events_of(partition, orders[partition]):
             if ev is None:
                 truth.outcomes[where] = "dlq"
@@ -170,57 +183,76 @@ def compute_truth(
             if len(seen) > window:
                 seen.popitem(last=False)
             line = (ev.order_id, ev.line)
+            described = _Line(
+                ev.quantity,
+                ev.quantity * ev.unit_price_cents,
+                ev.sku,
+                ev.country,
+                ev.category,
+                ev.merchant,
+                ev.province,
+            )
+            # The line a step names: held open, or paid (a refund; a `created` retried late).
+            held = None
+            if ev.type in ("created", "paid", "cancelled"):
+                held = reserved.get(line)
+            if held is None and ev.type in ("created", "refunded"):
+                held = paid.get(line)
             outcome, cents = "orphan", 0
             if ev.type == "restock":
                 stock[ev.sku] = stock.get(ev.sku, 0) + ev.quantity
                 truth.restocked[ev.sku] = truth.restocked.get(ev.sku, 0) + ev.quantity
                 truth.restocked_at.setdefault(ev.sku, ev.event_ts_ms)
                 outcome = "restocked"
+            elif held is not None and held != described:
+                outcome = "mismatch"
+                truth.mismatches += 1
+            elif ev.type == "created" and held is not None:
+                truth.outcomes[where] = "duplicate"  # a retry later than the window
+                truth.duplicates += 1
+                continue
             elif ev.type == "created":
                 have = stock.get(ev.sku, 0)
                 if have >= ev.quantity:
                     stock[ev.sku] = have - ev.quantity
-                    cents = ev.quantity * ev.unit_price_cents
-                    reserved[line] = (
-                        ev.quantity,
-                        cents,
-                        ev.country,
-                        ev.category,
-                        ev.merchant,
-                        ev.province,
-                    )
+                    cents = described.cents
+                    reserved[line] = described
                     outcome = "accepted"
                     truth.accepted += 1
                     if have == ev.quantity:
                         truth.sold_out.add(ev.sku)
                         truth.sold_out_times += 1
-                        truth.sell_outs.add((ev.sku, ev.event_ts_ms))
+                        truth.sell_outs[where] = (ev.sku, ev.event_ts_ms, ev.order_id, ev.line)
                 else:
                     outcome = "rejected_oversell"
                     truth.rejected_oversell += 1
-            elif ev.type == "paid" and line in reserved:
-                _, cents, *names = reserved.pop(line)
-                for dimension, name in zip(_DIMENSIONS, names, strict=True):
+            elif held is None:
+                truth.orphans += 1
+            elif ev.type == "paid":
+                del reserved[line]
+                cents = held.cents
+                for dimension in _DIMENSIONS:
                     by = truth.gmv_by.setdefault(dimension, {})
+                    name = getattr(held, dimension)
                     by[name] = by.get(name, 0) + cents
-                paid[line] = cents
+                paid[line] = held
                 if len(paid) > window:
                     paid.popitem(last=False)
                 outcome = "paid"
                 truth.paid += 1
                 truth.gmv_cents += cents
-            elif ev.type == "cancelled" and line in reserved:
-                units, cents, *_ = reserved.pop(line)
-                stock[ev.sku] = stock.get(ev.sku, 0) + units
+            elif ev.type == "cancelled":
+                del reserved[line]
+                stock[held.sku] = stock.get(held.sku, 0) + held.units
+                cents = held.cents
                 outcome = "cancelled"
                 truth.cancelled += 1
-            elif ev.type == "refunded" and line in paid:
-                cents = paid.pop(line)
+            else:  # refunded
+                del paid[line]
+                cents = held.cents
                 outcome = "refunded"
                 truth.refunded += 1
                 truth.refunded_cents += cents
-            else:
-                truth.orphans += 1
             truth.outcomes[where] = outcome
             if cents:
                 truth.amounts[where] = cents
@@ -230,6 +262,18 @@ def compute_truth(
 
 
 _DIMENSIONS = ("country", "category", "merchant", "province")
+
+
+class _Line(NamedTuple):
+    """An order line as its `created` described it: what every later step must repeat."""
+
+    units: int
+    cents: int
+    sku: str
+    country: str
+    category: str
+    merchant: str
+    province: str
 
 
 def _events_of(
@@ -439,9 +483,11 @@ def reconcile(
             counted[outcome] += 1
         if outcome in cents_decided:
             cents_decided[outcome] += doc["amount_cents"]
-    oversold_skus = sorted(set(_oversold(decided)) | set(_negative_stock(latest.values())))
+    units_diffs, oversold = judge_units(decided, latest.values())
+    oversold_skus = sorted(oversold | _negative_stock(latest.values()))
     if oversold_skus:
         diffs.append(f"{len(oversold_skus)} SKUs oversold: {', '.join(oversold_skus[:5])}")
+    diffs.extend(units_diffs)
 
     def state_total(name: str) -> int:
         return sum(int(st.get(name, 0)) for st in latest.values())
@@ -472,17 +518,6 @@ def reconcile(
         diffs.append(
             f"dead letters: topic has {len(dead)}, worker totals {dlq_state}, truth {truth.dlq}"
         )
-    sold_out_streamed: set[str] = set()
-    for part in sorted(inventory):
-        for rec in inventory[part]:
-            doc = orjson.loads(rec.value or b"{}")
-            if doc.get("type") == "sold_out":
-                sold_out_streamed.add(doc["sku"])
-    if sold_out_streamed != truth.sold_out:
-        diffs.append(
-            f"sold-out SKUs: inventory-events has {len(sold_out_streamed)}, "
-            f"truth {len(truth.sold_out)}"
-        )
     for dimension in _DIMENSIONS:
         if not all(f"gmv_by_{dimension}" in st for st in latest.values()):
             continue  # a state written before this breakdown existed
@@ -497,28 +532,7 @@ def reconcile(
                 f"GMV by {dimension}: worker totals differ for {len(names)}, e.g. "
                 + ", ".join(f"{k} {summed.get(k)} != {want_by.get(k)}" for k in names[:3])
             )
-    streamed_sell_outs: set[tuple[str, int]] = set()
-    bad_times = 0
-    for part in sorted(inventory):
-        for rec in inventory[part]:
-            doc = orjson.loads(rec.value or b"{}")
-            if doc.get("type") == "sold_out" and "event_ts_ms" in doc:
-                streamed_sell_outs.add((doc["sku"], doc["event_ts_ms"]))
-                since = truth.restocked_at.get(doc["sku"])
-                if since is not None and doc.get("time_to_sell_out_s") != (
-                    (doc["event_ts_ms"] - since) / 1000
-                ):
-                    bad_times += 1
-    if streamed_sell_outs and streamed_sell_outs != truth.sell_outs:
-        diffs.append(
-            f"sell-outs: inventory-events has {len(streamed_sell_outs)} (SKU, time) pairs, "
-            f"truth {len(truth.sell_outs)}"
-        )
-    if bad_times:
-        diffs.append(f"{bad_times} sold-out events carry a wrong time to sell out")
-    sold_out_times = sum(len(st.get("sold_out", ())) for st in latest.values())
-    if sold_out_times != truth.sold_out_times:
-        diffs.append(f"sell-outs: worker totals say {sold_out_times}, truth {truth.sold_out_times}")
+    sold_out_streamed = _compare_sell_outs(truth, inventory, latest.values(), diffs)
 
     late_state = state_total("late")
     if late_state != len(truth.late_at):
@@ -570,7 +584,7 @@ def reconcile(
                 f"{sum(1 for k in named if named[k] != truth.hot.get(k))} differ"
             )
 
-    lost, why = _lost_by_broker(truth, list(latest.values()), decided.values())
+    lost, why = _lost_by_broker(orders, truth, list(latest.values()), decided, dead)
     if lost:
         # Every count below follows from the loss: say that, not that the counts disagree.
         diffs = [
@@ -603,6 +617,7 @@ def reconcile(
         "orders_refunded": counted["refunded"],
         "duplicates_dropped": counted["duplicate"],
         "orphan_events": counted["orphan"],
+        "mismatched_events": counted["mismatch"],
         "dlq_messages": len(dead),
         "events_produced": truth.events,
         "events_processed": len(event_docs) + len(dead),
@@ -625,51 +640,75 @@ def reconcile(
 
 
 def _lost_by_broker(
-    truth: Truth, states: Sequence[Mapping[str, Any]], decided: Iterable[Mapping[str, Any]]
+    orders: Mapping[int, Sequence[Record]],
+    truth: Truth,
+    states: Sequence[Mapping[str, Any]],
+    decided: Iterable[Position],
+    dead: Iterable[Position],
 ) -> tuple[int, str]:
-    """Messages of `orders` the workers saw that the topic no longer holds, at least, and how
-    that shows (0 and "" when nothing shows it).
+    """Messages of `orders` the workers applied that the topic no longer holds, at least, and
+    how that shows (0 and "" when no offset is missing).
 
-    Every run's `orders` begins with the catalog's restocks, and a worker's state counts
-    each event it applied on its partition up to `last_offset`. A broker that loses its
-    topics (memory storage restarted, a topic deleted and recreated) leaves states that
-    count more events or restocks than the partition now holds up to that offset, or
-    decisions accepting lines of SKUs that no restock on the topic ever stocked.
+    Only missing offsets count as evidence: a worker's state that applied an offset beyond
+    the partition's end; a state whose first or last applied offset now holds other bytes
+    than it applied there (its CRC-32 differs: the topic was recreated and written again);
+    decisions or dead letters of positions the topic does not hold. Once an offset is shown
+    missing, the number lost is at least the events the state counts beyond those the
+    partition now holds up to its offset.
     """
-    held: dict[int, int] = {}
-    restocks: dict[int, int] = {}
-    last = {int(st["partition"]): int(st.get("last_offset", -1)) for st in states}
-    ends: dict[int, int] = {}
-    for where, outcome in truth.outcomes.items():
-        partition, offset = where[0], where[1]
-        ends[partition] = max(ends.get(partition, 0), offset + 1)
-        if offset <= last.get(partition, -1):
-            held[partition] = held.get(partition, 0) + 1
-            if outcome == "restocked":
-                restocks[partition] = restocks.get(partition, 0) + 1
+    newest: dict[int, int] = {}
+    for partition, records in orders.items():
+        if records:
+            newest[partition] = max(rec.offset for rec in records)
+    evidence: list[str] = []
     by_state = 0
     for st in states:
-        partition = int(st["partition"])
-        missing_restocks = int(st.get("restocks", 0)) - restocks.get(partition, 0)
-        beyond = last[partition] >= ends.get(partition, 0)
-        applied = sum(int(st.get(name, 0)) for name in (*COUNTS, "restocks", "dlq"))
-        by_state += max(applied - held.get(partition, 0) if beyond else 0, missing_restocks, 0)
-    unstocked = {
-        doc["sku"]
-        for doc in decided
-        if doc["outcome"] == "accepted" and doc["sku"] not in truth.restocked
-    }
-    if by_state >= len(unstocked) and by_state:
-        return by_state, (
-            f"the workers' state counts {by_state:,} more events or restocks than the "
-            "topic holds up to the offsets it has applied"
+        partition, last = int(st["partition"]), int(st.get("last_offset", -1))
+        if last < 0:
+            continue
+        end = newest.get(partition, -1)
+        if last > end:
+            evidence.append(
+                f"partition {partition} ends at offset {end}, its worker applied up to {last}"
+            )
+            by_state += last - end
+            continue
+        rewritten = _rewritten(st, orders.get(partition, ()))
+        if rewritten is not None:
+            evidence.append(
+                f"offset {rewritten} of partition {partition} no longer holds the message "
+                "its worker applied there"
+            )
+            held = sum(1 for where in truth.outcomes if where[0] == partition and where[1] <= last)
+            applied = sum(int(st.get(name, 0)) for name in (*COUNTS, "restocks", "dlq"))
+            by_state += max(applied - held, 1)
+    unheld = {where[:2] for where in (*decided, *dead) if where not in truth.outcomes}
+    if unheld:
+        evidence.append(
+            f"{len(unheld):,} messages have decisions or dead letters but are not on the "
+            "topic, e.g. " + ", ".join(_at(w) for w in sorted(unheld)[:MAX_EXAMPLES])
         )
-    if unstocked:
-        return len(unstocked), (
-            f"the workers accepted lines of {len(unstocked):,} SKUs that no restock on the "
-            "topic stocked (every run begins with them)"
+    lost = max(by_state, len(unheld))
+    return lost, "; ".join(evidence)
+
+
+def _rewritten(st: Mapping[str, Any], records: Sequence[Record]) -> int | None:
+    """The first of a state's fingerprinted offsets (its first and last applied) whose
+    message the partition no longer holds with the same CRC-32 of its value, if any."""
+    marks = [
+        (int(offset), int(crc))
+        for offset, crc in (
+            (st.get("first_offset"), st.get("first_crc32")),
+            (st.get("last_offset"), st.get("last_crc32")),
         )
-    return 0, ""
+        if offset is not None and crc is not None and int(offset) >= 0
+    ]
+    held = {rec.offset: rec for rec in records if rec.offset in {o for o, _ in marks}}
+    for offset, crc in marks:
+        rec = held.get(offset)
+        if rec is None or zlib.crc32(rec.value or b"") != crc:
+            return offset
+    return None
 
 
 def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[Position]:
@@ -685,28 +724,265 @@ def _source_offsets(records: Mapping[int, Sequence[Record]]) -> set[Position]:
     return out
 
 
-def _oversold(decided: Mapping[Position, Mapping[str, Any]]) -> set[str]:
-    """SKUs whose units, replaying the decisions in offset order, ever went below zero.
+class _Ledger:
+    """Units of one partition's SKUs as its decisions alone move them."""
 
-    Restocks add units, accepted lines take them, cancelled lines give back what they took.
-    """
-    units: dict[tuple[int, str], int] = {}
-    taken: dict[tuple[int, str, int], int] = {}
-    oversold: set[str] = set()
-    for (partition, *_), doc in sorted(decided.items()):
+    def __init__(self) -> None:
+        self.stock: dict[str, int] = {}
+        self.restocked: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}
+        self.sold: dict[str, int] = {}
+        self.open: dict[tuple[str, int], tuple[str, int, Position]] = {}
+        self.paid: set[tuple[str, int]] = set()
+        #: Where each SKU went below zero: the positions of the reservations that took it.
+        self.below: dict[str, list[Position]] = {}
+        #: Anomalies by kind: a description of each.
+        self.anomalies: dict[str, list[str]] = {}
+
+    def snapshot(self) -> tuple[dict[str, int], ...]:
+        return (dict(self.stock), dict(self.restocked), dict(self.reserved), dict(self.sold))
+
+    def _note(self, kind: str, text: str) -> None:
+        self.anomalies.setdefault(kind, []).append(text)
+
+    def apply(self, where: Position, doc: Mapping[str, Any]) -> None:
         outcome = doc["outcome"]
-        key = (partition, doc["sku"])
-        line = (partition, doc["order_id"], int(doc.get("line", 0)))
+        sku, units = str(doc["sku"]), int(doc["quantity"])
+        line = (str(doc["order_id"]), int(doc.get("line", 0)))
+        name = f"{_at(where)} {outcome} {line[0]}/{line[1]}"
         if outcome == "restocked":
-            units[key] = units.get(key, 0) + doc["quantity"]
+            self.stock[sku] = self.stock.get(sku, 0) + units
+            self.restocked[sku] = self.restocked.get(sku, 0) + units
         elif outcome == "accepted":
-            units[key] = units.get(key, 0) - doc["quantity"]
-            taken[line] = doc["quantity"]
-            if units[key] < 0:
-                oversold.add(doc["sku"])
-        elif outcome == "cancelled":
-            units[key] = units.get(key, 0) + taken.pop(line, doc["quantity"])
-    return oversold
+            held = self.open.get(line)
+            if held is not None:
+                self._note(
+                    "reserved again while its earlier reservation is open",
+                    f"{name} ({held[1]} of {held[0]} reserved at {_at(held[2])})",
+                )
+            self.open[line] = (sku, units, where)
+            self.reserved[sku] = self.reserved.get(sku, 0) + units
+            left = self.stock[sku] = self.stock.get(sku, 0) - units
+            if left < 0:
+                self.below.setdefault(sku, []).append(where)
+        elif outcome in ("paid", "cancelled"):
+            held = self.open.pop(line, None)
+            if held is None:
+                self._note("settle a line that holds no reservation", name)
+                return
+            held_sku, held_units, reserved_at = held
+            if (sku, units) != (held_sku, held_units):
+                self._note(
+                    "name another SKU or quantity than their line reserved",
+                    f"{name} names {units} of {sku}, the line reserved {held_units} of "
+                    f"{held_sku} at {_at(reserved_at)}",
+                )
+            self.reserved[held_sku] = self.reserved.get(held_sku, 0) - held_units
+            if outcome == "paid":
+                self.sold[held_sku] = self.sold.get(held_sku, 0) + held_units
+                self.paid.add(line)
+            else:  # the units go back on sale, on the SKU the line took them from
+                self.stock[held_sku] = self.stock.get(held_sku, 0) + held_units
+        elif outcome == "refunded":
+            if line not in self.paid:
+                self._note("refund a line that was never paid", name)
+            self.paid.discard(line)
+
+
+def judge_units(
+    decided: Mapping[Position, Mapping[str, Any]], states: Iterable[Mapping[str, Any]]
+) -> tuple[list[str], set[str]]:
+    """Judge oversell from the decisions alone, without the rules; return the differences
+    found and the SKUs oversold.
+
+    Per partition in source order: restocks add units, accepted lines take them, paid lines
+    keep them (sold), cancelled lines give back what their reservation took, on the SKU it
+    took them from. A SKU whose units go below zero is oversold (named with the positions of
+    the reservations that took it there); a settlement of a line with no reservation, or one
+    naming another SKU or quantity, is named too. At each worker state's `last_offset` the
+    replay must hold exactly the state's stock, restocked, reserved and sold units per SKU,
+    and the state itself must conserve units: restocked = in stock + reserved + sold.
+    """
+    by_partition: dict[int, list[tuple[Position, Mapping[str, Any]]]] = {}
+    for where, doc in sorted(decided.items()):
+        by_partition.setdefault(where[0], []).append((where, doc))
+    of_partition = {int(st["partition"]): st for st in states}
+    diffs: list[str] = []
+    oversold: set[str] = set()
+    anomalies: dict[str, list[str]] = {}
+    for partition in sorted(by_partition.keys() | of_partition.keys()):
+        ledger = _Ledger()
+        st = of_partition.get(partition)
+        upto = int(st.get("last_offset", -1)) if st is not None else None
+        held_at_state = None
+        for where, doc in by_partition.get(partition, ()):
+            if held_at_state is None and upto is not None and where[1] > upto:
+                held_at_state = ledger.snapshot()
+            ledger.apply(where, doc)
+        for sku, below in sorted(ledger.below.items()):
+            oversold.add(sku)
+            diffs.append(
+                f"SKU {sku} oversold on partition {partition}: its units went below zero at "
+                + ", ".join(_at(w) for w in below[:MAX_EXAMPLES])
+                + (f" and {len(below) - MAX_EXAMPLES} more" if len(below) > MAX_EXAMPLES else "")
+            )
+        for kind, names in ledger.anomalies.items():
+            anomalies.setdefault(kind, []).extend(names)
+        if st is not None:
+            diffs.extend(_state_units(partition, st, held_at_state or ledger.snapshot()))
+    for kind, names in anomalies.items():
+        diffs.append(f"{len(names)} decisions {kind}, e.g. " + "; ".join(names[:MAX_EXAMPLES]))
+    return diffs, oversold
+
+
+def _state_units(
+    partition: int, st: Mapping[str, Any], replayed: tuple[dict[str, int], ...]
+) -> list[str]:
+    """How a worker state's units per SKU differ from the decisions replayed up to its
+    offset, and where the state breaks the conservation of units."""
+    stock, restocked, reserved, sold = replayed
+    state_reserved: dict[str, int] = {}
+    for record in st.get("open", {}).values():
+        if len(record) > 6:  # a state written before lines kept their SKU has none
+            state_reserved[record[6]] = state_reserved.get(record[6], 0) + int(record[0])
+    parts = [("in stock", "stock", stock, st.get("stock"))]
+    if "restocked" in st:  # a state written before units were tracked has only stock
+        parts += [
+            ("restocked", "restocked", restocked, st["restocked"]),
+            ("reserved", "open", reserved, state_reserved),
+            ("sold", "sold", sold, st.get("sold", {})),
+        ]
+    diffs = []
+    for label, field_name, want, said in parts:
+        if said is None:
+            continue
+        off = sorted(k for k in want.keys() | said.keys() if want.get(k, 0) != said.get(k, 0))
+        if off:
+            diffs.append(
+                f"units {label} on partition {partition}: the worker state's `{field_name}` "
+                f"differs from the decisions for {len(off)} SKUs, e.g. "
+                + ", ".join(f"{k} {said.get(k, 0)} != {want.get(k, 0)}" for k in off[:3])
+            )
+    if "restocked" in st:
+        state_stock, state_restocked, state_sold = (
+            st.get("stock", {}),
+            st["restocked"],
+            st.get("sold", {}),
+        )
+        broken = []
+        for sku in sorted(
+            state_stock.keys() | state_restocked.keys() | state_reserved.keys() | state_sold.keys()
+        ):
+            held = (state_stock.get(sku, 0), state_reserved.get(sku, 0), state_sold.get(sku, 0))
+            if state_restocked.get(sku, 0) != sum(held):
+                broken.append(
+                    f"{sku} restocked {state_restocked.get(sku, 0)} != in stock {held[0]} + "
+                    f"reserved {held[1]} + sold {held[2]}"
+                )
+        if broken:
+            diffs.append(
+                f"units not conserved in the worker state of partition {partition} for "
+                f"{len(broken)} SKUs, e.g. " + "; ".join(broken[:3])
+            )
+    return diffs
+
+
+def _compare_sell_outs(
+    truth: Truth,
+    inventory: Mapping[int, Sequence[Record]],
+    states: Iterable[Mapping[str, Any]],
+    diffs: list[str],
+) -> set[str]:
+    """Match the sell-outs of `inventory-events` and of the worker states with the truth's one
+    by one, by the position of the event that took the last unit (a re-delivered batch
+    repeats its records: repeats must agree); add what differs to `diffs`. Return the SKUs
+    `inventory-events` names."""
+    skus: set[str] = set()
+    streamed: dict[Position, tuple[str, int, str, int]] = {}
+    unplaced: list[tuple[str, int]] = []  # records of workers older than positions
+    disagree = bad_times = 0
+    for part in sorted(inventory):
+        for rec in inventory[part]:
+            doc = orjson.loads(rec.value or b"{}")
+            if doc.get("type") != "sold_out":
+                continue
+            skus.add(doc["sku"])
+            ts = int(doc.get("event_ts_ms", -1))
+            since = truth.restocked_at.get(doc["sku"])
+            if (
+                since is not None
+                and "event_ts_ms" in doc
+                and doc.get("time_to_sell_out_s") != ((ts - since) / 1000)
+            ):
+                bad_times += 1
+            if "order_id" not in doc:
+                unplaced.append((doc["sku"], ts))
+                continue
+            one = (str(doc["sku"]), ts, str(doc["order_id"]), int(doc["line"]))
+            if streamed.setdefault(_position(doc), one) != one:
+                disagree += 1
+    if disagree:
+        diffs.append(f"{disagree} re-published sold-out records disagree with the first")
+    if bad_times:
+        diffs.append(f"{bad_times} sold-out events carry a wrong time to sell out")
+    if unplaced:
+        if sorted(unplaced) != sorted((sku, ts) for sku, ts, *_ in truth.sell_outs.values()):
+            diffs.append(
+                f"sell-outs: inventory-events has {len(unplaced)} (SKU, time) pairs, truth "
+                f"{len(truth.sell_outs)}"
+            )
+    else:
+        _differ_by_position("inventory-events", streamed, truth.sell_outs, diffs)
+    in_states: dict[Position, tuple[str, int, str, int]] = {}
+    times = 0
+    for st in states:
+        if "sell_outs" not in st:  # a state written before sell-outs had positions
+            times += len(st.get("sold_out", ()))
+            continue
+        for sku, ts, offset, index, order_id, line in st["sell_outs"]:
+            where = (int(st["partition"]), int(offset))
+            in_states[where if index is None else (*where, int(index))] = (
+                sku,
+                ts,
+                order_id,
+                line,
+            )
+    if times:
+        if times + len(in_states) != truth.sold_out_times:
+            diffs.append(
+                f"sell-outs: worker totals say {times + len(in_states)}, truth "
+                f"{truth.sold_out_times}"
+            )
+    else:
+        _differ_by_position("the worker states", in_states, truth.sell_outs, diffs)
+    return skus
+
+
+def _differ_by_position(
+    where: str,
+    said: Mapping[Position, tuple[str, int, str, int]],
+    truth: Mapping[Position, tuple[str, int, str, int]],
+    diffs: list[str],
+) -> None:
+    """Add to `diffs` how the sell-outs `where` holds differ from the truth's."""
+    missing = sorted(w for w in truth if w not in said)
+    extra = sorted(w for w in said if w not in truth)
+    wrong = sorted(w for w in said if w in truth and said[w] != truth[w])
+    if not (missing or extra or wrong):
+        return
+    parts = []
+    for label, positions, named in (
+        ("missing", missing, truth),
+        ("not in the truth", extra, said),
+        ("other than the truth", wrong, said),
+    ):
+        if positions:
+            parts.append(
+                f"{len(positions)} {label} (e.g. "
+                + ", ".join(f"{_at(w)} {named[w][0]}" for w in positions[:MAX_EXAMPLES])
+                + ")"
+            )
+    diffs.append(f"sell-outs: {where} has {len(said)}, truth {len(truth)}: " + ", ".join(parts))
 
 
 def _negative_stock(states: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -17,6 +17,7 @@ import gc
 import logging
 import tempfile
 import time
+import zlib
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ TOTALS = (
     "refunded",
     "refunded_cents",
     "orphans",
+    "mismatches",
     "open_lines",
     "dlq",
     "late",
@@ -434,17 +436,20 @@ class OrderProcessor:
                     )
             if state.last_offset == before[0]:
                 continue  # every message was a re-delivery
+            _fingerprint(state, before[0], messages)
             first_new = before[-1]
-            for sku, sold_ts in zip(
-                state.sold_out[first_new:], state.sold_out_ts[first_new:], strict=True
-            ):
+            for sku, sold_ts, offset, index, order_id, line in state.sell_outs[first_new:]:
                 since = state.restocked_at.get(sku)
                 event_doc = orjson.dumps(
                     {
                         "type": "sold_out",
                         "sku": sku,
+                        # The event that took the last unit.
                         "partition": partition,
-                        "offset": state.last_offset,
+                        "offset": offset,
+                        **({} if index is None else {"index": index}),
+                        "order_id": order_id,
+                        "line": line,
                         "event_ts_ms": sold_ts,
                         # From the SKU's first restock (00:00 for a scenario's catalog).
                         "time_to_sell_out_s": None if since is None else (sold_ts - since) / 1000,
@@ -657,6 +662,19 @@ def missing_ranges(
     return gaps
 
 
+def _fingerprint(state: PartitionState, applied_before: int, messages: Sequence[Any]) -> None:
+    """Note the CRC-32 of the message at the state's last offset, and of the first message a
+    fresh state applied: `verify` checks the topic still holds those bytes there (a broker
+    that lost its topics and got them written again holds other messages at those offsets).
+    """
+    if applied_before < 0:
+        first = next(msg for msg in messages if msg.offset > applied_before)
+        state.first_offset = first.offset
+        state.first_crc32 = zlib.crc32(first.value or b"")
+    last = next(msg for msg in reversed(messages) if msg.offset == state.last_offset)
+    state.last_crc32 = zlib.crc32(last.value or b"")
+
+
 def _counters(state: PartitionState) -> tuple[int, ...]:
     """The last offset, then what metrics count: outcomes in `OUTCOMES` order, cents, restocks.
 
@@ -671,10 +689,11 @@ def _counters(state: PartitionState) -> tuple[int, ...]:
         state.cancelled,
         state.refunded,
         state.orphans,
+        state.mismatches,
         state.gmv_cents,
         state.refunded_cents,
         state.restocks,
-        len(state.sold_out),
+        len(state.sell_outs),
     )
 
 

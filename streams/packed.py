@@ -29,6 +29,7 @@ from streams.state import (
     ACCEPTED,
     CANCELLED,
     DUPLICATE,
+    MISMATCH,
     ORPHAN,
     PAID,
     REFUNDED,
@@ -188,13 +189,15 @@ def _decide(
     kinds, skus, quantities, stamps = c["type"], c["sku"], c["quantity"], c["event_ts_ms"]
     prices, countries, categories = c["unit_price_cents"], c["country"], c["category"]
     merchants, provinces = c["merchant"], c["province"]
+    order_ids, lines = c["order_id"], c["line"]
     outcomes, amounts, rows = result.outcomes, result.amounts, result.rows
     late_rows = result.late
     stock = state.stock
     lines_open = state.open
     paid_lines = state.paid_lines
-    restocked_at = state.restocked_at
-    sold_out, sold_out_ts = state.sold_out, state.sold_out_ts
+    restocked_at, restocked, sold = state.restocked_at, state.restocked, state.sold
+    sell_outs = state.sell_outs
+    offset = state.last_offset
     by_country, by_category = state.gmv_by_country, state.gmv_by_category
     by_merchant, by_province = state.gmv_by_merchant, state.gmv_by_province
     windows, minute_units = state.windows, state.minute_units
@@ -203,7 +206,7 @@ def _decide(
     newest = state.max_event_ms
     n = len(kinds)
     accepted = rejected = paid = cancelled = refunded = refunded_cents = orphans = restocks = 0
-    gmv = late = 0
+    mismatches = gmv = late = 0
     # The 1 s and 60 s windows the last counted row fell in (opened when a row first falls
     # in them, as `apply_window` opens them), and what was counted into them since (added to
     # their records when a row falls elsewhere, and at the end).
@@ -220,80 +223,102 @@ def _decide(
         units = quantities[j]
         counted = 0  # 1: an accepted line, 2: a paid one; the windows count only these
         amount = 0
-        if kind == "created":
+        if kind == "restock":  # no window sees it
+            have = stock.get(sku, 0)
+            stock[sku] = have + units
+            prior = restocked.get(sku, 0)
+            restocked[sku] = prior + units
+            restocked_at.setdefault(sku, stamps[j])
+            restocks += 1
+            outcomes[j] = RESTOCKED
+            continue
+        line_id = line_ids[j]
+        # The line this step names (a `created` may name one held open or paid), and
+        # whether the row describes it as it was reserved (`streams.state.LINE_FIELDS`).
+        record = paid_lines.get(line_id) if kind == "refunded" else lines_open.get(line_id)
+        if record is None and kind == "created":
+            record = paid_lines.get(line_id)
+        price = prices[j]
+        matched = True
+        if record is not None:
+            held_units = record[0]
+            held_amount = record[1]
+            matched = (
+                held_units == units
+                and held_amount == units * price
+                and record[6] == sku
+                and record[2] == countries[j]
+                and record[3] == categories[j]
+                and record[4] == merchants[j]
+                and record[5] == provinces[j]
+            )
+        if not matched:
+            mismatches += 1
+            outcomes[j] = MISMATCH
+        elif kind == "created":
+            if record is not None:  # a retry older than the window: the line is held
+                continue  # a duplicate, as `outcomes` starts
             have = stock.get(sku, 0)
             if have < units:
                 rejected += 1
                 outcomes[j] = REJECTED_OVERSELL
             else:
                 stock[sku] = have - units
-                amount = units * prices[j]
+                amount = units * price
                 amounts[j] = amount
-                lines_open[line_ids[j]] = (
+                lines_open[line_id] = [
                     units,
                     amount,
                     countries[j],
                     categories[j],
                     merchants[j],
                     provinces[j],
-                )
+                    sku,
+                ]
                 accepted += 1
                 if have == units:
-                    sold_out.append(sku)
-                    sold_out_ts.append(stamps[j])
+                    sell_outs.append([sku, stamps[j], offset, rows[j], order_ids[j], lines[j]])
                 outcomes[j] = ACCEPTED
                 counted = 1
+        elif record is None:
+            orphans += 1
+            outcomes[j] = ORPHAN
         elif kind == "paid":
-            record = lines_open.pop(line_ids[j], None)
-            if record is None:
-                orphans += 1
-                outcomes[j] = ORPHAN
-            else:
-                paid += 1
-                amount = record[1]
-                amounts[j] = amount
-                gmv += amount
-                # Read into a C integer, then stored: one int object made per update.
-                prior = by_country.get(record[2], 0)
-                by_country[record[2]] = prior + amount
-                prior = by_category.get(record[3], 0)
-                by_category[record[3]] = prior + amount
-                prior = by_merchant.get(record[4], 0)
-                by_merchant[record[4]] = prior + amount
-                prior = by_province.get(record[5], 0)
-                by_province[record[5]] = prior + amount
-                paid_lines[line_ids[j]] = amount
-                if len(paid_lines) > window:
-                    paid_lines.popitem(last=False)
-                outcomes[j] = PAID
-                counted = 2
+            del lines_open[line_id]
+            paid += 1
+            amount = record[1]
+            amounts[j] = amount
+            gmv += amount
+            # Read into a C integer, then stored: one int object made per update.
+            prior = by_country.get(record[2], 0)
+            by_country[record[2]] = prior + amount
+            prior = by_category.get(record[3], 0)
+            by_category[record[3]] = prior + amount
+            prior = by_merchant.get(record[4], 0)
+            by_merchant[record[4]] = prior + amount
+            prior = by_province.get(record[5], 0)
+            by_province[record[5]] = prior + amount
+            prior = sold.get(sku, 0)
+            sold[sku] = prior + units
+            paid_lines[line_id] = record
+            if len(paid_lines) > window:
+                paid_lines.popitem(last=False)
+            outcomes[j] = PAID
+            counted = 2
         elif kind == "cancelled":
-            record = lines_open.pop(line_ids[j], None)
-            if record is None:
-                orphans += 1
-                outcomes[j] = ORPHAN
-            else:
-                stock[sku] = stock.get(sku, 0) + record[0]
-                cancelled += 1
-                amounts[j] = record[1]
-                outcomes[j] = CANCELLED
-        elif kind == "refunded":
-            refund = paid_lines.pop(line_ids[j], None)
-            if refund is None:
-                orphans += 1
-                outcomes[j] = ORPHAN
-            else:
-                refunded += 1
-                refunded_cents += refund
-                amounts[j] = refund
-                outcomes[j] = REFUNDED
-        else:  # restock (the decoder admits no other type): no window sees it
+            del lines_open[line_id]
             have = stock.get(sku, 0)
             stock[sku] = have + units
-            restocked_at.setdefault(sku, stamps[j])
-            restocks += 1
-            outcomes[j] = RESTOCKED
-            continue
+            cancelled += 1
+            amounts[j] = record[1]
+            outcomes[j] = CANCELLED
+        else:  # refunded
+            del paid_lines[line_id]
+            refunded += 1
+            amount = record[1]
+            refunded_cents += amount
+            amounts[j] = amount
+            outcomes[j] = REFUNDED
         # The windows (streams/windows.py), as `apply_window` would count this row.
         ts = stamps[j]
         if newest >= 0 and ts < newest - grace:
@@ -334,7 +359,9 @@ def _decide(
     if second >= 0:
         _add(s_counts, s_acc, s_paid, s_gmv)
         _add(m_counts, m_acc, m_paid, m_gmv)
-    state.duplicates += n - accepted - rejected - paid - cancelled - refunded - orphans - restocks
+    state.duplicates += (
+        n - accepted - rejected - paid - cancelled - refunded - orphans - mismatches - restocks
+    )
     state.accepted += accepted
     state.rejected_oversell += rejected
     state.paid += paid
@@ -343,6 +370,7 @@ def _decide(
     state.refunded += refunded
     state.refunded_cents += refunded_cents
     state.orphans += orphans
+    state.mismatches += mismatches
     state.restocks += restocks
     state.late += late
     return newest

@@ -5,6 +5,12 @@ offset last applied, GMV and counts, stock of the partition's SKUs, the lines re
 yet paid or cancelled, the recently paid lines (for refunds) and the window of event ids
 already seen. One changelog write carries all of it, so a worker killed at any moment recovers
 a state that is consistent with exactly one source offset.
+
+Units are conserved per SKU: `restocked[sku] == stock[sku] + reserved(sku) + sold[sku]`, where
+`reserved` sums the open lines of the SKU (`conservation_breaks` checks it). A step of a line
+(`paid`, `cancelled`, `refunded`, or a `created` repeated for a line the partition still
+holds) must describe the line as it was reserved (`LINE_FIELDS`); one that does not is a
+`mismatch` and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ __all__ = [
     "ACCEPTED",
     "CANCELLED",
     "DUPLICATE",
+    "LINE_FIELDS",
+    "MISMATCH",
     "ORPHAN",
     "OUTCOMES",
     "PAID",
@@ -32,6 +40,8 @@ __all__ = [
     "PartitionState",
     "apply_event",
     "apply_step",
+    "conservation_breaks",
+    "line_record",
 ]
 
 ACCEPTED: Final = "accepted"
@@ -42,9 +52,34 @@ CANCELLED: Final = "cancelled"
 REFUNDED: Final = "refunded"
 ORPHAN: Final = "orphan"
 RESTOCKED: Final = "restocked"
+MISMATCH: Final = "mismatch"
 
 #: Every outcome of a non-restock event (the `outcome` label values of the worker's metric).
-OUTCOMES: Final = (ACCEPTED, REJECTED_OVERSELL, DUPLICATE, PAID, CANCELLED, REFUNDED, ORPHAN)
+OUTCOMES: Final = (
+    ACCEPTED,
+    REJECTED_OVERSELL,
+    DUPLICATE,
+    PAID,
+    CANCELLED,
+    REFUNDED,
+    ORPHAN,
+    MISMATCH,
+)
+
+#: What a line's record holds, in order (`PartitionState.open` and `paid_lines` values): the
+#: units and amount reserved, then the event fields a later step of the line must repeat
+#: exactly. With the units, the amount stands for the unit price (amount = units x price).
+#: The buyer's channel and payment method are not compared: no total depends on them, and a
+#: checkout may be paid another way than it was first meant to be.
+LINE_FIELDS: Final = (
+    "quantity",
+    "amount_cents",
+    "country",
+    "category",
+    "merchant",
+    "province",
+    "sku",
+)
 
 
 class IdWindow:
@@ -135,6 +170,11 @@ class PartitionState:
     partition: int
     window: int
     last_offset: int = -1
+    # The first offset this state applied, and the CRC-32 of the message values at it and at
+    # `last_offset`: `verify` tells from them whether the topic still holds what was applied.
+    first_offset: int = -1
+    first_crc32: int | None = None
+    last_crc32: int | None = None
     gmv_cents: int = 0
     accepted: int = 0
     rejected_oversell: int = 0
@@ -144,6 +184,7 @@ class PartitionState:
     refunded: int = 0
     refunded_cents: int = 0
     orphans: int = 0
+    mismatches: int = 0
     restocks: int = 0
     dlq: int = 0
     gmv_by_country: dict[str, int] = field(default_factory=dict)
@@ -151,21 +192,26 @@ class PartitionState:
     gmv_by_merchant: dict[str, int] = field(default_factory=dict)
     gmv_by_province: dict[str, int] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
-    # Event time of each SKU's first restock, and of each sell-out in `sold_out` (epoch ms).
+    # Units per SKU ever restocked, and sold (paid lines; a refund does not bring them back):
+    # with `stock` and the open lines they make the conservation of units checkable.
+    restocked: dict[str, int] = field(default_factory=dict)
+    sold: dict[str, int] = field(default_factory=dict)
+    # Event time of each SKU's first restock (epoch ms).
     restocked_at: dict[str, int] = field(default_factory=dict)
-    sold_out_ts: list[int] = field(default_factory=list)
-    sold_out: list[str] = field(default_factory=list)
+    # Every time a SKU's stock reached zero, in order: [sku, event_ts_ms, offset, index,
+    # order_id, line] of the event that took the last unit (`index`: its row in a packed
+    # message, None for a message of its own).
+    sell_outs: list[list[Any]] = field(default_factory=list)
     # The last `window` distinct event ids, oldest first (evicted first). Not a plain dict:
     # its oldest key is found by skipping the slots earlier deletions left, about 4 µs per
     # event at a window of 5,000 (measured).
     seen: IdWindow = field(default_factory=IdWindow)
-    # Lines reserved and not yet paid or cancelled: line id -> [quantity, amount_cents,
-    # country, category, merchant, province]. Each holds at least one unit of stock, so
-    # restocks bound it.
+    # Lines reserved and not yet paid or cancelled: line id -> its record (`LINE_FIELDS`).
+    # Each holds at least one unit of stock, so restocks bound it.
     open: dict[str, Sequence[Any]] = field(default_factory=dict)
-    # Paid lines that a refund may still name, line id -> amount_cents; the oldest is evicted
+    # Paid lines that a refund may still name, line id -> its record; the oldest is evicted
     # once `window` are held.
-    paid_lines: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    paid_lines: OrderedDict[str, Sequence[Any]] = field(default_factory=OrderedDict)
     # Event-time windows (streams/windows.py): grace, the newest event time seen, events that
     # came later than the grace, and the open windows "size_s:start_ms" -> [accepted, paid,
     # gmv_cents].
@@ -183,6 +229,9 @@ class PartitionState:
                 "partition": self.partition,
                 "window": self.window,
                 "last_offset": self.last_offset,
+                "first_offset": self.first_offset,
+                "first_crc32": self.first_crc32,
+                "last_crc32": self.last_crc32,
                 "gmv_cents": self.gmv_cents,
                 "accepted": self.accepted,
                 "rejected_oversell": self.rejected_oversell,
@@ -192,6 +241,7 @@ class PartitionState:
                 "refunded": self.refunded,
                 "refunded_cents": self.refunded_cents,
                 "orphans": self.orphans,
+                "mismatches": self.mismatches,
                 "restocks": self.restocks,
                 "dlq": self.dlq,
                 "gmv_by_country": self.gmv_by_country,
@@ -199,9 +249,10 @@ class PartitionState:
                 "gmv_by_merchant": self.gmv_by_merchant,
                 "gmv_by_province": self.gmv_by_province,
                 "stock": self.stock,
+                "restocked": self.restocked,
+                "sold": self.sold,
                 "restocked_at": self.restocked_at,
-                "sold_out_ts": self.sold_out_ts,
-                "sold_out": self.sold_out,
+                "sell_outs": self.sell_outs,
                 "seen": list(self.seen),
                 "open": self.open,
                 "paid_lines": self.paid_lines,
@@ -235,16 +286,51 @@ class PartitionState:
             "refunded": self.refunded,
             "refunded_cents": self.refunded_cents,
             "orphans": self.orphans,
+            "mismatches": self.mismatches,
             "restocks": self.restocks,
             "dlq": self.dlq,
             "open_lines": len(self.open),
-            "sold_out": len(set(self.sold_out)),
+            "sold_out": len({sell_out[0] for sell_out in self.sell_outs}),
             "late": self.late,
             "grace_ms": self.grace_ms,
         }
 
 
-def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
+def line_record(
+    quantity: int,
+    amount: int,
+    country: str,
+    category: str,
+    merchant: str,
+    province: str,
+    sku: str,
+) -> list[Any]:
+    """A line's record as `LINE_FIELDS` orders it."""
+    return [quantity, amount, country, category, merchant, province, sku]
+
+
+def conservation_breaks(state: PartitionState) -> dict[str, tuple[int, int, int, int]]:
+    """SKUs whose units are not conserved: sku -> (restocked, in stock, reserved, sold) where
+    restocked != in stock + reserved + sold, or a part is below zero (empty when all hold)."""
+    reserved: dict[str, int] = {}
+    for record in state.open.values():
+        reserved[record[6]] = reserved.get(record[6], 0) + record[0]
+    breaks = {}
+    for sku in state.restocked.keys() | state.stock.keys() | reserved.keys() | state.sold.keys():
+        parts = (
+            state.restocked.get(sku, 0),
+            state.stock.get(sku, 0),
+            reserved.get(sku, 0),
+            state.sold.get(sku, 0),
+        )
+        if parts[0] != parts[1] + parts[2] + parts[3] or min(parts) < 0:
+            breaks[sku] = parts
+    return breaks
+
+
+def apply_event(
+    state: PartitionState, event: OrderEvent, index: int | None = None
+) -> tuple[str, int]:
     """Apply one valid event to its partition's state; return its outcome and amount.
 
     The amount is the line's amount in euro cents for `accepted`, `paid`, `cancelled` and
@@ -253,7 +339,11 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
     reserves the line's whole quantity if stock covers it, else is rejected as oversell;
     `paid` moves a reserved line into GMV; `cancelled` releases its stock; `refunded` names a
     paid line (stock stays out, GMV stays gross). A lifecycle event for a line with nothing to
-    act on is an orphan.
+    act on is an orphan. A step that describes its line otherwise than it was reserved (and a
+    `created` for a line still held) is a mismatch, or a duplicate when it repeats the line.
+
+    The state's `last_offset` is the event's offset (the caller sets it first); `index` is
+    its row in a packed message. Both go into the record of a sell-out.
     """
     return apply_step(
         state,
@@ -268,6 +358,29 @@ def apply_event(state: PartitionState, event: OrderEvent) -> tuple[str, int]:
         event.merchant,
         event.province,
         event.event_ts_ms,
+        index,
+    )
+
+
+def _matches(
+    record: Sequence[Any],
+    sku: str,
+    quantity: int,
+    unit_price_cents: int,
+    country: str,
+    category: str,
+    merchant: str,
+    province: str,
+) -> bool:
+    """True when an event describes the line `record` holds (`LINE_FIELDS`)."""
+    return (
+        record[0] == quantity
+        and record[1] == quantity * unit_price_cents
+        and record[6] == sku
+        and record[2] == country
+        and record[3] == category
+        and record[4] == merchant
+        and record[5] == province
     )
 
 
@@ -284,8 +397,9 @@ def apply_step(
     merchant: str,
     province: str,
     event_ts_ms: int,
+    index: int | None = None,
 ) -> tuple[str, int]:
-    """`apply_event` on an event's fields: what a packed message's rows go through."""
+    """`apply_event` on an event's fields."""
     line_id = f"{order_id}/{line}"
     event_id = f"{line_id}/{kind}"
     seen = state.seen
@@ -293,7 +407,25 @@ def apply_step(
         state.duplicates += 1
         return DUPLICATE, 0
     seen.add(event_id, state.window)
+    if kind == "restock":  # decode_event admits no type but these five
+        state.stock[sku] = state.stock.get(sku, 0) + quantity
+        state.restocked[sku] = state.restocked.get(sku, 0) + quantity
+        state.restocked_at.setdefault(sku, event_ts_ms)
+        state.restocks += 1
+        return RESTOCKED, 0
+    held = state.paid_lines if kind == "refunded" else state.open
+    record = held.get(line_id)
+    if kind == "created" and record is None:
+        record = state.paid_lines.get(line_id)
+    if record is not None and not _matches(
+        record, sku, quantity, unit_price_cents, country, category, merchant, province
+    ):
+        state.mismatches += 1
+        return MISMATCH, 0
     if kind == "created":
+        if record is not None:  # a retry older than the window: the line is held already
+            state.duplicates += 1
+            return DUPLICATE, 0
         stock = state.stock
         have = stock.get(sku, 0)
         if have < quantity:
@@ -302,18 +434,19 @@ def apply_step(
         left = have - quantity
         stock[sku] = left
         amount = quantity * unit_price_cents
-        state.open[line_id] = [quantity, amount, country, category, merchant, province]
+        state.open[line_id] = line_record(
+            quantity, amount, country, category, merchant, province, sku
+        )
         state.accepted += 1
         if left == 0:
-            state.sold_out.append(sku)
-            state.sold_out_ts.append(event_ts_ms)
+            state.sell_outs.append([sku, event_ts_ms, state.last_offset, index, order_id, line])
         return ACCEPTED, amount
+    if record is None:
+        state.orphans += 1
+        return ORPHAN, 0
+    amount = record[1]
     if kind == "paid":
-        line_open = state.open.pop(line_id, None)
-        if line_open is None:
-            state.orphans += 1
-            return ORPHAN, 0
-        _, amount, country, category, merchant, province = line_open
+        del state.open[line_id]
         state.gmv_cents += amount
         by = state.gmv_by_country
         by[country] = by.get(country, 0) + amount
@@ -323,30 +456,20 @@ def apply_step(
         by[merchant] = by.get(merchant, 0) + amount
         by = state.gmv_by_province
         by[province] = by.get(province, 0) + amount
+        state.sold[sku] = state.sold.get(sku, 0) + quantity
         state.paid += 1
         paid_lines = state.paid_lines
-        paid_lines[line_id] = amount
+        paid_lines[line_id] = record
         if len(paid_lines) > state.window:
             paid_lines.popitem(last=False)
         return PAID, amount
     if kind == "cancelled":
-        line_open = state.open.pop(line_id, None)
-        if line_open is None:
-            state.orphans += 1
-            return ORPHAN, 0
-        state.stock[sku] = state.stock.get(sku, 0) + line_open[0]
+        del state.open[line_id]
+        state.stock[sku] = state.stock.get(sku, 0) + quantity
         state.cancelled += 1
-        return CANCELLED, line_open[1]
-    if kind == "refunded":
-        refunded = state.paid_lines.pop(line_id, None)
-        if refunded is None:
-            state.orphans += 1
-            return ORPHAN, 0
-        state.refunded += 1
-        state.refunded_cents += refunded
-        return REFUNDED, refunded
-    # restock (decode_event admits no other type)
-    state.stock[sku] = state.stock.get(sku, 0) + quantity
-    state.restocked_at.setdefault(sku, event_ts_ms)
-    state.restocks += 1
-    return RESTOCKED, 0
+        return CANCELLED, amount
+    # refunded
+    del state.paid_lines[line_id]
+    state.refunded += 1
+    state.refunded_cents += amount
+    return REFUNDED, amount

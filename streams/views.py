@@ -102,13 +102,17 @@ class RunViews:
         state = states.get(partition)
         if state is None or sku not in state.stock:
             return None
-        sell_outs = sum(1 for s in state.sold_out if s == sku)
+        sell_outs = sum(1 for sell_out in state.sell_outs if sell_out[0] == sku)
         return {
             "sku": sku,
             "partition": partition,
             "stock": state.stock[sku],
             "sold_out": state.stock[sku] == 0,
             "sell_outs": sell_outs,
+            # Where the units are: restocked = stock + reserved + sold.
+            "restocked": state.restocked.get(sku, 0),
+            "reserved": sum(r[0] for r in state.open.values() if r[6] == sku),
+            "sold": state.sold.get(sku, 0),
             "as_of_offset": state.last_offset,
         }
 
@@ -133,7 +137,7 @@ class RunViews:
         states = await self.states()
         rows: list[dict[str, Any]] = []
         for state in states.values():
-            for sku, ts in zip(state.sold_out, state.sold_out_ts, strict=False):
+            for sku, ts, *_ in state.sell_outs:
                 since = state.restocked_at.get(sku)
                 rows.append(
                     {

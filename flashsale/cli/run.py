@@ -503,8 +503,8 @@ def print_verdict(result: VerifyResult) -> None:
     if result.reconciled:
         console.print(
             "[green]reconciled: GMV, refunds and every outcome (accepted, rejected, paid, "
-            "cancelled, refunded, duplicate, orphan) match the truth exactly; "
-            "no SKU oversold[/green]"
+            "cancelled, refunded, duplicate, orphan, mismatch) match the truth exactly; "
+            "units conserved, no SKU oversold[/green]"
         )
     else:
         console.print("[red]NOT reconciled:[/red]")

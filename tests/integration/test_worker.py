@@ -12,11 +12,11 @@ from aiokafka import AIOKafkaProducer
 
 from flashsale.cli.processes import WorkerProcess
 from flashsale.events import PACKED_COLUMNS, PACKED_HEADER, encode_event, encode_packed
-from flashsale.kafka import read_topic
+from flashsale.kafka import read_newest, read_topic
 from flashsale.settings import Settings
 from flashsale.verify import verify_live
 from streams.state import OUTCOMES
-from tests.factories import make_order
+from tests.factories import make_order, make_restock
 from tests.integration.conftest import StartWorker
 from tests.integration.helpers import FAST_CLOCK, SMALL, produce
 
@@ -221,3 +221,60 @@ def test_packed_messages_reconcile_and_their_bad_rows_are_dead_letters_one_by_on
     assert letters == [("-", b"not_json"), ("0", b"out_of_range"), ("2", b"wrong_type")]
     metrics = worker_metrics(worker)
     assert 'flashsale_dlq_messages_total{reason="wrong_type"} 1.0' in metrics
+
+
+# A hostile client on one partition: restock F with 1 unit and G with 5; a `created` of 5 of
+# G; a `cancelled` of that line naming F; a `created` of 6 of F; its `paid`.
+SKU_F, SKU_G = "FR-WIN-0101", "DE-TOY-0102"
+HOSTILE = [
+    make_restock(make_order(sku=SKU_F, event_ts_ms=T0), 1),
+    make_restock(make_order(sku=SKU_G, event_ts_ms=T0), 5),
+    make_order(order_id="h1", sku=SKU_G, quantity=5, event_ts_ms=T0 + 1),
+    make_order(order_id="h1", sku=SKU_F, quantity=5, event_ts_ms=T0 + 2, type="cancelled"),
+    make_order(order_id="h1", line=1, sku=SKU_F, quantity=6, event_ts_ms=T0 + 3),
+    make_order(order_id="h1", line=1, sku=SKU_F, quantity=6, event_ts_ms=T0 + 4, type="paid"),
+]
+
+
+async def _send_to_partition(
+    settings: Settings, messages: list[tuple[bytes | None, bytes, Any]]
+) -> None:
+    """Send (key, value, headers) messages to partition 0 of `orders`, whatever their keys."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await producer.send(settings.topic_orders, value, key=key, headers=headers, partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("form", ["single", "packed"])
+def test_a_cancel_naming_another_sku_moves_no_stock_and_verify_reconciles(
+    run_settings: Settings, start_worker: StartWorker, form: str
+) -> None:
+    worker = start_worker()
+    if form == "single":
+        messages = [(e.sku.encode(), encode_event(e), None) for e in HOSTILE]
+    else:
+        # Restocks travel alone, as the producer sends them; the line's steps in one message.
+        steps = [orjson.loads(encode_event(e)) for e in HOSTILE[2:]]
+        columns = {name: [row[name] for row in steps] for name in PACKED_COLUMNS}
+        messages = [(e.sku.encode(), encode_event(e), None) for e in HOSTILE[:2]]
+        messages.append((None, encode_packed(columns), [(PACKED_HEADER, b"4")]))
+    asyncio.run(_send_to_partition(run_settings, messages))
+    worker.wait_drained()
+
+    bootstrap = run_settings.bootstrap_servers or ""
+    result = asyncio.run(verify_live(run_settings, bootstrap))
+    assert result.differences == [], "\n".join(result.differences)
+    assert result.summary["mismatched_events"] == 1
+    assert result.summary["orders_accepted"] == 1
+    assert result.summary["oversold_skus"] == 0
+    newest = asyncio.run(read_newest(bootstrap, run_settings.state_changelog_topic()))
+    state = orjson.loads(newest[0][0].value)
+    assert (state["stock"][SKU_F], state["stock"][SKU_G]) == (1, 0)
+    assert state["mismatches"] == 1
+    # G's five units stay reserved by the line they were reserved for.
+    assert state["open"]["h1/0"][0] == 5 and state["open"]["h1/0"][6] == SKU_G

@@ -134,11 +134,17 @@ def test_any_row_value_is_judged_as_the_same_single_event_would_be(
 
 
 def _apply_one_by_one(
-    state: PartitionState, events: list[OrderEvent]
+    state: PartitionState, events: list[OrderEvent], sizes: list[int] | None = None
 ) -> tuple[list[tuple[str, int]], list[int], set[tuple[int, int, int, int, int]]]:
+    """Apply `events` as single events; with `sizes`, each at the position (offset, index)
+    it has as a row of packed messages of those sizes, one offset each."""
     decided, late, closed = [], [], set()
+    positions: list[tuple[int, int | None]] = [(-1, None)] * len(events)
+    if sizes is not None:
+        positions = [(offset, i) for offset, size in enumerate(sizes) for i in range(size)]
     for i, event in enumerate(events):
-        outcome, amount = apply_event(state, event)
+        state.last_offset, index = positions[i]
+        outcome, amount = apply_event(state, event, index)
         decided.append((outcome, amount))
         if event.type == "restock" or outcome == DUPLICATE:
             continue
@@ -167,15 +173,19 @@ def test_packed_rows_are_applied_exactly_as_single_events(
     window = 50 if seed % 2 else 1_000
     single = PartitionState(partition=0, window=window, grace_ms=1_500)
     packed = PartitionState(partition=0, window=window, grace_ms=1_500)
-    decided, late, closed = _apply_one_by_one(single, timed)
+    sizes: list[int] = []
+    while sum(sizes) < len(timed):
+        size = rng.randint(1, 60) if rng.random() < 0.5 else rng.randint(60, 200)
+        sizes.append(min(size, len(timed) - sum(sizes)))
+    decided, late, closed = _apply_one_by_one(single, timed, sizes)
 
     got: list[tuple[str, int]] = []
     got_late: list[int] = []
     got_closed: set[tuple[int, int, int, int, int]] = set()
     start = 0
-    while start < len(timed):
-        size = rng.randint(1, 60) if rng.random() < 0.5 else rng.randint(60, 200)
+    for offset, size in enumerate(sizes):
         chunk = timed[start : start + size]
+        packed.last_offset = offset
         result = packed_module.apply_packed(packed, decode_packed(encode_packed(columns_of(chunk))))
         assert result.rows == list(range(len(chunk)))
         got.extend(zip(result.outcomes, result.amounts, strict=True))

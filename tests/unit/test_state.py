@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from flashsale.events import OrderEvent
 from streams.state import (
     ACCEPTED,
     CANCELLED,
     DUPLICATE,
+    MISMATCH,
     ORPHAN,
     PAID,
     REFUNDED,
@@ -14,6 +17,7 @@ from streams.state import (
     RESTOCKED,
     PartitionState,
     apply_event,
+    conservation_breaks,
 )
 from tests.factories import make_order, make_restock, make_step
 
@@ -36,9 +40,9 @@ def test_created_line_within_stock_is_accepted_and_reserves_its_units() -> None:
     state = _state()
     assert apply_event(state, replace(ORDER, quantity=2)) == (ACCEPTED, 3_000)
     assert state.stock[SKU] == 0
-    assert state.sold_out == [SKU]
-    assert state.open == {"o1/0": [2, 3_000, "IT", "olive-oil", "Frantoio", "Guangdong"]}
-    assert state.sold_out_ts == [ORDER.event_ts_ms]
+    assert state.open == {"o1/0": [2, 3_000, "IT", "olive-oil", "Frantoio", "Guangdong", SKU]}
+    # The sell-out names the event that took the last unit: offset, row, order id, line.
+    assert state.sell_outs == [[SKU, ORDER.event_ts_ms, -1, None, "o1", 0]]
     # Reserved is not revenue: GMV counts paid lines only.
     assert (state.accepted, state.gmv_cents, state.gmv_by_country) == (1, 0, {})
 
@@ -54,8 +58,9 @@ def test_paid_line_moves_its_reserved_amount_into_gmv() -> None:
     assert state.gmv_by_country == {"IT": 3_000}
     assert state.gmv_by_category == {"olive-oil": 3_000}
     assert state.open == {}
-    assert state.paid_lines == {"o1/0": 3_000}
+    assert state.paid_lines == {"o1/0": [2, 3_000, "IT", "olive-oil", "Frantoio", "Guangdong", SKU]}
     assert state.stock[SKU] == 0
+    assert (state.restocked, state.sold) == ({SKU: 2}, {SKU: 2})
 
 
 def test_oversold_line_is_rejected_and_stock_stays_zero() -> None:
@@ -97,8 +102,12 @@ def test_sold_out_is_reached_again_after_a_cancellation() -> None:
     state = _state()
     held = replace(ORDER, order_id="a", quantity=2)
     assert _outcome(state, held, make_step(held, "cancelled")) == [ACCEPTED, CANCELLED]
+    state.last_offset = 7
     assert _outcome(state, replace(ORDER, order_id="b", quantity=2)) == [ACCEPTED]
-    assert state.sold_out == [SKU, SKU]
+    assert [sell_out[:5] for sell_out in state.sell_outs] == [
+        [SKU, ORDER.event_ts_ms, -1, None, "a"],
+        [SKU, ORDER.event_ts_ms, 7, None, "b"],
+    ]
 
 
 def test_paid_for_a_rejected_line_is_an_orphan() -> None:
@@ -195,8 +204,15 @@ def test_dedupe_window_is_bounded_keyed_by_event_and_forgets_the_oldest() -> Non
         apply_event(state, replace(ORDER, order_id=f"o{i}"))
     assert list(state.seen) == ["o2/0/created", "o3/0/created", "o4/0/created"]
     assert _outcome(state, replace(ORDER, order_id="o4")) == [DUPLICATE]
-    # Beyond the window a retry is a new line: the window must cover the retry delay.
-    assert _outcome(state, replace(ORDER, order_id="o0")) == [ACCEPTED]
+    # Beyond the window, a retry of a line still reserved is still a duplicate: the line
+    # keeps its one reservation.
+    assert _outcome(state, replace(ORDER, order_id="o0")) == [DUPLICATE]
+    assert (state.stock[SKU], state.accepted) == (95, 5)
+    # A retry of a cancelled line beyond the window is a new line: the window must cover
+    # the retry delay.
+    _outcome(state, make_step(replace(ORDER, order_id="o1"), "cancelled"))
+    state.seen.clear()
+    assert _outcome(state, replace(ORDER, order_id="o1")) == [ACCEPTED]
 
 
 def test_state_survives_its_changelog_encoding_in_order() -> None:
@@ -235,6 +251,7 @@ def test_summary_counts_every_outcome() -> None:
         "refunded": 1,
         "refunded_cents": 3_000,
         "orphans": 1,
+        "mismatches": 0,
         "restocks": 1,
         "dlq": 0,
         "open_lines": 0,
@@ -242,3 +259,94 @@ def test_summary_counts_every_outcome() -> None:
         "late": 0,
         "grace_ms": 2_000,
     }
+
+
+# A step must describe the line it names as the line was reserved; one that does not is a
+# mismatch and changes nothing (docs/events.md).
+
+G = replace(ORDER, sku="IT-OLI-0002", order_id="g1", quantity=5, unit_price_cents=2_400)
+F = replace(ORDER, sku="IT-OLI-0003", order_id="f1", quantity=6, unit_price_cents=2_000)
+
+
+def _stocked(**units: int) -> PartitionState:
+    state = PartitionState(partition=0, window=100)
+    for name, quantity in units.items():
+        sku = {"F": F.sku, "G": G.sku}[name]
+        apply_event(state, make_restock(replace(ORDER, sku=sku), quantity=quantity))
+    return state
+
+
+def test_a_cancel_naming_another_sku_is_a_mismatch_and_moves_no_stock() -> None:
+    state = _stocked(F=1, G=5)
+    assert apply_event(state, G) == (ACCEPTED, 12_000)
+    wrong = make_step(G, "cancelled", sku=F.sku)
+    assert apply_event(state, wrong) == (MISMATCH, 0)
+    assert apply_event(state, replace(F, order_id=G.order_id)) == (DUPLICATE, 0)
+    assert apply_event(state, F) == (REJECTED_OVERSELL, 0)
+    assert apply_event(state, make_step(F, "paid")) == (ORPHAN, 0)
+    assert (state.stock[F.sku], state.stock[G.sku]) == (1, 0)
+    assert (state.mismatches, state.gmv_cents) == (1, 0)
+    assert list(state.open) == ["g1/0"]  # G's reservation still holds its five units
+    assert conservation_breaks(state) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("sku", "IT-OLI-0003"),
+        ("quantity", 1),
+        ("unit_price_cents", 1_499),
+        ("country", "FR"),
+        ("category", "wine"),
+        ("merchant", "Someone else"),
+        ("province", "Zhejiang"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["paid", "cancelled", "refunded", "created"])
+def test_a_step_that_describes_its_line_otherwise_is_a_mismatch(
+    name: str, value: object, kind: str
+) -> None:
+    state = _state(stock=5)
+    line = replace(ORDER, quantity=2)
+    apply_event(state, line)
+    if kind == "refunded":
+        apply_event(state, make_step(line, "paid"))
+    if kind == "created":
+        state.seen.clear()  # a retry older than the dedupe window
+    before = PartitionState.from_bytes(state.to_bytes())
+    assert apply_event(state, make_step(line, kind, **{name: value})) == (MISMATCH, 0)
+    assert state.mismatches == 1
+    # Nothing else changed but the event id joining the dedupe window.
+    assert replace(state, mismatches=0, seen=before.seen) == before
+
+
+def test_channel_and_payment_may_change_between_the_steps_of_a_line() -> None:
+    state = _state()
+    apply_event(state, ORDER)
+    paid = make_step(ORDER, "paid", channel="web", payment="wechat-pay")
+    assert apply_event(state, paid) == (PAID, 1_500)
+
+
+def test_a_late_retry_of_a_paid_line_is_a_duplicate_and_counts_no_second_payment() -> None:
+    state = _state(stock=5)
+    _outcome(state, ORDER, make_step(ORDER, "paid"))
+    state.seen.clear()  # both ids have left the dedupe window
+    assert _outcome(state, ORDER, make_step(ORDER, "paid")) == [DUPLICATE, ORPHAN]
+    assert (state.paid, state.gmv_cents, state.stock[SKU]) == (1, 1_500, 4)
+
+
+def test_units_are_conserved_through_a_whole_lifecycle() -> None:
+    state = _state(stock=10)
+    lines = [replace(ORDER, order_id=f"o{i}", quantity=1 + i % 3) for i in range(5)]
+    for line in lines:
+        apply_event(state, line)
+    apply_event(state, make_step(lines[0], "paid"))
+    apply_event(state, make_step(lines[1], "cancelled"))
+    apply_event(state, make_step(lines[2], "paid"))
+    apply_event(state, make_step(lines[2], "refunded"))
+    assert conservation_breaks(state) == {}
+    assert state.restocked[SKU] == 10
+    assert state.sold[SKU] == 1 + 3  # refunded units stay sold: the goods have shipped
+    # A state whose units went astray is named with its four parts.
+    state.stock[SKU] += 1
+    assert conservation_breaks(state) == {SKU: (10, state.stock[SKU], 1 + 2, 4)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,10 +100,12 @@ def _state(**changes: object) -> dict[int, list[Rec]]:
         "restocks": 1,
         "dlq": 1,
         "stock": {SKU: 0},
-        "sold_out": [SKU, SKU],
+        "restocked": {SKU: 2},
+        "sold": {SKU: 2},
+        "sell_outs": [[SKU, TS, 2, None, "o2", 0], [SKU, TS, 8, None, "o4", 0]],
         "seen": [],
         "open": {},
-        "paid_lines": {"o4/0": 3_000},
+        "paid_lines": {"o4/0": [1, 3_000, "NL", "infant-formula", "Zuivel", "Guangdong", SKU]},
     }
     doc.update(changes)
     return {0: [Rec(0, 0, b"0", orjson.dumps(doc))]}
@@ -119,7 +122,24 @@ DLQ = {
         )
     ]
 }
-SOLD_OUT = {0: [Rec(0, 0, SKU.encode(), orjson.dumps({"type": "sold_out", "sku": SKU}))]}
+TS = ORDER.event_ts_ms
+
+
+def _sold_out(offset: int, order_id: str) -> Rec:
+    doc = {
+        "type": "sold_out",
+        "sku": SKU,
+        "partition": 0,
+        "offset": offset,
+        "order_id": order_id,
+        "line": 0,
+        "event_ts_ms": TS,
+        "time_to_sell_out_s": 0.0,
+    }
+    return Rec(0, offset, SKU.encode(), orjson.dumps(doc))
+
+
+SOLD_OUT = {0: [_sold_out(2, "o2"), _sold_out(8, "o4")]}
 
 
 def _reconcile(**changes: Any) -> Any:
@@ -148,6 +168,7 @@ def test_truth_applies_the_lifecycle_rules() -> None:
         "cancelled": 1,
         "refunded": 1,
         "orphans": 1,
+        "mismatches": 0,
     }
     assert (truth.gmv_cents, truth.refunded_cents, truth.dlq) == (6_000, 3_000, 1)
     assert truth.sold_out == {SKU}
@@ -203,7 +224,6 @@ def test_redelivered_decision_that_disagrees_is_reported() -> None:
         ("paid", 3, "paid"),
         ("cancelled", 0, "cancelled"),
         ("orphans", 0, "orphans"),
-        ("sold_out", [SKU], "sell-outs"),
     ],
 )
 def test_worker_totals_off_by_one_are_not_reconciled(
@@ -307,8 +327,8 @@ def test_worker_rules_and_verify_truth_agree_on_random_lifecycles(seed: int) -> 
         assert sum(getattr(s, name) for s in states.values()) == truth.count(name), name
     assert sum(s.gmv_cents for s in states.values()) == truth.gmv_cents
     assert sum(s.refunded_cents for s in states.values()) == truth.refunded_cents
-    assert sum(len(s.sold_out) for s in states.values()) == truth.sold_out_times
-    assert {sku for s in states.values() for sku in s.sold_out} == truth.sold_out
+    assert sum(len(s.sell_outs) for s in states.values()) == truth.sold_out_times
+    assert {sku for s in states.values() for sku, *_ in s.sell_outs} == truth.sold_out
     # Every outcome turns up somewhere across the seeds; this stream is not trivial.
     assert truth.accepted and truth.paid and truth.orphans and truth.duplicates
 
@@ -361,16 +381,39 @@ def test_state_beyond_what_orders_holds_is_reported_as_a_broker_loss() -> None:
     assert result.differences[0].startswith("the broker lost at least 10 messages of orders")
 
 
-def test_accepted_lines_of_skus_no_restock_stocked_are_reported_as_a_broker_loss() -> None:
+def test_decisions_of_messages_the_topic_no_longer_holds_are_reported_as_a_broker_loss() -> None:
     # The restock that opened the run is gone with the old topic, and so is the state.
     orders = {0: _orders()[0][1:]}
     result = _reconcile(orders=orders, states={})
     assert result.summary["broker_lost_messages"] == 1
     assert len(result.differences) == 1
     assert result.differences[0].startswith(
-        "the broker lost at least 1 messages of orders (its topics were recreated?): the "
-        "workers accepted lines of 1 SKUs that no restock on the topic stocked"
+        "the broker lost at least 1 messages of orders (its topics were recreated?): 1 "
+        "messages have decisions or dead letters but are not on the topic, e.g. 0:0"
     )
+
+
+def test_a_state_whose_first_offset_holds_other_bytes_now_is_a_broker_loss() -> None:
+    # The topic was recreated and written again: offset 0 holds another message than the
+    # restock the worker applied there, though every offset the state names exists.
+    restock = _orders()[0][0].value or b""
+    fingerprint = {"first_offset": 0, "first_crc32": zlib.crc32(restock)}
+    assert _reconcile(states=_state(**fingerprint)).reconciled
+    rewritten = dict(fingerprint, first_crc32=zlib.crc32(restock) ^ 1)
+    result = _reconcile(states=_state(**rewritten))
+    assert result.summary["broker_lost_messages"] >= 1
+    assert "offset 0 of partition 0 no longer holds the message" in result.differences[0]
+
+
+def test_a_worker_that_oversells_is_named_as_such_not_as_a_broker_loss() -> None:
+    # Accepting the rejected line at offset 4 takes a unit nobody restocked: the SKU went
+    # below zero there. No offset is missing, so no loss is claimed.
+    result = _reconcile(decisions=_decisions(at4=("accepted", 3_000)))
+    assert result.summary["broker_lost_messages"] == 0
+    assert any(
+        d.startswith(f"SKU {SKU} oversold on partition 0: its units went below zero at 0:4")
+        for d in result.differences
+    ), result.differences
 
 
 def test_a_complete_run_reports_no_broker_loss() -> None:
