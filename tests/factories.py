@@ -48,3 +48,28 @@ def make_restock(line: OrderEvent, quantity: int, **changes: Any) -> OrderEvent:
         payment="",
     )
     return replace(restock, **changes)
+
+
+def make_decision(
+    event: OrderEvent, where: tuple[int, ...], outcome: str, amount: int
+) -> dict[str, Any]:
+    """The decision a worker writes for `event` at source position `where` ((partition,
+    offset), or (partition, offset, index) for a row of a packed message), decided 2 ms after
+    its emit time (docs/events.md)."""
+    doc: dict[str, Any] = {
+        "order_id": event.order_id,
+        "line": event.line,
+        "type": event.type,
+        "outcome": outcome,
+        "sku": event.sku,
+        "quantity": event.quantity,
+        "amount_cents": amount,
+        "partition": where[0],
+        "offset": where[1],
+        "event_ts_ms": event.event_ts_ms,
+        "emit_ns": event.emit_ns,
+        "processed_ns": event.emit_ns + 2_000_000,
+    }
+    if len(where) > 2:
+        doc["index"] = where[2]
+    return doc

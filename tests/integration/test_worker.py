@@ -31,13 +31,20 @@ MALFORMED = [
 ]
 
 
-async def _send_raw(settings: Settings, messages: list[tuple[bytes, bytes, Any]]) -> None:
-    """Send (key, value, headers or None) messages to `orders` as they are."""
+async def _send_raw(
+    settings: Settings,
+    messages: list[tuple[bytes | None, bytes, Any]],
+    partition: int | None = None,
+) -> None:
+    """Send (key, value, headers or None) messages to `orders` as they are (all to
+    `partition` when given, whatever their keys)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
         for key, value, headers in messages:
-            await producer.send(settings.topic_orders, value, key=key, headers=headers)
+            await producer.send(
+                settings.topic_orders, value, key=key, headers=headers, partition=partition
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -236,20 +243,6 @@ HOSTILE = [
 ]
 
 
-async def _send_to_partition(
-    settings: Settings, messages: list[tuple[bytes | None, bytes, Any]]
-) -> None:
-    """Send (key, value, headers) messages to partition 0 of `orders`, whatever their keys."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-    await producer.start()
-    try:
-        for key, value, headers in messages:
-            await producer.send(settings.topic_orders, value, key=key, headers=headers, partition=0)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 @pytest.mark.parametrize("form", ["single", "packed"])
 def test_a_cancel_naming_another_sku_moves_no_stock_and_verify_reconciles(
     run_settings: Settings, start_worker: StartWorker, form: str
@@ -263,7 +256,7 @@ def test_a_cancel_naming_another_sku_moves_no_stock_and_verify_reconciles(
         columns = {name: [row[name] for row in steps] for name in PACKED_COLUMNS}
         messages = [(e.sku.encode(), encode_event(e), None) for e in HOSTILE[:2]]
         messages.append((None, encode_packed(columns), [(PACKED_HEADER, b"4")]))
-    asyncio.run(_send_to_partition(run_settings, messages))
+    asyncio.run(_send_raw(run_settings, messages, partition=0))
     worker.wait_drained()
 
     bootstrap = run_settings.bootstrap_servers or ""

@@ -5,7 +5,7 @@ truth decide every event alike; verify reconciles what the worker wrote."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -23,13 +23,14 @@ from hypothesis.stateful import (
 )
 
 import streams.packed
-from flashsale.events import PACKED_COLUMNS, OrderEvent, decode_packed, encode_event, encode_packed
+from flashsale.events import OrderEvent, decode_packed, encode_event, encode_packed
 from flashsale.verify import compute_truth, reconcile
 from streams.state import DUPLICATE, MISMATCH, PartitionState, apply_event, conservation_breaks
 from streams.windows import apply_window
 from tests.conftest import skip_or_fail
-from tests.factories import make_order, make_restock, make_step
+from tests.factories import make_decision, make_order, make_restock, make_step
 from tests.unit.test_compiled import source_module
+from tests.unit.test_packed import columns_of
 from tests.unit.test_verify import Rec
 
 SKU_F, SKU_G, SKU_H = "FR-WIN-0001", "DE-TOY-0002", "IT-OLI-0003"
@@ -39,32 +40,6 @@ T0 = 1_605_024_000_000
 PACKED: dict[str, ModuleType] = {"source": source_module("streams.packed")}
 if streams.packed.COMPILED:
     PACKED["compiled"] = streams.packed
-
-
-def _columns(events: list[OrderEvent]) -> dict[str, list[Any]]:
-    docs = [asdict(e) for e in events]
-    return {name: [d[name] for d in docs] for name in PACKED_COLUMNS}
-
-
-def _decision(where: tuple[int, ...], event: OrderEvent, outcome: str, amount: int) -> dict:
-    """The decision of one event, as the worker writes it (docs/events.md)."""
-    doc = {
-        "order_id": event.order_id,
-        "line": event.line,
-        "type": event.type,
-        "outcome": outcome,
-        "sku": event.sku,
-        "quantity": event.quantity,
-        "amount_cents": amount,
-        "partition": 0,
-        "offset": where[1],
-        "event_ts_ms": event.event_ts_ms,
-        "emit_ns": event.emit_ns,
-        "processed_ns": event.emit_ns + 1_000,
-    }
-    if len(where) > 2:
-        doc["index"] = where[2]
-    return doc
 
 
 def _topics(
@@ -80,14 +55,19 @@ def _topics(
     for offset, message in enumerate(messages):
         if packed:
             headers = [("flashsale.packed", str(len(message)).encode())]
-            orders.append(Rec(0, offset, None, encode_packed(_columns(message)), headers))
+            orders.append(Rec(0, offset, None, encode_packed(columns_of(message)), headers))
         else:
             orders.append(Rec(0, offset, message[0].sku.encode(), encode_event(message[0])))
         for index, event in enumerate(message):
             where = (0, offset, index) if packed else (0, offset)
             outcome, amount = next(events)
             decisions.append(
-                Rec(0, len(decisions), b"k", orjson.dumps(_decision(where, event, outcome, amount)))
+                Rec(
+                    0,
+                    len(decisions),
+                    b"k",
+                    orjson.dumps(make_decision(event, where, outcome, amount)),
+                )
             )
     inventory = []
     for sku, ts, offset, index, order_id, line in state.sell_outs:
@@ -237,7 +217,7 @@ class HostileClient(RuleBasedStateMachine):
         for name, module in PACKED.items():
             state = self.packed[name]
             state.last_offset = offset
-            result = module.apply_packed(state, decode_packed(encode_packed(_columns(rows))))
+            result = module.apply_packed(state, decode_packed(encode_packed(columns_of(rows))))
             got = list(zip(result.outcomes, result.amounts, strict=True))
             assert got == self.decided_as_rows[start:], name
             assert state.to_bytes() == self.as_rows.to_bytes(), name
@@ -332,7 +312,7 @@ def test_a_cancel_naming_another_sku_leaves_both_stocks_right_and_verify_agrees(
     else:
         state.last_offset = 0
         result = PACKED[form.removeprefix("packed-")].apply_packed(
-            state, decode_packed(encode_packed(_columns(HOSTILE)))
+            state, decode_packed(encode_packed(columns_of(HOSTILE)))
         )
         decided = list(zip(result.outcomes, result.amounts, strict=True))
         messages = [HOSTILE]

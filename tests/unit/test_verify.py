@@ -13,7 +13,7 @@ import pytest
 from flashsale.events import OrderEvent, encode_event
 from flashsale.verify import COUNTS, compute_truth, reconcile
 from streams.state import PartitionState, apply_event
-from tests.factories import make_order, make_restock, make_step
+from tests.factories import make_decision, make_order, make_restock, make_step
 
 
 @dataclass
@@ -56,21 +56,7 @@ def _orders() -> dict[int, list[Rec]]:
 
 
 def _decision(offset: int, outcome: str, amount: int) -> Rec:
-    event = STORY[offset][0]
-    doc = {
-        "order_id": event.order_id,
-        "line": event.line,
-        "type": event.type,
-        "outcome": outcome,
-        "sku": event.sku,
-        "quantity": event.quantity,
-        "amount_cents": amount,
-        "partition": 0,
-        "offset": offset,
-        "event_ts_ms": 0,
-        "emit_ns": 1_000_000,
-        "processed_ns": 3_000_000,
-    }
+    doc = make_decision(STORY[offset][0], (0, offset), outcome, amount)
     return Rec(0, offset, b"k", orjson.dumps(doc))
 
 
