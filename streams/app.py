@@ -37,7 +37,13 @@ from flashsale.settings import STATE_TABLE, Settings
 from streams.consumer import BulkApp
 from streams.metrics import WorkerMetrics, observe_many
 from streams.packed import COMPILED, apply_packed
-from streams.state import DUPLICATE, OUTCOMES, PartitionState, apply_event
+from streams.state import (
+    DUPLICATE,
+    OUTCOMES,
+    PartitionState,
+    StateFormatError,
+    apply_event,
+)
 from streams.views import RunViews
 from streams.windows import apply_window
 
@@ -182,20 +188,16 @@ class OrderProcessor:
         )
         confirmed: dict[int, PartitionState] = {}
         for partition in partitions:
-            local = self.table.data.get(_partition_key(partition))
-            state = (
-                PartitionState.from_bytes(local)
-                if local is not None
-                else PartitionState(
-                    partition=partition,
-                    window=self.settings.dedupe_window,
-                    grace_ms=round(self.settings.window_grace_s * 1000),
-                )
+            local = _readable_state(self.table.data.get(_partition_key(partition)))
+            state = local or PartitionState(
+                partition=partition,
+                window=self.settings.dedupe_window,
+                grace_ms=round(self.settings.window_grace_s * 1000),
             )
             record = tails[TopicPartition(topic, partition)]
             if record is not None and record.value is not None:
-                newest = PartitionState.from_bytes(record.value)
-                if newest.last_offset > state.last_offset:
+                newest = _readable_state(record.value)
+                if newest is not None and newest.last_offset > state.last_offset:
                     self.metrics.recovered_from_tail.inc()
                     self._store(partition, record.value)
                     state = newest
@@ -660,6 +662,19 @@ def missing_ranges(
     if upto is not None and upto > expected:
         gaps.append((expected, upto))
     return gaps
+
+
+def _readable_state(raw: bytes | None) -> PartitionState | None:
+    """The state a changelog record holds; None for none, and for one an older flashsale
+    wrote: the partition is then rebuilt from `orders` (a fresh state reads what lies below
+    the stream's position back from the topic), with a warning."""
+    if raw is None:
+        return None
+    try:
+        return PartitionState.from_bytes(raw)
+    except StateFormatError as exc:
+        _log.warning("%s: rebuilding it from the orders topic", exc)
+        return None
 
 
 def _fingerprint(state: PartitionState, applied_before: int, messages: Sequence[Any]) -> None:

@@ -36,8 +36,10 @@ __all__ = [
     "REFUNDED",
     "REJECTED_OVERSELL",
     "RESTOCKED",
+    "STATE_FORMAT",
     "IdWindow",
     "PartitionState",
+    "StateFormatError",
     "apply_event",
     "apply_step",
     "conservation_breaks",
@@ -65,6 +67,14 @@ OUTCOMES: Final = (
     ORPHAN,
     MISMATCH,
 )
+
+#: The version of a state record's layout (`PartitionState.to_bytes`); another one is refused.
+STATE_FORMAT: Final = 2
+
+
+class StateFormatError(ValueError):
+    """A state record of another layout than this flashsale writes (an older version's)."""
+
 
 #: What a line's record holds, in order (`PartitionState.open` and `paid_lines` values): the
 #: units and amount reserved, then the event fields a later step of the line must repeat
@@ -226,6 +236,7 @@ class PartitionState:
         """Serialise for the changelog (JSON objects keep the insertion order of the dicts)."""
         return orjson.dumps(
             {
+                "format": STATE_FORMAT,
                 "partition": self.partition,
                 "window": self.window,
                 "last_offset": self.last_offset,
@@ -266,8 +277,13 @@ class PartitionState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartitionState:
-        """Inverse of `to_bytes`."""
+        """Inverse of `to_bytes`; `StateFormatError` for a record of another layout."""
         doc: dict[str, Any] = orjson.loads(raw)
+        if doc.pop("format", None) != STATE_FORMAT:
+            raise StateFormatError(
+                f"a state record of partition {doc.get('partition')} has another layout than "
+                f"this flashsale writes (format {STATE_FORMAT})"
+            )
         doc["seen"] = IdWindow(doc["seen"])
         doc["paid_lines"] = OrderedDict(doc["paid_lines"])
         return cls(**doc)

@@ -10,6 +10,7 @@ second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -19,7 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from flashsale.kafka import last_record, start_reader
 from flashsale.settings import Settings
-from streams.state import PartitionState
+from streams.state import PartitionState, StateFormatError
 from streams.windows import top_skus
 
 __all__ = ["RunViews"]
@@ -64,7 +65,8 @@ class RunViews:
                     continue
                 record = await last_record(self._reader, TopicPartition(topic, p))
                 if record is not None and record.value is not None:
-                    states[p] = PartitionState.from_bytes(record.value)
+                    with contextlib.suppress(StateFormatError):  # an older version's record
+                        states[p] = PartitionState.from_bytes(record.value)
             self._cached = (time.monotonic(), states)
             return states
 

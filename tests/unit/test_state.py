@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import orjson
 import pytest
 
 from flashsale.events import OrderEvent
@@ -15,7 +16,9 @@ from streams.state import (
     REFUNDED,
     REJECTED_OVERSELL,
     RESTOCKED,
+    STATE_FORMAT,
     PartitionState,
+    StateFormatError,
     apply_event,
     conservation_breaks,
 )
@@ -350,3 +353,12 @@ def test_units_are_conserved_through_a_whole_lifecycle() -> None:
     # A state whose units went astray is named with its four parts.
     state.stock[SKU] += 1
     assert conservation_breaks(state) == {SKU: (10, state.stock[SKU], 1 + 2, 4)}
+
+
+def test_a_state_record_of_another_layout_is_refused_by_name() -> None:
+    state = _state()
+    assert orjson.loads(state.to_bytes())["format"] == STATE_FORMAT
+    older = orjson.loads(state.to_bytes())
+    del older["format"]
+    with pytest.raises(StateFormatError, match="partition 0 has another layout"):
+        PartitionState.from_bytes(orjson.dumps(older))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaError, UnknownError
 from prometheus_client import CollectorRegistry
@@ -51,3 +52,14 @@ def test_any_kafka_error_is_survived_but_other_errors_surface(
     asyncio.run(processor(monkeypatch, KafkaError("x"))._apply({1: []}, {}))
     with pytest.raises(ZeroDivisionError):
         asyncio.run(processor(monkeypatch, ZeroDivisionError())._apply({1: []}, {}))
+
+
+def test_a_state_an_older_version_wrote_is_rebuilt_instead_of_ending_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = PartitionState(partition=2, window=10, last_offset=41)
+    assert streams.app._readable_state(state.to_bytes()) == state
+    older = {"partition": 2, "window": 10, "last_offset": 41, "sold_out": ["x"]}
+    assert streams.app._readable_state(orjson.dumps(older)) is None
+    assert "partition 2 has another layout" in caplog.text
+    assert "rebuilding it from the orders topic" in caplog.text
