@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -643,8 +643,8 @@ def _lost_by_broker(
     orders: Mapping[int, Sequence[Record]],
     truth: Truth,
     states: Sequence[Mapping[str, Any]],
-    decided: Iterable[Position],
-    dead: Iterable[Position],
+    decided: Collection[Position],
+    dead: Collection[Position],
 ) -> tuple[int, str]:
     """Messages of `orders` the workers applied that the topic no longer holds, at least, and
     how that shows (0 and "" when no offset is missing).
@@ -652,9 +652,10 @@ def _lost_by_broker(
     Only missing offsets count as evidence: a worker's state that applied an offset beyond
     the partition's end; a state whose first or last applied offset now holds other bytes
     than it applied there (its CRC-32 differs: the topic was recreated and written again);
-    decisions or dead letters of positions the topic does not hold. Once an offset is shown
-    missing, the number lost is at least the events the state counts beyond those the
-    partition now holds up to its offset.
+    decisions or dead letters of positions the topic does not hold. The number is a lower
+    bound: the offsets beyond the end, the positions up to a rewritten state's offset whose
+    message has neither decision nor dead letter (at least one), or the positions decided
+    but not held, whichever is most.
     """
     newest: dict[int, int] = {}
     for partition, records in orders.items():
@@ -679,9 +680,17 @@ def _lost_by_broker(
                 f"offset {rewritten} of partition {partition} no longer holds the message "
                 "its worker applied there"
             )
-            held = sum(1 for where in truth.outcomes if where[0] == partition and where[1] <= last)
-            applied = sum(int(st.get(name, 0)) for name in (*COUNTS, "restocks", "dlq"))
-            by_state += max(applied - held, 1)
+            # Each offset the state covers whose message now has neither decision nor dead
+            # letter held another message when the worker applied it.
+            undecided = sum(
+                1
+                for where in truth.outcomes
+                if where[0] == partition
+                and where[1] <= last
+                and where not in decided
+                and where not in dead
+            )
+            by_state += max(undecided, 1)
     unheld = {where[:2] for where in (*decided, *dead) if where not in truth.outcomes}
     if unheld:
         evidence.append(
