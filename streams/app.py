@@ -34,7 +34,7 @@ from flashsale.columns import COMPILED as COLUMNS_COMPILED
 from flashsale.events import MalformedEvent, decode_event, decode_packed, packed_count
 from flashsale.kafka import last_records, read_ranges, ssl_context, start_reader
 from flashsale.settings import STATE_TABLE, Settings
-from streams.consumer import BulkApp
+from streams.consumer import BulkApp, stop_consumer
 from streams.metrics import WorkerMetrics, observe_many
 from streams.packed import COMPILED, apply_packed
 from streams.state import (
@@ -217,8 +217,8 @@ class OrderProcessor:
     async def close(self) -> None:
         """Release the direct reader."""
         if self._reader_consumer is not None:
-            await self._reader_consumer.stop()
-            self._reader_consumer = None
+            reader, self._reader_consumer = self._reader_consumer, None
+            await stop_consumer(reader)
 
     def save(self, state: PartitionState) -> None:
         """Write the state locally and to its changelog partition (= its source partition)."""

@@ -10,35 +10,82 @@ commits, table changelogs and their recovery, the web server — and changes onl
 loop: records of the bulk topics go to a handler one fetch at a time (a list per partition,
 in offset order), and are then acknowledged together, so Faust commits them as it would the
 agent's. Records of every other topic take Faust's own per-message path.
+
+`stop_consumer`, and the consumer thread `BulkConsumer` runs, stop an aiokafka consumer whose
+broker has gone, which its own `stop()` does not always do (`_stray_cancel`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
-__all__ = ["BulkApp", "BulkConsumer", "BulkHandler"]
+__all__ = ["BulkApp", "BulkConsumer", "BulkHandler", "stop_consumer"]
+
+_log = logging.getLogger(__name__)
 
 #: Receives one fetch of the bulk topics: for each partition its records in offset order.
 BulkHandler = Callable[[Mapping[TP, Sequence[Any]]], Awaitable[None]]
 
 
-class _ConsumerThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread with a fetch wait of our choosing (Faust hard-codes 1.5 s)."""
+def _stray_cancel() -> bool:
+    """True when the CancelledError being handled was not meant for the current task.
 
-    fetch_max_wait_ms: int = 1500
+    aiokafka's `Fetcher.close` cancels each pending fetch and awaits it. A fetch whose request
+    failed (the broker is gone) waits out its retry backoff, `await asyncio.sleep(...)` inside
+    `except KafkaError`, where the cancellation is not caught: the fetch's CancelledError
+    leaves `AIOKafkaConsumer.stop()` although nobody cancelled its caller, and the rest of
+    `stop()` (closing the client) never runs.
+    """
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, also when its broker is gone (see `_stray_cancel`)."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        if not _stray_cancel():
+            raise
+        await consumer._client.close()
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """Faust's consumer thread, stopping when the broker is gone, with a fetch wait of our
+    choosing (Faust hard-codes 1.5 s; None keeps it)."""
+
+    fetch_max_wait_ms: int | None = None
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # Read by the consumer's fetcher when it starts, which is after this.
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        if self.fetch_max_wait_ms is not None:
+            # Read by the consumer's fetcher when it starts, which is after this.
+            consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    async def on_thread_stop(self) -> None:
+        # Faust's stops the aiokafka consumer with a bare `stop()`. Its stray CancelledError
+        # (`_stray_cancel`) would end the thread with a traceback before it tells the main
+        # loop it is done (mode catches only `Exception` there), and the worker's stop would
+        # wait mode's `shutdown_timeout`, 60 s, for the thread.
+        try:
+            await super().on_thread_stop()
+        except asyncio.CancelledError:
+            if not _stray_cancel():
+                raise
+            _log.info("the Kafka consumer stopped with its broker gone")
+            if self._consumer is not None:
+                await self._consumer._client.close()
 
 
 class BulkConsumer(AIOKafkaFaustConsumer):
@@ -48,13 +95,10 @@ class BulkConsumer(AIOKafkaFaustConsumer):
     bulk_handler: BulkHandler | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
         # Called by Faust's constructor, before `BulkApp` could set anything on us: the
         # setting is read from the app.
-        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
-        if wait_ms is None:
-            return super()._new_consumer_thread()
-        thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-        thread.fetch_max_wait_ms = wait_ms
+        thread.fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
         return thread
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust

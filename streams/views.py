@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from flashsale.kafka import last_record, start_reader
 from flashsale.settings import Settings
+from streams.consumer import stop_consumer
 from streams.state import PartitionState, StateFormatError
 from streams.windows import top_skus
 
@@ -45,8 +46,8 @@ class RunViews:
     async def close(self) -> None:
         """Release the changelog reader."""
         if self._reader is not None:
-            await self._reader.stop()
-            self._reader = None
+            reader, self._reader = self._reader, None
+            await stop_consumer(reader)
 
     async def states(self) -> dict[int, PartitionState]:
         """The live state of held partitions and the newest written one of the others."""
