@@ -46,6 +46,7 @@ from streams.state import (
 )
 from streams.views import RunViews
 from streams.windows import apply_window
+from streams.worker import Worker, log_tracebacks_whole
 
 __all__ = ["create_app", "missing_ranges", "run_worker"]
 
@@ -1003,5 +1004,6 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
                     "installed): packed messages cost about 1.5 µs more CPU per event"
                 )
 
-        worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+        log_tracebacks_whole()
+        worker = Worker(app, loglevel=loglevel, quiet=True)
         worker.execute_from_commandline()

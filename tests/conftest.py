@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -97,3 +98,51 @@ def children_of(pid: int) -> list[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 out.append(int(entry))
     return out
+
+
+#: The head of a worker's log record: `[2026-12-01 23:01:52,681] [6563] [WARNING] `.
+RECORD_HEAD = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] \[\d+\] \[[A-Z]+\] ", re.M)
+
+#: How a traceback's own lines begin; none of them begins a record of its own.
+TRACEBACK_LINES = (
+    "Traceback (most recent call last)",
+    'File "',
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+#: A record that is a piece of a traceback: a caret line, an exception's bare name or a part
+#: of it (`asyncio.exceptions`, `.`, `CancelledError`, `:`).
+FRAGMENT = re.compile(r"[\^~]+|[.:]|[A-Za-z_][\w.]*(Error|Exception|exceptions|Interrupt)")
+
+
+def log_records(log: str) -> tuple[str, list[str]]:
+    """A worker log cut into what came before the first record and its records (each a
+    message with the lines that follow it, up to the next record's head)."""
+    heads = list(RECORD_HEAD.finditer(log))
+    if not heads:
+        return log, []
+    records = [
+        log[head.end() : nxt.start() if nxt else len(log)]
+        for head, nxt in zip(heads, [*heads[1:], None], strict=True)
+    ]
+    return log[: heads[0].start()], records
+
+
+def traceback_fragment(record: str) -> bool:
+    """True for a record whose message is a piece of a traceback."""
+    first = record.strip().split("\n", 1)[0].strip()
+    return FRAGMENT.fullmatch(first) is not None or first.startswith(TRACEBACK_LINES)
+
+
+def assert_tracebacks_whole(log: str) -> None:
+    """Every traceback in a worker's log sits inside one record, whole: no record is a piece
+    of one, and a record holding a traceback ends with its exception line."""
+    before, records = log_records(log)
+    assert "Traceback (most recent call last)" not in before, before[-3000:]
+    pieces = [r.strip() for r in records if traceback_fragment(r)]
+    assert not pieces, f"{len(pieces)} records are pieces of a traceback: {pieces[:20]}"
+    for record in records:
+        if "Traceback (most recent call last)" in record:
+            lines = [line for line in record.rstrip().splitlines() if line.strip()]
+            assert any(line.lstrip().startswith('File "') for line in lines), record
+            assert not lines[-1].startswith(" "), f"a traceback cut short:\n{record}"
