@@ -171,6 +171,13 @@ class OrderProcessor:
         self.unsaved.clear()
         self.last_saved.clear()
 
+    def _drop(self, partitions: Sequence[int]) -> None:
+        """Forget the live states of `partitions`: each is confirmed again from its last
+        written state before its next batch."""
+        for partition in partitions:
+            self.states.pop(partition, None)
+            self.unsaved.discard(partition)
+
     async def confirm(self, partition: int) -> PartitionState:
         """`confirm_all` of one partition."""
         return (await self.confirm_all([partition]))[partition]
@@ -338,10 +345,16 @@ class OrderProcessor:
         re-sending outputs that `verify` dedupes by source offset. Then a pause, so a broker
         coming back is not hammered.
         """
+        touched = sorted(set(by_partition) | set(upto))
         try:
             await self._apply_batch(by_partition, upto)
+        except asyncio.CancelledError:
+            # Cut short (Faust cancels the batch in hand when the worker stops): it may be
+            # half applied to states whose outputs are not all sent, none of which may be
+            # written now, by `save_due` or anyone.
+            self._drop(touched)
+            raise
         except KafkaError as exc:
-            touched = sorted(set(by_partition) | set(upto))
             self.metrics.output_failures.inc()
             _log.warning(
                 "outputs of a batch failed (%s: %s); partitions %s re-derived from their last "
@@ -350,9 +363,7 @@ class OrderProcessor:
                 exc,
                 touched,
             )
-            for partition in touched:
-                self.states.pop(partition, None)
-                self.unsaved.discard(partition)
+            self._drop(touched)
             await asyncio.sleep(OUTPUT_RETRY_PAUSE_S)
 
     async def _apply_batch(
@@ -881,7 +892,7 @@ def create_app(
 
     @app.timer(interval=1.0)
     async def complete_quiet_partitions() -> None:
-        if not app.rebalancing and not app.in_recovery:
+        if not app.rebalancing and not app.in_recovery and not app.should_stop:
             await processor.catch_up(idle_s=2.0)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -63,3 +63,31 @@ def test_a_state_an_older_version_wrote_is_rebuilt_instead_of_ending_the_worker(
     assert streams.app._readable_state(orjson.dumps(older)) is None
     assert "partition 2 has another layout" in caplog.text
     assert "rebuilding it from the orders topic" in caplog.text
+
+
+def test_a_batch_cut_short_by_the_stop_drops_its_partitions_and_stays_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proc = processor(monkeypatch, KafkaError("never raised"))
+
+    async def in_flight(by_partition: Any, upto: Any) -> None:
+        # States advanced in memory, outputs not yet delivered: where Faust's stop cancels.
+        for partition in by_partition:
+            proc.states[partition].last_offset += 10
+            proc.unsaved.add(partition)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(proc, "_apply_batch", in_flight)
+
+    async def stop_mid_batch() -> None:
+        batch = asyncio.ensure_future(proc._apply({0: [], 2: []}, {}))
+        await asyncio.sleep(0.01)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+
+    asyncio.run(stop_mid_batch())
+    # Nothing of the batch is left to write: 0 and 2 are confirmed again from their changelog.
+    assert sorted(proc.states) == [1]
+    assert proc.unsaved == set()
+    assert proc.metrics.output_failures._value.get() == 0
