@@ -993,7 +993,8 @@ _LEVELS = {
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
-    """Run one worker in the foreground until SIGINT/SIGTERM."""
+    """Run one worker in the foreground until SIGINT/SIGTERM; it is gone at most
+    `streams.worker.STOP_DEADLINE_S` after the signal."""
     with tempfile.TemporaryDirectory(prefix="flashsale-worker-") as datadir:
         app = create_app(settings, datadir=datadir)
 
@@ -1016,5 +1017,5 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
                 )
 
         log_tracebacks_whole()
-        worker = Worker(app, loglevel=loglevel, quiet=True)
+        worker = Worker(app, loglevel=loglevel, quiet=True, tempdir=datadir)
         worker.execute_from_commandline()
