@@ -146,8 +146,10 @@ class WorkerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (Faust shuts down cleanly), then SIGKILL after `timeout_s`."""
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s`. A worker ends itself within 8 s of the
+        signal even when Kafka cannot be reached (`streams.worker.STOP_DEADLINE_S`), so the
+        SIGKILL is for one that could not even do that."""
         if self.proc is not None:
             stop_process(self.proc, timeout_s)
 
