@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_tracebacks_whole
 from tests.faults.conftest import ProxiedBroker, StartWorker
 from tests.faults.helpers import (
     assert_alive_and_answering,
@@ -57,7 +58,9 @@ def test_producer_and_worker_ride_out_a_broker_restart_and_verify_names_the_loss
         assert time.monotonic() < deadline, "the worker applied nothing after the restart"
         time.sleep(0.2)
     assert_alive_and_answering(worker)
-    assert "[ERROR]" in (tmp_path / "worker-0.log").read_text()
+    worker_log = (tmp_path / "worker-0.log").read_text()
+    assert "[ERROR]" in worker_log
+    assert_tracebacks_whole(worker_log)
 
     summary = verify(settings)
     assert summary["reconciled"] is False
