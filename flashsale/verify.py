@@ -110,10 +110,6 @@ class Truth:
     orders: int = 0
     #: Every message but restocks: all lifecycle events and malformed messages.
     events: int = 0
-    restocked: dict[str, int] = field(default_factory=dict)
-    sold_out: set[str] = field(default_factory=set)
-    #: Times a SKU's stock reached zero (a SKU can sell out again after a cancellation).
-    sold_out_times: int = 0
     emit_ns: list[int] = field(default_factory=list)
     #: Paid GMV by dimension ("country", "category", "merchant", "province") and value.
     gmv_by: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -134,6 +130,16 @@ class Truth:
     def count(self, name: str) -> int:
         """One of `COUNTS` by name."""
         return int(getattr(self, name))
+
+    @property
+    def sold_out(self) -> set[str]:
+        """The SKUs that sold out at least once."""
+        return {sku for sku, *_ in self.sell_outs.values()}
+
+    @property
+    def sold_out_times(self) -> int:
+        """Times a SKU's stock reached zero (a SKU can sell out again after a cancellation)."""
+        return len(self.sell_outs)
 
 
 def compute_truth(
@@ -201,7 +207,6 @@ def compute_truth(
             outcome, cents = "orphan", 0
             if ev.type == "restock":
                 stock[ev.sku] = stock.get(ev.sku, 0) + ev.quantity
-                truth.restocked[ev.sku] = truth.restocked.get(ev.sku, 0) + ev.quantity
                 truth.restocked_at.setdefault(ev.sku, ev.event_ts_ms)
                 outcome = "restocked"
             elif held is not None and held != described:
@@ -220,8 +225,6 @@ def compute_truth(
                     outcome = "accepted"
                     truth.accepted += 1
                     if have == ev.quantity:
-                        truth.sold_out.add(ev.sku)
-                        truth.sold_out_times += 1
                         truth.sell_outs[where] = (ev.sku, ev.event_ts_ms, ev.order_id, ev.line)
                 else:
                     outcome = "rejected_oversell"
