@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     tansu_bin: Path | None = None
     """Explicit Tansu binary for the embedded broker. Env: FLASHSALE_TANSU_BIN."""
 
+    local_broker: Literal["embedded", "kafka"] = "embedded"
+    """The broker a command starts for itself when no bootstrap servers are given: `embedded`
+    (Tansu, memory storage) or `kafka` (Apache Kafka from Maven Central's jars, on disk in a
+    temporary folder; `--kafka`). Env: FLASHSALE_LOCAL_BROKER."""
+
+    kafka_nodes: int = Field(default=1, ge=1, le=3)
+    """Nodes of the local Apache Kafka: 1, or 3 for replication (a 2-node quorum survives no
+    failure). Env: FLASHSALE_KAFKA_NODES."""
+
     broker_start_timeout_s: float = 20.0
     """How long to wait for the embedded broker to answer metadata. Env:
     FLASHSALE_BROKER_START_TIMEOUT_S."""
@@ -166,6 +175,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _security_complete(self) -> Settings:
+        if self.kafka_nodes == 2:
+            raise ValueError("kafka_nodes is 1 or 3: a 2-node quorum survives no failure")
         if self.security_protocol.startswith("SASL_") and not (
             self.sasl_username and self.sasl_password
         ):

@@ -1,4 +1,10 @@
-"""Shared fixtures: one embedded broker per session, fresh topic names per test."""
+"""Shared fixtures: the broker tier and fresh topic names per test.
+
+Every test that takes `broker` (or a fixture built on it) runs twice: on the embedded broker
+(`[embedded]`, marker `embedded`) and on a one-node Apache Kafka (`[kafka]`, marker `kafka`);
+`-m kafka` or `-m "not kafka"` picks one. Each test process starts one broker of each kind, once;
+tests that need replication take `kafka3`, a three-node cluster, also started once.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,16 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
+from flashsale.apache_kafka import KafkaCluster, KafkaToolMissing
 from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
 from flashsale.settings import Settings
+
+BrokerKind = Literal["embedded", "kafka"]
 
 REQUIRE_ALL = os.environ.get("FLASHSALE_REQUIRE_ALL") == "1"
 
@@ -34,27 +45,94 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker]:
-    """The embedded Tansu broker, started once for the session."""
+@dataclass
+class TestBroker:
+    """A broker of the tier: the embedded one or an Apache Kafka cluster."""
+
+    kind: BrokerKind
+    server: EmbeddedBroker | KafkaCluster
+
+    @property
+    def bootstrap(self) -> str:
+        """`HOST:PORT[,…]` for clients."""
+        return self.server.bootstrap
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process (the first node's JVM for Kafka)."""
+        return self.server.pid
+
+    def fresh_settings(self, **overrides: object) -> Settings:
+        """Settings on this broker with topic names and an app id no other run uses."""
+        return fresh_settings(self.bootstrap, kind=self.kind, **overrides)
+
+    def cli_args(self) -> list[str]:
+        """What a `flashsale` command that would start its own broker is given to run on this
+        broker's kind: nothing for the embedded one (each command starts its own), the
+        cluster's servers for Kafka (shared by the process's tests, topics of their own)."""
+        return [] if self.kind == "embedded" else ["--bootstrap-servers", self.bootstrap]
+
+
+def start_embedded() -> EmbeddedBroker:
+    """A started Tansu, or a skip (a failure in CI) when Tansu is missing."""
     try:
         find_tansu()
     except TansuNotFound as exc:
         skip_or_fail(str(exc))
-    with EmbeddedBroker() as brk:
-        yield brk
+    brk = EmbeddedBroker()
+    brk.start()
+    return brk
+
+
+def start_kafka(nodes: int = 1, **kwargs: object) -> KafkaCluster:
+    """A started Apache Kafka cluster, or a skip (a failure in CI) without Java or Maven."""
+    cluster = KafkaCluster(nodes=nodes, **kwargs)  # type: ignore[arg-type]
+    try:
+        cluster.start()
+    except KafkaToolMissing as exc:
+        skip_or_fail(str(exc))
+    return cluster
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("embedded", marks=pytest.mark.embedded),
+        pytest.param("kafka", marks=pytest.mark.kafka),
+    ],
+)
+def broker(request: pytest.FixtureRequest) -> Iterator[TestBroker]:
+    """The embedded Tansu broker, or a one-node Apache Kafka; each started once a session."""
+    server: EmbeddedBroker | KafkaCluster = (
+        start_embedded() if request.param == "embedded" else start_kafka(1)
+    )
+    try:
+        yield TestBroker(request.param, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka3() -> Iterator[TestBroker]:
+    """A three-node Apache Kafka cluster, started once a session (replication factor 3)."""
+    cluster = start_kafka(3)
+    try:
+        yield TestBroker("kafka", cluster)
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
-def run_settings(broker: EmbeddedBroker) -> Settings:
+def run_settings(broker: TestBroker) -> Settings:
     """Settings with topic names and an app id of this test's own."""
-    return fresh_settings(broker.bootstrap)
+    return broker.fresh_settings()
 
 
-def fresh_settings(bootstrap: str) -> Settings:
-    """Settings on `bootstrap` with topic names and an app id no other run uses."""
+def fresh_settings(bootstrap: str, kind: BrokerKind = "embedded", **overrides: object) -> Settings:
+    """Settings on `bootstrap` with topic names and an app id no other run uses; on the
+    embedded broker with the settings flashsale gives it when it starts one itself."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(
+    settings = Settings(
         bootstrap_servers=bootstrap,
         topic_orders=f"orders-{tag}",
         topic_decisions=f"order-decisions-{tag}",
@@ -65,7 +143,12 @@ def fresh_settings(bootstrap: str) -> Settings:
         topic_revenue_minute=f"revenue-per-minute-{tag}",
         topic_hot=f"hot-products-{tag}",
         app_id=f"flashsale-{tag}",
+        **overrides,  # type: ignore[arg-type]
     )
+    if kind == "kafka" and "session_timeout_s" not in overrides:
+        # Kafka refuses sessions under group.min.session.timeout.ms (6 s by default).
+        settings = settings.model_copy(update={"session_timeout_s": 10.0})
+    return settings
 
 
 def session_processes(sid: int) -> list[int]:

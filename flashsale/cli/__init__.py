@@ -38,6 +38,14 @@ BootstrapOpt = Annotated[
         help="Use this Kafka (HOST:PORT[,...]) instead of starting the embedded broker.",
     ),
 ]
+KafkaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--kafka",
+        help="Without --bootstrap-servers: start a local Apache Kafka (jars from Maven Central, "
+        "fetched once; Java 17+) instead of the embedded broker.",
+    ),
+]
 DEFAULT_SCENARIO = "singles-day-2020"
 ScenarioOpt = Annotated[
     str,
@@ -48,9 +56,14 @@ ScenarioOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Override the scenario's seed.")]
 
 
-def settings_for(bootstrap_servers: str | None, **overrides: object) -> Settings:
-    """Settings from the environment, with the CLI's flags on top."""
+def settings_for(
+    bootstrap_servers: str | None, kafka: bool = False, **overrides: object
+) -> Settings:
+    """Settings from the environment, with the CLI's flags on top (`kafka`: a local Apache
+    Kafka rather than the embedded broker, when no servers are given)."""
     values = {k: v for k, v in overrides.items() if v is not None}
+    if kafka:
+        values["local_broker"] = "kafka"
     if bootstrap_servers:
         values["bootstrap_servers"] = bootstrap_servers
     try:
@@ -104,6 +117,48 @@ def broker(
         print(f"bootstrap={brk.bootstrap}", flush=True)
         print("memory storage: topics are lost when the broker stops. Ctrl-C to stop.", flush=True)
         brk.wait()
+
+
+@app.command()
+def kafka(
+    nodes: Annotated[
+        int, typer.Option("--nodes", help="Combined broker+controller nodes: 1 or 3.")
+    ] = 1,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Keep the cluster's data in this folder; a later run on it starts on the same "
+            "topics. Default: a temporary folder, removed at exit.",
+        ),
+    ] = None,
+) -> None:
+    """Run a local Apache Kafka (KRaft, 1 or 3 nodes on loopback) in the foreground."""
+    import time
+
+    from flashsale.apache_kafka import KafkaCluster
+
+    if nodes not in (1, 3):
+        raise typer.BadParameter(f"{nodes} is not 1 or 3", param_hint="'--nodes'")
+    if data is not None and data.exists() and not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="'--data'")
+    settings = settings_for(None)
+    cluster = KafkaCluster(
+        nodes=nodes, data=data, host=settings.web_host, say=lambda line: print(line, flush=True)
+    )
+    with cluster:
+        print(f"bootstrap={cluster.bootstrap}", flush=True)
+        memory = ", ".join(f"node {n}: {mb:.0f} MiB" for n, mb in cluster.memory_mb().items())
+        where = f"data in {cluster.data}" if data is not None else "data removed at exit"
+        print(
+            f"Apache Kafka {cluster.version}, {nodes} node{'s' if nodes > 1 else ''} ready in "
+            f"{cluster.started_s:.1f} s ({memory}); {where}. Ctrl-C to stop.",
+            flush=True,
+        )
+        while all(n.alive() for n in cluster.nodes):
+            time.sleep(0.5)
+        gone = [n for n in cluster.nodes if not n.alive()]
+        raise BrokerError(f"Kafka node {gone[0].node_id} exited: {gone[0].log_tail()}")
 
 
 @app.command()

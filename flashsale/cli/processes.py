@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from flashsale.apache_kafka import KafkaCluster
 from flashsale.broker import BrokerError, EmbeddedBroker, die_with_parent, stop_process
 from flashsale.kafka import end_offsets, ensure_run_topics
 from flashsale.scenario import Scenario
@@ -26,6 +27,7 @@ __all__ = [
     "WorkerProcess",
     "bootstrap_for",
     "broker_for",
+    "describe_broker",
     "free_port",
     "group_totals",
     "start_gateway",
@@ -55,13 +57,28 @@ def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
         yield bootstrap
 
 
+LocalBroker = EmbeddedBroker | KafkaCluster
+
+
 @contextlib.contextmanager
 def broker_for(
     settings: Settings, announce: bool = True
-) -> Iterator[tuple[str, EmbeddedBroker | None]]:
-    """`bootstrap_for`, with the embedded broker itself (None for the given servers)."""
+) -> Iterator[tuple[str, LocalBroker | None]]:
+    """`bootstrap_for`, with the broker it started (None for the given servers): the
+    embedded one, or a local Apache Kafka when `settings.local_broker` is `kafka`."""
     if settings.bootstrap_servers:
         yield settings.bootstrap_servers, None
+        return
+    if settings.local_broker == "kafka":
+        cluster = KafkaCluster(
+            nodes=settings.kafka_nodes,
+            host=settings.web_host,
+            say=lambda line: print(line, flush=True),
+        )
+        with cluster:
+            if announce:
+                print(f"bootstrap={cluster.bootstrap}", flush=True)
+            yield cluster.bootstrap, cluster
         return
     if settings.security_protocol != "PLAINTEXT":
         raise BrokerError(
@@ -77,6 +94,16 @@ def broker_for(
         if announce:
             print(f"bootstrap={broker.bootstrap}", flush=True)
         yield broker.bootstrap, broker
+
+
+def describe_broker(broker: LocalBroker | None) -> str:
+    """What a run's `broker:` line says about the broker it runs on."""
+    if isinstance(broker, KafkaCluster):
+        nodes = f"{broker.size} node{'s' if broker.size > 1 else ''}"
+        return f"Apache Kafka {broker.version}, {nodes}, on disk in a temporary folder"
+    if isinstance(broker, EmbeddedBroker):
+        return "embedded Tansu, memory storage"
+    return "external"
 
 
 class WorkerProcess:

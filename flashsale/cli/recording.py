@@ -17,7 +17,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, wait_drained
+from flashsale.cli.processes import (
+    WorkerProcess,
+    broker_for,
+    describe_broker,
+    free_port,
+    wait_drained,
+)
 from flashsale.cli.run import _wait_group_ready, console, print_verdict
 from flashsale.kafka import ensure_run_topics
 from flashsale.runs import (
@@ -148,8 +154,8 @@ def run_replay(
         "window_grace_s": float(ran.get("window_grace_s", settings.window_grace_s)),
     }
     fresh = settings.model_copy(update=update)
-    with bootstrap_for(fresh, announce=False) as bootstrap:
-        console.print(f"broker: {bootstrap} (embedded Tansu, memory storage)")
+    with broker_for(fresh, announce=False) as (bootstrap, broker):
+        console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
         live = fresh.model_copy(update={"bootstrap_servers": bootstrap})
         asyncio.run(ensure_run_topics(live, bootstrap))
         worker = WorkerProcess(live, free_port(live.web_host, live.web_port))

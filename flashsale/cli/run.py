@@ -28,6 +28,8 @@ from flashsale.broker import die_with_parent, stop_process
 from flashsale.cli.processes import (
     WorkerProcess,
     bootstrap_for,
+    broker_for,
+    describe_broker,
     free_port,
     group_totals,
     prepare_run,
@@ -528,11 +530,8 @@ def run_demo(
     registry = CollectorRegistry()
     metrics = ProducerMetrics(registry)
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
-    with bootstrap_for(settings, announce=False) as bootstrap:
-        embedded = not settings.bootstrap_servers
-        console.print(
-            f"broker: {bootstrap} ({'embedded Tansu, memory storage' if embedded else 'external'})"
-        )
+    with broker_for(settings, announce=False) as (bootstrap, broker):
+        console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
         run_settings = prepare_run(settings, bootstrap, scenario)
         group: list[WorkerProcess] = []
         for i in range(workers):

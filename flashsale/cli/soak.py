@@ -36,6 +36,7 @@ from rich.text import Text
 from flashsale.cli.processes import (
     WorkerProcess,
     broker_for,
+    describe_broker,
     free_port,
     prepare_run,
     start_gateway,
@@ -226,7 +227,7 @@ def run_soak(
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-soak-"))
     duration_s = minutes * 60
     with broker_for(settings, announce=False) as (bootstrap, broker):
-        console.print(f"broker: {bootstrap} ({'embedded Tansu' if broker else 'external'})")
+        console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
         run_settings = prepare_run(settings, bootstrap, scenario)
         worker = WorkerProcess(
             run_settings,
