@@ -333,7 +333,8 @@ class KafkaCluster:
     `data`: a folder of the cluster's own, kept after `stop()`; a later cluster on it starts
     on the same data (same cluster id, ports when free). Without it, a temporary folder,
     removed at `stop()`. `advertised`: per node id, the HOST:PORT its PLAINTEXT listener
-    names in metadata (the fault tests put a proxy there).
+    names in metadata (the fault tests put a proxy there); `ports`: per node id, the port of
+    its PLAINTEXT listener (else a free one).
     """
 
     def __init__(
@@ -345,6 +346,7 @@ class KafkaCluster:
         start_timeout_s: float = 60.0,
         secure: SecureListener | None = None,
         advertised: Mapping[int, str] | None = None,
+        ports: Mapping[int, int] | None = None,
         overrides: Mapping[str, str] | None = None,
         version: str = KAFKA_VERSION,
         say: Callable[[str], None] | None = None,
@@ -357,6 +359,7 @@ class KafkaCluster:
         self.start_timeout_s = start_timeout_s
         self.secure = secure
         self.advertised = dict(advertised or {})
+        self.ports = dict(ports or {})
         self.overrides = dict(overrides or {})
         self.version = version
         self.say = say
@@ -443,11 +446,13 @@ class KafkaCluster:
         for i in range(self.size):
             old = (saved.get("nodes") or [{}] * self.size)[i]
             wanted = [old.get("port"), old.get("controller_port"), old.get("secure_port")]
-            ports = [
-                p if p and _port_free(self.host, p) else next(fresh, None) for p in wanted[:per]
-            ]
-            ports = [p if p else _free_ports(self.host, 1)[0] for p in ports]
             node_id = i + 1
+            if node_id in self.ports:
+                wanted[0] = self.ports[node_id]
+            ports: list[int] = [
+                p if p and _port_free(self.host, p) else next(fresh, 0) for p in wanted[:per]
+            ]
+            ports = [p or _free_ports(self.host, 1)[0] for p in ports]
             self.nodes.append(
                 KafkaNode(
                     node_id=node_id,
