@@ -164,6 +164,7 @@ def kafka(
 @app.command()
 def worker(
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
     web_port: Annotated[
         int | None, typer.Option("--web-port", help="Port of views and /metrics [default 6066].")
     ] = None,
@@ -181,7 +182,7 @@ def worker(
             f"{log_level!r} is not one of crit, error, warn, info, debug",
             param_hint="'--log-level'",
         )
-    settings = settings_for(bootstrap_servers, web_port=web_port)
+    settings = settings_for(bootstrap_servers, kafka, web_port=web_port)
     with bootstrap_for(settings) as bootstrap:
         asyncio.run(ensure_run_topics(settings, bootstrap))
         print(
@@ -236,6 +237,7 @@ def gateway(
 @app.command()
 def loadtest(
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     users: Annotated[int, typer.Option("--users", help="Locust users at the peak.")] = 20,
@@ -277,7 +279,7 @@ def loadtest(
         if path is not None and not path.parent.resolve().is_dir():
             raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, kafka)
     raise typer.Exit(
         run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
     )
@@ -334,6 +336,7 @@ def dashboard(
 @app.command()
 def produce(
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
@@ -410,7 +413,7 @@ def produce(
     if resume and workers != 1:
         raise typer.BadParameter("--resume needs --workers 1", param_hint="'--resume'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers).model_copy(update={"pack": pack})
+    settings = settings_for(bootstrap_servers, kafka).model_copy(update={"pack": pack})
     if resume and not settings.bootstrap_servers:
         raise typer.BadParameter(
             "--resume needs the broker the killed producer wrote to (--bootstrap-servers)",
@@ -464,6 +467,7 @@ def verify(
 @app.command()
 def demo(
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
@@ -501,7 +505,7 @@ def demo(
     if not 0 <= pack <= MAX_PACK:
         raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers).model_copy(update={"pack": pack})
+    settings = settings_for(bootstrap_servers, kafka).model_copy(update={"pack": pack})
     if workers > settings.partitions:
         raise typer.BadParameter(
             f"{workers} workers for {settings.partitions} partitions would leave some idle; "
@@ -576,10 +580,11 @@ def replay(
         typer.Option("--summary-json", help="Without --bootstrap-servers: the replay's summary."),
     ] = None,
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
 ) -> None:
     """Re-emit a recorded run's orders (keys, headers, partitions, order, pace). Without
-    --bootstrap-servers: into a fresh embedded broker with a worker, then verify the replay and
-    compare it with the recorded run."""
+    --bootstrap-servers: into a fresh embedded broker (or local Kafka) with a worker, then
+    verify the replay and compare it with the recorded run."""
     from flashsale.cli.recording import run_replay
     from producers.replay import ReplayError
 
@@ -591,7 +596,7 @@ def replay(
         raise typer.BadParameter(
             f"{speed!r} is not a positive number or max", param_hint="'--speed'"
         )
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, kafka)
     try:
         code = run_replay(settings, run_dir, pace, not keep_emit_ns, summary_json)
     except ReplayError as exc:
@@ -676,6 +681,7 @@ def scenarios_show(
 @app.command()
 def soak(
     bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
     minutes: Annotated[float, typer.Option("--minutes", help="How long to run.")] = 10.0,
     scenario: ScenarioOpt = "steady",
     seed: SeedOpt = None,
@@ -703,7 +709,7 @@ def soak(
     ):
         _check_positive(name, value)
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, kafka)
     raise typer.Exit(
         run_soak(settings, chosen, minutes, out, max_growth_mb, sample_s, checkouts_per_s)
     )

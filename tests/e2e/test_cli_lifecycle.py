@@ -1,4 +1,6 @@
-"""The whole CLI: a demo that reconciles, and no process left behind on exit, Ctrl-C or kill."""
+"""The whole CLI: a demo that reconciles, and no process left behind on exit, Ctrl-C or kill;
+each on the embedded broker and on a local Apache Kafka (`--kafka`, `flashsale kafka`), whose
+JVMs run in a session of their own and are found as the command's descendants."""
 
 from __future__ import annotations
 
@@ -16,6 +18,35 @@ import pytest
 from tests.conftest import children_of, session_processes
 
 pytestmark = pytest.mark.e2e
+
+#: The flag that picks each kind of broker a command starts for itself.
+LOCAL = [
+    pytest.param([], id="embedded", marks=pytest.mark.embedded),
+    pytest.param(["--kafka"], id="kafka", marks=pytest.mark.kafka),
+]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (children, their children, ...)."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)}
+
+
+def _wait_dead(pids: set[int], timeout_s: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(pids)
 
 
 def _flashsale(*args: str, **kwargs: object) -> subprocess.Popen[str]:
@@ -41,7 +72,8 @@ def _wait_gone(sid: int, timeout_s: float = 15.0) -> list[int]:
     return session_processes(sid)
 
 
-def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("local", LOCAL)
+def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path, local: list[str]) -> None:
     # The default preset with a lifecycle compressed into seconds: most lines are paid,
     # cancelled or refunded within the run, so the rules on stock release are exercised.
     fast_lifecycle = tmp_path / "fast-lifecycle.yaml"
@@ -70,9 +102,18 @@ def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
         "--summary-json",
         str(summary),
         "--open",
+        *local,
         env=env,
     )
-    out, _ = proc.communicate(timeout=240)
+    seen: set[int] = set()
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if "worker ready" in line:
+            seen = descendants(proc.pid)
+    proc.wait(timeout=240)
+    out = "".join(lines)
     assert proc.returncode == 0, out
     doc = orjson.loads(summary.read_bytes())
     assert doc["reconciled"] is True
@@ -90,11 +131,16 @@ def test_demo_reconciles_and_leaves_no_process_behind(tmp_path: Path) -> None:
     dashboard = re.search(r"dashboard: (http://\S+)", out)
     assert dashboard is not None, out
     assert opened.read_text() == dashboard.group(1)  # --open opened the dashboard's URL
+    if local:
+        assert "(Apache Kafka 4.1.1, 1 node, on disk in a temporary folder)" in out, out
+        assert any("java" in _cmdline(p) for p in seen), "no JVM among the demo's processes"
     assert _wait_gone(proc.pid, 5) == []
+    assert _wait_dead(seen, 5) == set()
 
 
-def test_ctrl_c_during_demo_stops_broker_and_worker(tmp_path: Path) -> None:
-    proc = _flashsale("demo", "--duration", "120")
+@pytest.mark.parametrize("local", LOCAL)
+def test_ctrl_c_during_demo_stops_broker_and_worker(tmp_path: Path, local: list[str]) -> None:
+    proc = _flashsale("demo", "--duration", "120", *local)
     assert proc.stdout is not None
     seen = []
     deadline = time.monotonic() + 120
@@ -104,16 +150,25 @@ def test_ctrl_c_during_demo_stops_broker_and_worker(tmp_path: Path) -> None:
             break
     assert any("worker ready" in line for line in seen), "".join(seen)
     time.sleep(2)  # mid-run: orders flowing
-    before = session_processes(proc.pid)
-    assert len(before) >= 3, "demo, broker and worker should all be running"
+    below = descendants(proc.pid)
+    assert len(below) >= 2, "broker and worker should both be running under the demo"
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert _wait_gone(proc.pid) == []
+    assert _wait_dead(below) == set()
 
 
-def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
-    proc = _flashsale("broker")
+BROKER_COMMANDS = [
+    pytest.param(["broker"], id="embedded", marks=pytest.mark.embedded),
+    pytest.param(["kafka"], id="kafka", marks=pytest.mark.kafka),
+    pytest.param(["kafka", "--nodes", "3"], id="kafka3", marks=pytest.mark.kafka),
+]
+
+
+@pytest.mark.parametrize("command", BROKER_COMMANDS[:2])
+def test_broker_dies_with_its_parent_even_on_sigkill(command: list[str]) -> None:
+    proc = _flashsale(*command)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("bootstrap=127.0.0.1:"), first
@@ -122,16 +177,29 @@ def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
     proc.kill()
     proc.wait(timeout=10)
     assert _wait_gone(proc.pid, 10) == []
-    assert not Path(f"/proc/{brokers[0]}").exists() or _zombie(brokers[0])
+    # PR_SET_PDEATHSIG: the broker (Tansu, or Kafka's JVM in a session of its own) goes too.
+    assert _wait_dead(set(brokers), 10) == set()
 
 
-def test_broker_command_stops_cleanly_on_sigterm() -> None:
-    proc = _flashsale("broker")
+@pytest.mark.parametrize("command", BROKER_COMMANDS)
+def test_broker_command_stops_cleanly_on_sigterm(command: list[str]) -> None:
+    proc = _flashsale(*command)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("bootstrap=")
+    below = descendants(proc.pid)
+    assert len(below) == (3 if "3" in command else 1)
     proc.terminate()
-    proc.communicate(timeout=20)
+    out, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 130, out
     assert _wait_gone(proc.pid, 10) == []
+    assert _wait_dead(below, 10) == set()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _zombie(pid: int) -> bool:
