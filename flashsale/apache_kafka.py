@@ -37,6 +37,7 @@ __all__ = [
     "KafkaNode",
     "KafkaToolMissing",
     "SecureListener",
+    "broker_settings",
     "cluster_brokers",
     "fetch_kafka",
     "kafka_cache",
@@ -301,10 +302,11 @@ class KafkaNode:
         return "no log"
 
 
-#: Broker settings for a test cluster, on top of Kafka's defaults (which stay as they are
-#: otherwise: `group.min.session.timeout.ms` 6 s and `message.max.bytes` 1 MB included, so
-#: what runs here runs on a stock broker).
-def _broker_settings(nodes: int) -> dict[str, str]:
+def broker_settings(nodes: int) -> dict[str, str]:
+    """The broker settings of a local cluster of `nodes`, on top of Kafka's defaults (which
+    stay as they are otherwise, `group.min.session.timeout.ms` of 6 s and `message.max.bytes`
+    of 1 MB included, so what runs here runs on a stock broker). docker-compose.yml sets the
+    same ones."""
     replicas = str(min(3, nodes))
     return {
         # Internal topics default to 3 replicas: one node must make them with 1.
@@ -323,7 +325,6 @@ def _broker_settings(nodes: int) -> dict[str, str]:
         "auto.create.topics.enable": "false",
         # The log cleaner (compacted changelogs) takes 128 MB of heap by default.
         "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
-        "num.partitions": "1",
     }
 
 
@@ -492,7 +493,7 @@ class KafkaCluster:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(node.data / "logs"),
-            **_broker_settings(self.size),
+            **broker_settings(self.size),
         }
         if self.secure is not None:
             listeners.append(f"SASL_SSL://{self.host}:{node.secure_port}")

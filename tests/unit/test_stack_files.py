@@ -94,6 +94,32 @@ def test_compose_services_run_real_flashsale_commands() -> None:
         assert "image" in service or "build" in service
 
 
+def test_compose_runs_the_kafka_release_and_broker_settings_the_suite_tests() -> None:
+    from flashsale.apache_kafka import KAFKA_VERSION, broker_settings
+
+    kafka = _compose()["services"]["kafka"]
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    env = {k: str(v) for k, v in kafka["environment"].items()}
+    # The apache/kafka image turns KAFKA_FOO_BAR into the broker setting foo.bar.
+    tested = {
+        f"KAFKA_{key.upper().replace('.', '_')}": value for key, value in broker_settings(1).items()
+    }
+    assert {k: env.get(k) for k in tested} == tested
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    # Nothing else that the suite leaves at Kafka's default is changed in the stack.
+    listeners = {
+        "KAFKA_NODE_ID",
+        "KAFKA_PROCESS_ROLES",
+        "KAFKA_LISTENERS",
+        "KAFKA_ADVERTISED_LISTENERS",
+        "KAFKA_CONTROLLER_LISTENER_NAMES",
+        "KAFKA_INTER_BROKER_LISTENER_NAME",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS",
+    }
+    assert set(env) - set(tested) - listeners == set()
+
+
 def test_compose_ports_match_what_prometheus_scrapes() -> None:
     services = _compose()["services"]
     config = yaml.safe_load((PROMETHEUS / "prometheus-compose.yml").read_text())
