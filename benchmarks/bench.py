@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port
+from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, settings_on
 from flashsale.kafka import (
     aiokafka_producer,
     aiokafka_security,
@@ -117,8 +117,11 @@ def _generate(n: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _bare_confluent(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
-    """A bare librdkafka produce loop on prebuilt payloads (same linger, acks=all)."""
+def _bare_confluent(
+    settings: Settings, bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]
+) -> float:
+    """A bare librdkafka produce loop on prebuilt payloads (same linger, acks=all,
+    idempotence and compression as ours)."""
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -126,9 +129,10 @@ def _bare_confluent(bootstrap: str, topic: str, payloads: list[tuple[bytes, byte
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "linger.ms": 5,
-            "enable.idempotence": False,
+            "enable.idempotence": settings.enable_idempotence,
+            "compression.type": settings.compression,
             "queue.buffering.max.messages": 1_000_000,
-            **librdkafka_security(Settings()),
+            **librdkafka_security(settings),
         }
     )
     produce = producer.produce
@@ -150,12 +154,12 @@ def _bare_confluent(bootstrap: str, topic: str, payloads: list[tuple[bytes, byte
 def bench_generate(bootstrap: str, settings: Settings, n: int) -> dict[str, Any]:
     """Generation to JSON bytes beside the bare librdkafka produce ceiling, in one run."""
     topic = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
-    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions))
+    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions, settings))
     payloads = _payloads(n)
-    _bare_confluent(bootstrap, topic, payloads[:10_000])  # warm-up
+    _bare_confluent(settings, bootstrap, topic, payloads[:10_000])  # warm-up
     ours = ceiling = 0.0
     for _ in range(PRODUCE_ROUNDS):
-        ceiling = max(ceiling, _bare_confluent(bootstrap, topic, payloads))
+        ceiling = max(ceiling, _bare_confluent(settings, bootstrap, topic, payloads))
         ours = max(ours, _generate(n))
     return _stage(
         ours,
@@ -202,7 +206,7 @@ async def bench_produce(settings: Settings, bootstrap: str, n: int) -> dict[str,
     payloads = _payloads(n)
     tag = uuid.uuid4().hex[:6]
     ours_topic, bare_topic = f"bench-ours-{tag}", f"bench-bare-{tag}"
-    await ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions)
+    await ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions, settings)
     ours_settings = settings.model_copy(update={"topic_orders": ours_topic})
     # Warm-up so neither side pays connection set-up.
     await _bare_produce(bootstrap, bare_topic, payloads[:1000], settings)
@@ -224,12 +228,12 @@ def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[
     payloads = _payloads(n)
     tag = uuid.uuid4().hex[:6]
     ours_topic, bare_topic = f"bench-cours-{tag}", f"bench-cbare-{tag}"
-    asyncio.run(ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions))
+    asyncio.run(ensure_topics(bootstrap, [ours_topic, bare_topic], settings.partitions, settings))
     ours_settings = settings.model_copy(update={"topic_orders": ours_topic})
-    _bare_confluent(bootstrap, bare_topic, payloads[:10_000])
+    _bare_confluent(settings, bootstrap, bare_topic, payloads[:10_000])
     bare = ours = 0.0
     for _ in range(PRODUCE_ROUNDS):
-        bare = max(bare, _bare_confluent(bootstrap, bare_topic, payloads))
+        bare = max(bare, _bare_confluent(settings, bootstrap, bare_topic, payloads))
         ours = max(ours, asyncio.run(_our_produce(ours_settings, "confluent", n)))
     return _stage(
         ours,
@@ -242,10 +246,13 @@ def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[
 async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> float:
     """A bare aiokafka consume-and-aggregate loop: decode each order, sum paid cents per SKU."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **aiokafka_security(),
+        **aiokafka_security(
+            None,
+            "consumer",
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
     )
     await consumer.start()
     try:
@@ -453,11 +460,14 @@ async def _bare_consume_packed(bootstrap: str, topic: str, n: int, partitions: i
     """The bare loop on a packed topic: decode each message's columns, sum paid cents per SKU
     (by the message's SKU codes, then by name)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        **aiokafka_security(),
+        **aiokafka_security(
+            None,
+            "consumer",
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
     )
     await consumer.start()
     try:
@@ -558,7 +568,7 @@ async def _our_record(settings: Settings, bootstrap: str, topic: str, out: Path)
 def bench_record(settings: Settings, bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
     """`flashsale record` of a preloaded orders topic beside a bare aiokafka read loop."""
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
-    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions))
+    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions, run))
     total = asyncio.run(_preload(run, n))
     ours = bare = 0.0
     for i in range(PRODUCE_ROUNDS):
@@ -601,7 +611,7 @@ def bench_replay(settings: Settings, bootstrap: str, n: int, workdir: Path) -> d
     """`flashsale replay --speed max` of a recorded orders topic beside a bare aiokafka produce
     loop sending the same keys and values."""
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
-    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions))
+    asyncio.run(ensure_topics(bootstrap, [run.topic_orders], run.partitions, run))
     total = asyncio.run(_preload(run, n))
     out = workdir / f"replay-source-{run.app_id}"
     asyncio.run(capture(bootstrap, out, run, [run.topic_orders]))
@@ -613,7 +623,7 @@ def bench_replay(settings: Settings, bootstrap: str, n: int, workdir: Path) -> d
     for _ in range(PRODUCE_ROUNDS):
         tag = uuid.uuid4().hex[:6]
         bare_topic, ours_topic = f"bench-rbare-{tag}", f"bench-rours-{tag}"
-        asyncio.run(ensure_topics(bootstrap, [bare_topic, ours_topic], run.partitions))
+        asyncio.run(ensure_topics(bootstrap, [bare_topic, ours_topic], run.partitions, run))
         bare = max(bare, asyncio.run(_bare_resend(bootstrap, bare_topic, messages, settings)))
         stats = asyncio.run(
             replay_orders(
@@ -640,7 +650,7 @@ def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict
     from loadtests import locust_command
 
     topic = f"bench-locust-{uuid.uuid4().hex[:6]}"
-    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions))
+    asyncio.run(ensure_topics(bootstrap, [topic], settings.partitions, settings))
     run = settings.model_copy(update={"bootstrap_servers": bootstrap, "topic_orders": topic})
     scenario_file = Path(tempfile.mkdtemp(prefix="flashsale-bench-")) / "bench.yaml"
     scenario_file.write_text(yaml.safe_dump(BENCH_SCENARIO.model_dump(mode="json")))
@@ -666,7 +676,7 @@ def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict
     restocks = len(Catalog.for_scenario(BENCH_SCENARIO).skus)
     ours = (sent - restocks) / seconds
     payloads = _payloads(200_000)
-    ceiling = _bare_confluent(bootstrap, topic, payloads)
+    ceiling = _bare_confluent(settings, bootstrap, topic, payloads)
     return _stage(ours, ceiling, "bare librdkafka produce loop, prebuilt payloads")
 
 
@@ -691,6 +701,8 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
         ("produce_aiokafka", lambda b: asyncio.run(bench_produce(on(b), b, n_aiokafka))),
     ]
     with bootstrap_for(settings, announce=False) as bootstrap:
+        # The embedded broker's defaults, when it is ours; the steps' closures see this too.
+        settings = settings_on(settings, bootstrap)
         for name, step in steps:
             with console.status(f"bench: {name} ..."):
                 results[name] = step(bootstrap)

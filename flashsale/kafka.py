@@ -20,21 +20,31 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from flashsale.broker import BrokerError
-from flashsale.settings import Settings
+from flashsale.client_config import (
+    Role,
+    aiokafka_properties,
+    librdkafka_properties,
+    warn_unmapped,
+)
+from flashsale.settings import STATE_RECORD_MAX_BYTES, Settings
 
 __all__ = [
     "aiokafka_producer",
     "aiokafka_security",
+    "changelog_configs",
     "end_offsets",
     "ensure_run_topics",
     "ensure_topics",
     "high_watermarks",
     "last_record",
     "last_records",
+    "leader_topic",
     "librdkafka_security",
+    "producer_codec",
     "read_newest",
     "read_ranges",
     "read_topic",
+    "resolve_replication",
     "ssl_context",
     "start_reader",
 ]
@@ -51,63 +61,103 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
-def aiokafka_security(settings: Settings | None = None) -> dict[str, Any]:
-    """The security arguments of every aiokafka client (producer, consumer, admin): nothing
-    for PLAINTEXT. Without `settings`, those of the environment (`FLASHSALE_*`)."""
+def aiokafka_security(
+    settings: Settings | None = None, role: Role | None = None, **ours: Any
+) -> dict[str, Any]:
+    """The keyword arguments of an aiokafka client (`role`: producer, consumer or admin):
+    `ours`, then the security settings (nothing for PLAINTEXT), then what the client-config
+    file gives this kind of client (`role` None: only what every kind takes). Without
+    `settings`, those of the environment (`FLASHSALE_*`)."""
     s = settings if settings is not None else Settings()
-    if s.security_protocol == "PLAINTEXT":
-        return {}
-    out: dict[str, Any] = {"security_protocol": s.security_protocol}
-    context = ssl_context(s)
-    if context is not None:
-        out["ssl_context"] = context
-    if s.security_protocol.startswith("SASL_"):
-        out["sasl_mechanism"] = s.sasl_mechanism
-        out["sasl_plain_username"] = s.sasl_username
-        out["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
+    out: dict[str, Any] = dict(ours)
+    if s.security_protocol != "PLAINTEXT":
+        out["security_protocol"] = s.security_protocol
+        context = ssl_context(s)
+        if context is not None:
+            out["ssl_context"] = context
+        if s.security_protocol.startswith("SASL_"):
+            out["sasl_mechanism"] = s.sasl_mechanism
+            out["sasl_plain_username"] = s.sasl_username
+            out["sasl_plain_password"] = (
+                s.sasl_password.get_secret_value() if s.sasl_password else None
+            )
+    props = s.client_properties()
+    if props:
+        assert s.client_config is not None
+        warn_unmapped(s.client_config, props)
+        # Admin clients take exactly the properties every kind of client takes.
+        out.update(aiokafka_properties(props, role or "admin"))
     return out
 
 
 def librdkafka_security(settings: Settings) -> dict[str, Any]:
-    """The same for librdkafka (confluent-kafka) clients."""
-    if settings.security_protocol == "PLAINTEXT":
-        return {}
-    out: dict[str, Any] = {"security.protocol": settings.security_protocol.lower()}
-    for key, path in (
-        ("ssl.ca.location", settings.ssl_cafile),
-        ("ssl.certificate.location", settings.ssl_certfile),
-        ("ssl.key.location", settings.ssl_keyfile),
-    ):
-        if path is not None and settings.security_protocol.endswith("SSL"):
-            out[key] = str(path)
-    if settings.security_protocol.startswith("SASL_"):
-        out["sasl.mechanism"] = settings.sasl_mechanism
-        out["sasl.username"] = settings.sasl_username
-        out["sasl.password"] = (
-            settings.sasl_password.get_secret_value() if settings.sasl_password else None
-        )
+    """The same for librdkafka (confluent-kafka) clients: the security settings, then the
+    client-config file's properties as they are (see `client_config.librdkafka_properties`)."""
+    out: dict[str, Any] = {}
+    if settings.security_protocol != "PLAINTEXT":
+        out["security.protocol"] = settings.security_protocol.lower()
+        for key, path in (
+            ("ssl.ca.location", settings.ssl_cafile),
+            ("ssl.certificate.location", settings.ssl_certfile),
+            ("ssl.key.location", settings.ssl_keyfile),
+        ):
+            if path is not None and settings.security_protocol.endswith("SSL"):
+                out[key] = str(path)
+        if settings.security_protocol.startswith("SASL_"):
+            out["sasl.mechanism"] = settings.sasl_mechanism
+            out["sasl.username"] = settings.sasl_username
+            out["sasl.password"] = (
+                settings.sasl_password.get_secret_value() if settings.sasl_password else None
+            )
+    out.update(librdkafka_properties(settings.client_properties()))
     return out
+
+
+def producer_codec(settings: Settings) -> str | None:
+    """The aiokafka `compression_type` of `settings.compression` (None: uncompressed)."""
+    return None if settings.compression == "none" else settings.compression
 
 
 def aiokafka_producer(
     settings: Settings, client_id: str, bootstrap: str | list[str] | None = None
 ) -> AIOKafkaProducer:
     """The producer every aiokafka sender uses (emitter, replay, bench loops): acks=all,
-    batching from the settings; `bootstrap` overrides the settings' servers."""
+    idempotent unless `enable_idempotence` is off, compression and batching from the
+    settings, then the client-config file; `bootstrap` overrides the settings' servers."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap or settings.bootstrap_list(),
-        client_id=client_id,
-        acks="all",
-        linger_ms=settings.linger_ms,
-        max_batch_size=settings.max_batch_bytes,
-        # Tansu answers idempotent producers with UnknownError; dedupe happens downstream.
-        enable_idempotence=False,
-        **aiokafka_security(settings),
+        **aiokafka_security(
+            settings,
+            "producer",
+            bootstrap_servers=bootstrap or settings.bootstrap_list(),
+            client_id=client_id,
+            acks="all",
+            linger_ms=settings.linger_ms,
+            max_batch_size=settings.max_batch_bytes,
+            compression_type=producer_codec(settings),
+            enable_idempotence=settings.enable_idempotence,
+        )
     )
 
 
-async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
-    """Create the topics a run uses, if missing (the workers create their changelogs)."""
+#: Headroom of a record batch over the one record in it (batch header, record framing).
+_BATCH_OVERHEAD = 64 * 1024
+
+
+def changelog_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs of the workers' state changelog: compacted (one live record per key),
+    and taking a whole partition-state record (Kafka's default `message.max.bytes` is about
+    1 MB; a state record may be up to `STATE_RECORD_MAX_BYTES`)."""
+    return {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(STATE_RECORD_MAX_BYTES + _BATCH_OVERHEAD),
+    }
+
+
+async def ensure_run_topics(settings: Settings, bootstrap: str) -> Settings:
+    """Create the topics a run uses, if missing: flashsale's own, the workers' state
+    changelog and Faust's leader topic (so none is left to a broker's auto-creation, which
+    makes one partition). Returns `settings` with the replication factor and
+    `min.insync.replicas` resolved (`resolve_replication`), as the workers need them."""
     topics = [
         settings.topic_orders,
         settings.topic_decisions,
@@ -118,26 +168,83 @@ async def ensure_run_topics(settings: Settings, bootstrap: str) -> None:
         settings.topic_revenue_minute,
         settings.topic_hot,
     ]
-    await ensure_topics(bootstrap, topics, settings.partitions, settings)
+    resolved = await ensure_topics(bootstrap, topics, settings.partitions, settings)
+    await ensure_topics(
+        bootstrap,
+        [resolved.state_changelog_topic()],
+        settings.partitions,
+        resolved,
+        changelog_configs(resolved),
+    )
+    await ensure_topics(bootstrap, [leader_topic(settings)], 1, resolved)
+    return resolved
+
+
+def leader_topic(settings: Settings) -> str:
+    """Faust's leader-election topic of the workers' app (one partition)."""
+    return f"{settings.app_id}-__assignor-__leader"
+
+
+def resolve_replication(settings: Settings, brokers: int) -> Settings:
+    """`settings` with `replication_factor` (unset: min(3, brokers)) and
+    `min_insync_replicas` (unset: 2 from a replication factor of 3, else 1) filled in;
+    `BrokerError` for an explicit replication factor above the cluster's brokers."""
+    rf = settings.replication_factor
+    if rf is None:
+        rf = max(min(3, brokers), 1)
+    elif rf > brokers:
+        raise BrokerError(
+            f"replication factor {rf} needs {rf} brokers; the cluster has {brokers} "
+            "(set FLASHSALE_REPLICATION_FACTOR to at most that)"
+        )
+    isr = settings.min_insync_replicas
+    if isr is None:
+        isr = 2 if rf >= 3 else 1
+    elif isr > rf:
+        raise BrokerError(f"min.insync.replicas {isr} is above the replication factor {rf}")
+    if (rf, isr) == (settings.replication_factor, settings.min_insync_replicas):
+        return settings
+    return settings.model_copy(update={"replication_factor": rf, "min_insync_replicas": isr})
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Iterable[str], partitions: int, settings: Settings | None = None
-) -> None:
-    """Create the topics that do not exist yet (replication factor 1)."""
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    settings: Settings | None = None,
+    configs: Mapping[str, str] | None = None,
+) -> Settings:
+    """Create the topics that do not exist yet, with the replication factor and
+    `min.insync.replicas` of `resolve_replication` (from the cluster's broker count) and
+    `configs`; returns the settings with both resolved."""
+    s = settings if settings is not None else Settings()
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="flashsale-admin",
-        # Usually the first client of a command: a broker that does not speak the protocol
-        # asked for (TLS against plaintext never answers) fails in 15 s, not 40.
-        request_timeout_ms=15_000,
-        **aiokafka_security(settings),
+        **aiokafka_security(
+            s,
+            "admin",
+            bootstrap_servers=bootstrap,
+            client_id="flashsale-admin",
+            # Usually the first client of a command: a broker that does not speak the
+            # protocol asked for (TLS against plaintext never answers) fails in 15 s, not 40.
+            request_timeout_ms=15_000,
+        )
     )
     await admin.start()
     try:
+        cluster = await admin.describe_cluster()
+        resolved = resolve_replication(s, len(cluster.get("brokers") or ()))
         existing = set(await admin.list_topics())
+        topic_configs = {
+            "min.insync.replicas": str(resolved.min_insync_replicas),
+            **(configs or {}),
+        }
         wanted = [
-            NewTopic(name=t, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name=t,
+                num_partitions=partitions,
+                replication_factor=resolved.replication_factor or 1,
+                topic_configs=topic_configs,
+            )
             for t in topics
             if t not in existing
         ]
@@ -145,6 +252,7 @@ async def ensure_topics(
             # Another process may create one meanwhile: fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        return resolved
     finally:
         await admin.close()
 
@@ -155,11 +263,14 @@ async def start_reader(
     """A started consumer without a group for direct reads (`read_ranges`, `last_record`);
     it takes a whole partition-state record, which may weigh up to 64 MB."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=64 * 1024 * 1024,
-        **aiokafka_security(settings),
+        **aiokafka_security(
+            settings,
+            "consumer",
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=STATE_RECORD_MAX_BYTES,
+        )
     )
     await consumer.start()
     return consumer
@@ -167,12 +278,15 @@ async def start_reader(
 
 def _consumer(bootstrap: str, settings: Settings | None) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        **aiokafka_security(settings),
+        **aiokafka_security(
+            settings,
+            "consumer",
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
     )
 
 

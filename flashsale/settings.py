@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["STATE_TABLE", "Settings"]
+from flashsale.client_config import load_properties, settings_from_properties
+
+__all__ = ["EMBEDDED_DEFAULTS", "STATE_RECORD_MAX_BYTES", "STATE_TABLE", "Settings"]
 
 #: The worker table holding one state record per source partition (see docs/events.md).
 STATE_TABLE = "partition-state"
+
+#: Largest partition-state record a worker writes (its producer's `max_request_size`): at the
+#: peak of a big scenario a partition's open lines pass Kafka's default 1 MB.
+STATE_RECORD_MAX_BYTES = 64 * 1024 * 1024
+
+#: What the embedded broker (Tansu) needs, for the fields a user did not set: a short session
+#: (Tansu holds a JoinGroup for half of it) and no idempotence (it fails InitProducerId).
+EMBEDDED_DEFAULTS: dict[str, Any] = {"session_timeout_s": 4.0, "enable_idempotence": False}
 
 
 class Settings(BaseSettings):
@@ -169,9 +180,45 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = None
     """Private key (PEM) of `ssl_certfile`. Env: FLASHSALE_SSL_KEYFILE."""
 
-    session_timeout_s: float = Field(default=4.0, gt=0)
-    """Consumer-group session timeout. Tansu holds a JoinGroup for half of it, so it sets how
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    """Consumer-group session timeout of the workers. Kafka accepts 6 s to 30 min by default
+    (`group.min.session.timeout.ms`, `group.max.session.timeout.ms`). On the embedded broker
+    flashsale starts, 4 s unless set: Tansu holds a JoinGroup for half of it, so it sets how
     fast a worker is ready. Env: FLASHSALE_SESSION_TIMEOUT_S."""
+
+    enable_idempotence: bool = True
+    """Idempotent producers (with acks=all): every producer of flashsale, librdkafka,
+    aiokafka and the workers' Faust producer. Off on the embedded broker unless set: Tansu
+    answers InitProducerId with an error. Env: FLASHSALE_ENABLE_IDEMPOTENCE."""
+
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    """Compression codec of every producer (records are compressed per batch). Env:
+    FLASHSALE_COMPRESSION."""
+
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replication factor of the topics flashsale creates (its own, the workers' changelog
+    and Faust's leader topic). Unset: 3, or the number of brokers in the cluster when it has
+    fewer. Env: FLASHSALE_REPLICATION_FACTOR."""
+
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """`min.insync.replicas` of the topics flashsale creates: with acks=all, how many replicas
+    must hold a write before it is acknowledged. Unset: 2 when the replication factor is 3 or
+    more, else 1. Env: FLASHSALE_MIN_INSYNC_REPLICAS."""
+
+    client_config: Path | None = None
+    """A Kafka client `.properties` file merged into every client (docs/kafka.md): librdkafka
+    takes its properties as they are, aiokafka and Faust through a mapping table; properties
+    that name a setting above set it unless it is given explicitly. Env:
+    FLASHSALE_CLIENT_CONFIG."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_client_config(cls, data: Any) -> Any:
+        """Settings the client-config file names, under the ones given explicitly."""
+        if not isinstance(data, dict) or not data.get("client_config"):
+            return data
+        from_file = settings_from_properties(load_properties(Path(data["client_config"])))
+        return {**from_file, **data}
 
     @model_validator(mode="after")
     def _security_complete(self) -> Settings:
@@ -186,7 +233,26 @@ class Settings(BaseSettings):
             )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ValueError("ssl_keyfile needs ssl_certfile")
+        if (
+            self.replication_factor is not None
+            and self.min_insync_replicas is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} is above replication_factor "
+                f"{self.replication_factor}: no write could be acknowledged"
+            )
         return self
+
+    def for_embedded_broker(self) -> Settings:
+        """These settings for the embedded broker flashsale starts: `EMBEDDED_DEFAULTS` for
+        every field not set explicitly (by argument, `FLASHSALE_*` or the client config)."""
+        update = {k: v for k, v in EMBEDDED_DEFAULTS.items() if k not in self.model_fields_set}
+        return self.model_copy(update=update) if update else self
+
+    def client_properties(self) -> Mapping[str, str]:
+        """The client-config file's properties (empty without one)."""
+        return load_properties(self.client_config) if self.client_config else {}
 
     def to_env(self) -> dict[str, str]:
         """These settings as the `FLASHSALE_*` variables that hand them to a child process.

@@ -348,7 +348,9 @@ def _with_seqs(
 
 
 def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    """What every librdkafka producer of ours is configured with."""
+    """What every librdkafka producer of ours is configured with: acks=all, idempotent unless
+    `enable_idempotence` is off, compression and batching from the settings, then the
+    security settings and the client-config file's properties (`librdkafka_security`)."""
     return {
         "bootstrap.servers": ",".join(settings.bootstrap_list()),
         "client.id": client_id,
@@ -358,8 +360,10 @@ def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": settings.linger_ms,
         "batch.size": settings.max_batch_bytes,
-        # Tansu answers idempotent producers with UnknownError; dedupe is downstream.
-        "enable.idempotence": False,
+        "compression.type": settings.compression,
+        # Off on the embedded broker (Tansu answers InitProducerId with UnknownError); the
+        # workers dedupe either way.
+        "enable.idempotence": settings.enable_idempotence,
         **librdkafka_security(settings),
     }
 

@@ -30,10 +30,18 @@ from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from flashsale.client_config import aiokafka_properties, faust_properties, warn_unmapped
 from flashsale.columns import COMPILED as COLUMNS_COMPILED
 from flashsale.events import MalformedEvent, decode_event, decode_packed, packed_count
-from flashsale.kafka import last_records, read_ranges, ssl_context, start_reader
-from flashsale.settings import STATE_TABLE, Settings
+from flashsale.kafka import (
+    changelog_configs,
+    last_records,
+    producer_codec,
+    read_ranges,
+    ssl_context,
+    start_reader,
+)
+from flashsale.settings import STATE_RECORD_MAX_BYTES, STATE_TABLE, Settings
 from streams.consumer import BulkApp, stop_consumer
 from streams.metrics import WorkerMetrics, observe_many
 from streams.packed import COMPILED, apply_packed
@@ -752,6 +760,11 @@ def create_app(
 
     Faust creates its data directory even with the memory store; `run_worker` gives it a
     temporary one, removed on exit, so no `<app>-data` folder is left in the working directory.
+
+    Its topics' replication is `settings.replication_factor` as `ensure_run_topics` resolved
+    it (which creates the changelog and leader topics beforehand); unresolved, Faust's 1.
+    The client-config file's properties reach Faust's consumer through Faust's settings
+    (`FAUST_PROPERTIES`) and its producer as aiokafka arguments.
     """
     if not settings.bootstrap_servers:
         raise ValueError("the worker needs bootstrap servers")
@@ -769,6 +782,9 @@ def create_app(
         if bulk
         else {}
     )
+    props = settings.client_properties()
+    if props and settings.client_config is not None:
+        warn_unmapped(settings.client_config, props)
     app = BulkApp(
         settings.app_id,
         broker=_broker_urls(settings.bootstrap_servers),
@@ -777,14 +793,16 @@ def create_app(
         datadir=datadir or tempfile.gettempdir() + "/flashsale-faust",
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor or 1,
         # Tansu holds a JoinGroup for half the session timeout (measured: 60 s -> 30 s wait),
-        # so a short session makes a worker ready in about two seconds.
+        # so on it a short session (4 s, `Settings.for_embedded_broker`) makes a worker ready
+        # in about two seconds; Kafka accepts 6 s and more by default.
         broker_session_timeout=session,
         broker_heartbeat_interval=max(session / 4, 0.2),
         broker_rebalance_timeout=max(session * 2, 10.0),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_compression_type=producer_codec(settings),
         producer_linger=0.005,
         # aiokafka puts at most one batch per partition in a produce request, and a batch
         # waits for the one before it: a packed fetch's decisions (about 8 MB a partition)
@@ -795,7 +813,7 @@ def create_app(
         producer_max_batch_size=1_000_000,
         # A partition's state record holds its open (reserved, unpaid) lines: at the peak of a
         # big scenario it can pass Kafka's default 1 MB request limit.
-        producer_max_request_size=64 * 1024 * 1024,
+        producer_max_request_size=STATE_RECORD_MAX_BYTES,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -804,8 +822,14 @@ def create_app(
         # Every payload here is bytes we encode ourselves with orjson.
         key_serializer="raw",
         value_serializer="raw",
-        **tuning,
+        **{**tuning, **faust_properties(props)},
     )
+    # Faust has no idempotence setting: its producer takes it, and the client-config file's
+    # producer properties, as aiokafka arguments (`ConfiguredProducer`).
+    app.producer_extra = {
+        "enable_idempotence": settings.enable_idempotence,
+        **aiokafka_properties(props, "producer"),
+    }
     orders = app.topic(
         settings.topic_orders,
         key_serializer="raw",
@@ -818,6 +842,15 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
+        # Should Faust create the changelog itself: the configs `ensure_run_topics` gives it.
+        extra_topic_configs={
+            **changelog_configs(settings),
+            **(
+                {"min.insync.replicas": str(settings.min_insync_replicas)}
+                if settings.min_insync_replicas
+                else {}
+            ),
+        },
     )
     metrics = WorkerMetrics(metrics_registry)
     processor = OrderProcessor(app, settings, table, metrics)

@@ -26,10 +26,11 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaFaustConsumer
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaFaustProducer
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
-__all__ = ["BulkApp", "BulkConsumer", "BulkHandler", "stop_consumer"]
+__all__ = ["BulkApp", "BulkConsumer", "BulkHandler", "ConfiguredProducer", "stop_consumer"]
 
 _log = logging.getLogger(__name__)
 
@@ -183,12 +184,27 @@ class BulkConsumer(AIOKafkaFaustConsumer):
                     self._n_acked += 1
 
 
+class ConfiguredProducer(AIOKafkaFaustProducer):
+    """Faust's aiokafka producer, built with the app's `producer_extra` keyword arguments on
+    top of Faust's own (Faust has no setting for `enable_idempotence`, for instance). A
+    transaction's producer still gets what Faust forces for it (acks=all, idempotence)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = getattr(self.app, "producer_extra", None) or {}
+        return {**extra, **super()._settings_extra()}
+
+
 class BulkApp(faust.App):
-    """A Faust app whose consumer is a `BulkConsumer`; `consume_in_bulk` names what it routes."""
+    """A Faust app whose consumer is a `BulkConsumer`; `consume_in_bulk` names what it routes.
+    Its producer is a `ConfiguredProducer` taking `producer_extra`."""
 
     bulk_topics: frozenset[str] = frozenset()
     bulk_handler: BulkHandler | None = None
     fetch_max_wait_ms: int | None = None
+    producer_extra: Mapping[str, Any] = {}
+
+    def _new_producer(self) -> Any:
+        return ConfiguredProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
     def consume_in_bulk(
         self, topics: Iterable[str], handler: BulkHandler, fetch_max_wait_ms: int | None = None

@@ -130,7 +130,8 @@ def run_settings(broker: TestBroker) -> Settings:
 
 def fresh_settings(bootstrap: str, kind: BrokerKind = "embedded", **overrides: object) -> Settings:
     """Settings on `bootstrap` with topic names and an app id no other run uses; on the
-    embedded broker with the settings flashsale gives it when it starts one itself."""
+    embedded broker with its defaults (`Settings.for_embedded_broker`), as flashsale gives
+    them to an embedded broker it starts itself. `overrides` are set explicitly."""
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
         bootstrap_servers=bootstrap,
@@ -145,10 +146,7 @@ def fresh_settings(bootstrap: str, kind: BrokerKind = "embedded", **overrides: o
         app_id=f"flashsale-{tag}",
         **overrides,  # type: ignore[arg-type]
     )
-    if kind == "kafka" and "session_timeout_s" not in overrides:
-        # Kafka refuses sessions under group.min.session.timeout.ms (6 s by default).
-        settings = settings.model_copy(update={"session_timeout_s": 10.0})
-    return settings
+    return settings.for_embedded_broker() if kind == "embedded" else settings
 
 
 def session_processes(sid: int) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from flashsale.broker import BrokerError, TansuNotFound
+from flashsale.client_config import ClientConfigError
 from flashsale.events import MAX_PACK
 from flashsale.runs import MANIFEST, RunDirError
 from flashsale.scenario import Scenario, ScenarioError, list_presets, load_scenario
@@ -46,6 +48,14 @@ KafkaOpt = Annotated[
         "fetched once; Java 17+) instead of the embedded broker.",
     ),
 ]
+ClientConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-config",
+        envvar="FLASHSALE_CLIENT_CONFIG",
+        help="A Kafka client .properties file merged into every client (docs/kafka.md).",
+    ),
+]
 DEFAULT_SCENARIO = "singles-day-2020"
 ScenarioOpt = Annotated[
     str,
@@ -60,16 +70,22 @@ def settings_for(
     bootstrap_servers: str | None, kafka: bool = False, **overrides: object
 ) -> Settings:
     """Settings from the environment, with the CLI's flags on top (`kafka`: a local Apache
-    Kafka rather than the embedded broker, when no servers are given)."""
+    Kafka rather than the embedded broker, when no servers are given). A `client_config` flag
+    also goes to the environment, so every client and process of the command reads it."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if kafka:
         values["local_broker"] = "kafka"
     if bootstrap_servers:
         values["bootstrap_servers"] = bootstrap_servers
+    if values.get("client_config") is not None:
+        os.environ["FLASHSALE_CLIENT_CONFIG"] = str(values["client_config"])
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ClientConfigError):
+            raise typer.BadParameter(str(cause), param_hint="'--client-config'") from None
         where = ".".join(str(x) for x in err["loc"])
         raise typer.BadParameter(
             f"setting {where}: {err['msg']}" if where else f"settings: {err['msg']}"
@@ -165,6 +181,7 @@ def kafka(
 def worker(
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
     web_port: Annotated[
         int | None, typer.Option("--web-port", help="Port of views and /metrics [default 6066].")
     ] = None,
@@ -173,7 +190,7 @@ def worker(
     ] = "warn",
 ) -> None:
     """Run one Faust worker; its views and /metrics on --web-port."""
-    from flashsale.cli.processes import bootstrap_for
+    from flashsale.cli.processes import bootstrap_for, settings_on
     from flashsale.kafka import ensure_run_topics
     from streams.app import run_worker
 
@@ -182,19 +199,20 @@ def worker(
             f"{log_level!r} is not one of crit, error, warn, info, debug",
             param_hint="'--log-level'",
         )
-    settings = settings_for(bootstrap_servers, kafka, web_port=web_port)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config, web_port=web_port)
     with bootstrap_for(settings) as bootstrap:
-        asyncio.run(ensure_run_topics(settings, bootstrap))
+        resolved = asyncio.run(ensure_run_topics(settings_on(settings, bootstrap), bootstrap))
         print(
             f"worker: web and /metrics on http://{settings.web_host}:{settings.web_port}",
             flush=True,
         )
-        run_worker(settings.model_copy(update={"bootstrap_servers": bootstrap}), log_level)
+        run_worker(resolved, log_level)
 
 
 @app.command()
 def gateway(
     bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     worker_url: Annotated[
@@ -221,7 +239,7 @@ def gateway(
     if port is not None and not 0 < port < 65536:
         raise typer.BadParameter(f"{port} is not a port", param_hint="'--port'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, client_config=client_config)
     raise typer.Exit(
         run_gateway(
             settings,
@@ -238,6 +256,7 @@ def gateway(
 def loadtest(
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     users: Annotated[int, typer.Option("--users", help="Locust users at the peak.")] = 20,
@@ -279,7 +298,7 @@ def loadtest(
         if path is not None and not path.parent.resolve().is_dir():
             raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
     raise typer.Exit(
         run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
     )
@@ -302,6 +321,7 @@ def dashboard(
             help="Kafka to read the end offsets of orders from (consumer lag).",
         ),
     ] = None,
+    client_config: ClientConfigOpt = None,
     producer_metrics: Annotated[
         list[str] | None,
         typer.Option("--producer-metrics", help="A producer's /metrics URL (scenario clock)."),
@@ -318,7 +338,7 @@ def dashboard(
     for url in [*urls, *(producer_metrics or [])]:
         if not url.startswith(("http://", "https://")):
             raise typer.BadParameter(f"{url!r} is not an http:// URL", param_hint="'--worker'")
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, client_config=client_config)
     if port is not None and not 0 < port < 65536:
         raise typer.BadParameter(f"{port} is not a port", param_hint="'--port'")
     raise typer.Exit(
@@ -337,6 +357,7 @@ def dashboard(
 def produce(
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
@@ -413,7 +434,9 @@ def produce(
     if resume and workers != 1:
         raise typer.BadParameter("--resume needs --workers 1", param_hint="'--resume'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka).model_copy(update={"pack": pack})
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config).model_copy(
+        update={"pack": pack}
+    )
     if resume and not settings.bootstrap_servers:
         raise typer.BadParameter(
             "--resume needs the broker the killed producer wrote to (--bootstrap-servers)",
@@ -439,6 +462,7 @@ def verify(
         typer.Argument(help="A recorded run (flashsale record): verify it offline, from files."),
     ] = None,
     bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the run summary (JSON) here.")
     ] = None,
@@ -451,7 +475,7 @@ def verify(
         from flashsale.cli.recording import run_verify_dir
 
         raise typer.Exit(run_verify_dir(run_dir, json_path))
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, client_config=client_config)
     if not settings.bootstrap_servers:
         raise typer.BadParameter(
             "verify reads an existing run: pass --bootstrap-servers or set "
@@ -468,6 +492,7 @@ def verify(
 def demo(
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
     scenario: ScenarioOpt = DEFAULT_SCENARIO,
     seed: SeedOpt = None,
     duration: Annotated[
@@ -505,7 +530,9 @@ def demo(
     if not 0 <= pack <= MAX_PACK:
         raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka).model_copy(update={"pack": pack})
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config).model_copy(
+        update={"pack": pack}
+    )
     if workers > settings.partitions:
         raise typer.BadParameter(
             f"{workers} workers for {settings.partitions} partitions would leave some idle; "
@@ -529,13 +556,14 @@ def record(
         ),
     ] = None,
     bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
 ) -> None:
     """Capture every message of a run's topics, up to their ends now, into Parquet files and a
     manifest; run it again on an interrupted RUN_DIR to finish it."""
     from flashsale.cli.recording import run_record
     from producers.record import RecordError
 
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, client_config=client_config)
     if not settings.bootstrap_servers:
         raise typer.BadParameter(
             "record reads an existing run: pass --bootstrap-servers or set "
@@ -581,6 +609,7 @@ def replay(
     ] = None,
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
 ) -> None:
     """Re-emit a recorded run's orders (keys, headers, partitions, order, pace). Without
     --bootstrap-servers: into a fresh embedded broker (or local Kafka) with a worker, then
@@ -596,7 +625,7 @@ def replay(
         raise typer.BadParameter(
             f"{speed!r} is not a positive number or max", param_hint="'--speed'"
         )
-    settings = settings_for(bootstrap_servers, kafka)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
     try:
         code = run_replay(settings, run_dir, pace, not keep_emit_ns, summary_json)
     except ReplayError as exc:
@@ -682,6 +711,7 @@ def scenarios_show(
 def soak(
     bootstrap_servers: BootstrapOpt = None,
     kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
     minutes: Annotated[float, typer.Option("--minutes", help="How long to run.")] = 10.0,
     scenario: ScenarioOpt = "steady",
     seed: SeedOpt = None,
@@ -709,7 +739,7 @@ def soak(
     ):
         _check_positive(name, value)
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
     raise typer.Exit(
         run_soak(settings, chosen, minutes, out, max_growth_mb, sample_s, checkouts_per_s)
     )
@@ -718,6 +748,7 @@ def soak(
 @app.command()
 def bench(
     bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (seconds).")] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the stage figures (JSON) here.")
@@ -726,7 +757,7 @@ def bench(
     """Our path beside a bare-client ceiling, stage by stage, in one run."""
     from benchmarks.bench import run_bench
 
-    settings = settings_for(bootstrap_servers)
+    settings = settings_for(bootstrap_servers, client_config=client_config)
     raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path))
 
 
@@ -766,7 +797,7 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"flashsale: error: {message}{hint}", file=sys.stderr)
         sys.exit(int(getattr(exc, "exit_code", 2)))
-    except (TansuNotFound, BrokerError, ScenarioError, RunDirError) as exc:
+    except (TansuNotFound, BrokerError, ScenarioError, RunDirError, ClientConfigError) as exc:
         print(f"flashsale: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except typer.Abort:

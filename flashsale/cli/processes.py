@@ -30,6 +30,8 @@ __all__ = [
     "describe_broker",
     "free_port",
     "group_totals",
+    "prepare_run",
+    "settings_on",
     "start_gateway",
     "unprocessed",
     "wait_drained",
@@ -58,6 +60,17 @@ def bootstrap_for(settings: Settings, announce: bool = True) -> Iterator[str]:
 
 
 LocalBroker = EmbeddedBroker | KafkaCluster
+
+
+def settings_on(settings: Settings, bootstrap: str) -> Settings:
+    """`settings` on `bootstrap`, the servers `bootstrap_for` / `broker_for` gave: when the
+    settings name none and the local broker is the embedded one, that is the broker
+    started for them, and its defaults
+    (`Settings.for_embedded_broker`) apply to every field not set explicitly. Resolve before
+    spawning a process: children get their settings through `Settings.to_env()`."""
+    embedded = not settings.bootstrap_servers and settings.local_broker == "embedded"
+    base = settings.for_embedded_broker() if embedded else settings
+    return base.model_copy(update={"bootstrap_servers": bootstrap})
 
 
 @contextlib.contextmanager
@@ -210,13 +223,12 @@ def group_totals(workers: Sequence[WorkerProcess]) -> dict[str, Any]:
 
 
 def prepare_run(settings: Settings, bootstrap: str, scenario: Scenario) -> Settings:
-    """The settings of one run of `scenario` on `bootstrap` (its window grace), with the run's
-    topics created."""
-    run = settings.model_copy(
-        update={"bootstrap_servers": bootstrap, "window_grace_s": scenario.window_grace_s}
+    """The settings of one run of `scenario` on `bootstrap` (`settings_on`, the scenario's
+    window grace, the topics' replication resolved), with the run's topics created."""
+    run = settings_on(settings, bootstrap).model_copy(
+        update={"window_grace_s": scenario.window_grace_s}
     )
-    asyncio.run(ensure_run_topics(run, bootstrap))
-    return run
+    return asyncio.run(ensure_run_topics(run, bootstrap))
 
 
 def wait_drained(

@@ -22,6 +22,7 @@ from flashsale.cli.processes import (
     broker_for,
     describe_broker,
     free_port,
+    settings_on,
     wait_drained,
 )
 from flashsale.cli.run import _wait_group_ready, console, print_verdict
@@ -156,8 +157,7 @@ def run_replay(
     fresh = settings.model_copy(update=update)
     with broker_for(fresh, announce=False) as (bootstrap, broker):
         console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
-        live = fresh.model_copy(update={"bootstrap_servers": bootstrap})
-        asyncio.run(ensure_run_topics(live, bootstrap))
+        live = asyncio.run(ensure_run_topics(settings_on(fresh, bootstrap), bootstrap))
         worker = WorkerProcess(live, free_port(live.web_host, live.web_port))
         try:
             worker.start()

@@ -33,6 +33,7 @@ from flashsale.cli.processes import (
     free_port,
     group_totals,
     prepare_run,
+    settings_on,
     start_gateway,
     unprocessed,
 )
@@ -98,8 +99,9 @@ def run_produce(
         run_settings = settings
         if to_kafka:
             bootstrap = stack.enter_context(bootstrap_for(settings))
-            run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
-            asyncio.run(ensure_run_topics(run_settings, bootstrap))
+            run_settings = asyncio.run(
+                ensure_run_topics(settings_on(settings, bootstrap), bootstrap)
+            )
             if resume:
                 # A ResumeError reaches the CLI: one line, exit 2.
                 resume_from = asyncio.run(acknowledged_positions(run_settings))
@@ -291,8 +293,7 @@ def run_gateway(
     from producers.gateway import GatewayMetrics, make_gateway
 
     with bootstrap_for(settings) as bootstrap:
-        run_settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
-        asyncio.run(ensure_run_topics(run_settings, bootstrap))
+        run_settings = asyncio.run(ensure_run_topics(settings_on(settings, bootstrap), bootstrap))
 
         async def main() -> None:
             emitter = OrderEmitter(run_settings)

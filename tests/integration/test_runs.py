@@ -17,10 +17,15 @@ import orjson
 from flashsale.broker import EmbeddedBroker
 from flashsale.kafka import ensure_topics, read_topic
 from flashsale.runs import BUSINESS_FIELDS, load_run
-from flashsale.settings import Settings
+from flashsale.settings import EMBEDDED_DEFAULTS, Settings
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
 from tests.integration.helpers import SMALL
+
+
+#: What a command given the session's embedded broker as `--bootstrap-servers` needs: it
+#: cannot tell it from a Kafka, so the embedded broker's defaults are set explicitly.
+EMBEDDED_ENV = {f"FLASHSALE_{k.upper()}": str(v) for k, v in EMBEDDED_DEFAULTS.items()}
 
 
 def flashsale(
@@ -31,7 +36,7 @@ def flashsale(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **EMBEDDED_ENV, **(env or {})},
     )
 
 
@@ -138,7 +143,9 @@ def test_sigint_during_record_leaves_a_capture_that_a_second_record_completes(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     topic = f"orders-{uuid.uuid4().hex[:8]}"
-    settings = Settings(bootstrap_servers=broker.bootstrap, topic_orders=topic)
+    settings = Settings(
+        bootstrap_servers=broker.bootstrap, topic_orders=topic
+    ).for_embedded_broker()
     asyncio.run(ensure_topics(broker.bootstrap, [topic], 4))
     total = asyncio.run(_fill(settings, 150_000))
     args = ["record", "--topics", topic, "--bootstrap-servers", broker.bootstrap]
@@ -149,6 +156,7 @@ def test_sigint_during_record_leaves_a_capture_that_a_second_record_completes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **EMBEDDED_ENV},
     )
     assert proc.stdout is not None
     for line in proc.stdout:
