@@ -27,7 +27,7 @@ from flashsale.events import encode_event
 from flashsale.scenario import load_scenario
 from flashsale.settings import Settings
 from producers.curves import Curve
-from producers.emitter import librdkafka_config
+from producers.emitter import librdkafka_config, librdkafka_producer
 from producers.generator import Generator
 
 SCENARIO = load_scenario(os.environ.get("FLASHSALE_LOADTEST_SCENARIO", "singles-day-2020"))
@@ -127,12 +127,14 @@ class KafkaOrdersUser(User):
 
         settings = Settings()
         self.topic = settings.topic_orders
-        self.producer = Producer(
+        self.producer = librdkafka_producer(
+            Producer,
+            settings,
             {
                 **librdkafka_config(settings, "flashsale-locust"),
                 # librdkafka's default bound: what a stopped run leaves unsent stays small.
                 "queue.buffering.max.messages": 100_000,
-            }
+            },
         )
         if not _STREAM.restocked:
             _STREAM.restocked = True

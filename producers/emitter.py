@@ -21,6 +21,7 @@ import numpy.typing as npt
 import orjson
 from aiokafka import TopicPartition
 
+from flashsale.client_config import ClientConfigError
 from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
 from flashsale.kafka import aiokafka_producer, last_record, librdkafka_security, start_reader
 from flashsale.settings import Settings
@@ -37,6 +38,7 @@ __all__ = [
     "Sink",
     "acknowledged_positions",
     "librdkafka_config",
+    "librdkafka_producer",
     "produce_scenario",
 ]
 
@@ -368,6 +370,22 @@ def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
+def librdkafka_producer(factory: Any, settings: Settings, config: dict[str, Any]) -> Any:
+    """`factory(config)` (confluent-kafka's `Producer`); a property librdkafka rejects that
+    came from the client-config file is a `ClientConfigError` naming librdkafka's reason."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return factory(config)
+    except KafkaException as exc:
+        if settings.client_config is None:
+            raise
+        reason = exc.args[0].str() if exc.args else str(exc)
+        raise ClientConfigError(
+            f"librdkafka rejects the client config {settings.client_config}: {reason}"
+        ) from None
+
+
 class ConfluentSink(_Counting):
     """librdkafka through confluent-kafka: the client for peak rates.
 
@@ -385,14 +403,16 @@ class ConfluentSink(_Counting):
         self.stats = ProduceStats()
         self._failed = 0
         self._last_error = ""
-        self._producer = Producer(
+        self._producer = librdkafka_producer(
+            Producer,
+            settings,
             {
                 **librdkafka_config(settings, "flashsale-producer"),
                 # Bounded: at most this many events (about 300 bytes each) wait in memory.
                 "queue.buffering.max.messages": max(settings.max_in_flight * 10, 10_000),
                 "delivery.report.only.error": True,
                 "on_delivery": self._on_error,
-            }
+            },
         )
 
     def _on_error(self, err: Any, msg: Any) -> None:

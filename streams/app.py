@@ -785,8 +785,7 @@ def create_app(
     props = settings.client_properties()
     if props and settings.client_config is not None:
         warn_unmapped(settings.client_config, props)
-    app = BulkApp(
-        settings.app_id,
+    conf: dict[str, Any] = dict(
         broker=_broker_urls(settings.bootstrap_servers),
         broker_credentials=broker_credentials(settings),
         store="memory://",
@@ -822,8 +821,9 @@ def create_app(
         # Every payload here is bytes we encode ourselves with orjson.
         key_serializer="raw",
         value_serializer="raw",
-        **{**tuning, **faust_properties(props)},
     )
+    # The client-config file's properties over ours (`FAUST_PROPERTIES`).
+    app = BulkApp(settings.app_id, **{**conf, **tuning, **faust_properties(props)})
     # Faust has no idempotence setting: its producer takes it, and the client-config file's
     # producer properties, as aiokafka arguments (`ConfiguredProducer`).
     app.producer_extra = {

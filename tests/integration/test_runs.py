@@ -22,7 +22,6 @@ from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
 from tests.integration.helpers import SMALL
 
-
 #: What a command given the session's embedded broker as `--bootstrap-servers` needs: it
 #: cannot tell it from a Kafka, so the embedded broker's defaults are set explicitly.
 EMBEDDED_ENV = {f"FLASHSALE_{k.upper()}": str(v) for k, v in EMBEDDED_DEFAULTS.items()}
