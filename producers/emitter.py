@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -370,7 +370,12 @@ def librdkafka_config(settings: Settings, client_id: str) -> dict[str, Any]:
     }
 
 
-def librdkafka_producer(factory: Any, settings: Settings, config: dict[str, Any]) -> Any:
+_P = TypeVar("_P")
+
+
+def librdkafka_producer(
+    factory: Callable[[dict[str, Any]], _P], settings: Settings, config: dict[str, Any]
+) -> _P:
     """`factory(config)` (confluent-kafka's `Producer`); a property librdkafka rejects that
     came from the client-config file is a `ClientConfigError` naming librdkafka's reason."""
     from confluent_kafka import KafkaException

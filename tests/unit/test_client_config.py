@@ -174,7 +174,10 @@ def test_aiokafka_can_compress_with_every_codec(codec: str) -> None:
 
 def test_jaas_config_gives_username_and_password() -> None:
     assert cc.parse_jaas(JAAS) == ("shop", SECRET)
-    plain = 'org.apache.kafka.common.security.plain.PlainLoginModule required username=u password="a\\"b";'
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username=u password="a\\"b";'
+    )
     assert cc.parse_jaas(plain) == ("u", 'a"b')
     with pytest.raises(cc.ClientConfigError, match="PlainLoginModule and ScramLoginModule"):
         cc.parse_jaas("com.sun.security.auth.module.Krb5LoginModule required;")
@@ -281,5 +284,5 @@ def test_a_malformed_file_is_one_line(tmp_path: Path, text: str, message: str) -
 
 
 def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot read client config .*missing"):
+    with pytest.raises(ValueError, match=r"cannot read client config .*missing"):
         Settings(client_config=tmp_path / "missing")
