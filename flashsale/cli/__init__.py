@@ -199,7 +199,9 @@ def worker(
             f"{log_level!r} is not one of crit, error, warn, info, debug",
             param_hint="'--log-level'",
         )
-    settings = settings_for(bootstrap_servers, kafka, client_config=client_config, web_port=web_port)
+    settings = settings_for(
+        bootstrap_servers, kafka, client_config=client_config, web_port=web_port
+    )
     with bootstrap_for(settings) as bootstrap:
         resolved = asyncio.run(ensure_run_topics(settings_on(settings, bootstrap), bootstrap))
         print(
