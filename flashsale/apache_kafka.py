@@ -588,6 +588,8 @@ class KafkaCluster:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
+            # IPv4 sockets: the listeners bind 127.0.0.1 itself, not ::ffff:127.0.0.1.
+            "-Djava.net.preferIPv4Stack=true",
             f"-Dlog4j2.configurationFile={node.data / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={node.data}",
             "-cp",

@@ -19,7 +19,7 @@ import pytest
 
 from flashsale.apache_kafka import KafkaCluster, KafkaToolMissing
 from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
-from flashsale.settings import Settings
+from flashsale.settings import EMBEDDED_DEFAULTS, Settings
 
 BrokerKind = Literal["embedded", "kafka"]
 
@@ -49,6 +49,8 @@ def skip_or_fail(reason: str) -> None:
 class TestBroker:
     """A broker of the tier: the embedded one or an Apache Kafka cluster."""
 
+    __test__ = False  # not a test class, whatever its name
+
     kind: BrokerKind
     server: EmbeddedBroker | KafkaCluster
 
@@ -65,6 +67,14 @@ class TestBroker:
     def fresh_settings(self, **overrides: object) -> Settings:
         """Settings on this broker with topic names and an app id no other run uses."""
         return fresh_settings(self.bootstrap, kind=self.kind, **overrides)
+
+    def env(self) -> dict[str, str]:
+        """What a command given this broker as `--bootstrap-servers` needs in its environment:
+        it cannot tell the embedded broker from a Kafka, so on the embedded one its defaults
+        (`EMBEDDED_DEFAULTS`) are set explicitly; nothing on Kafka."""
+        if self.kind == "kafka":
+            return {}
+        return {f"FLASHSALE_{k.upper()}": str(v) for k, v in EMBEDDED_DEFAULTS.items()}
 
     def cli_args(self) -> list[str]:
         """What a `flashsale` command that would start its own broker is given to run on this

@@ -11,10 +11,11 @@ from pathlib import Path
 import psutil
 import yaml
 
-from flashsale.broker import EmbeddedBroker, stop_process
+from flashsale.broker import stop_process
 from flashsale.cli.processes import free_port, start_gateway, wait_http
 from flashsale.scenario import load_scenario
 from flashsale.settings import Settings
+from tests.conftest import TestBroker
 from tests.integration.conftest import StartWorker
 
 
@@ -28,7 +29,7 @@ def listening(pid: int) -> set[str]:
 
 
 def test_broker_worker_gateway_and_dashboard_listen_on_loopback_only(
-    broker: EmbeddedBroker, run_settings: Settings, start_worker: StartWorker, tmp_path: Path
+    broker: TestBroker, run_settings: Settings, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     assert Settings().web_host == "127.0.0.1"
     worker = start_worker()

@@ -11,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.broker import EmbeddedBroker
 from flashsale.cli.processes import free_port
-from tests.conftest import fresh_settings
+from tests.conftest import TestBroker
 
 pytestmark = pytest.mark.integration
 
 
 def _loadtest(
-    broker: EmbeddedBroker, tmp_path: Path, target: str, *extra: str
+    broker: TestBroker, tmp_path: Path, target: str, *extra: str
 ) -> subprocess.Popen[str]:
     # Ports of its own too: two runs at once must not both take the default ones.
-    settings = fresh_settings(broker.bootstrap).model_copy(
+    settings = broker.fresh_settings().model_copy(
         update={"web_port": free_port(), "gateway_port": free_port()}
     )
     return subprocess.Popen(
@@ -43,7 +42,7 @@ def _loadtest(
             broker.bootstrap,
             *extra,
         ],
-        env={**os.environ, **settings.to_env(), "COLUMNS": "200"},
+        env={**os.environ, **broker.env(), **settings.to_env(), "COLUMNS": "200"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -51,7 +50,7 @@ def _loadtest(
 
 
 def test_twenty_second_runs_against_the_gateway_and_kafka_reconcile(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: TestBroker, tmp_path: Path
 ) -> None:
     # Both at once: each has its own topics, consumer group and ports.
     runs = {

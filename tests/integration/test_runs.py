@@ -14,17 +14,13 @@ from pathlib import Path
 
 import orjson
 
-from flashsale.broker import EmbeddedBroker
 from flashsale.kafka import ensure_topics, read_topic
 from flashsale.runs import BUSINESS_FIELDS, load_run
-from flashsale.settings import EMBEDDED_DEFAULTS, Settings
+from flashsale.settings import Settings
 from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
+from tests.conftest import TestBroker
 from tests.integration.helpers import SMALL
-
-#: What a command given the session's embedded broker as `--bootstrap-servers` needs: it
-#: cannot tell it from a Kafka, so the embedded broker's defaults are set explicitly.
-EMBEDDED_ENV = {f"FLASHSALE_{k.upper()}": str(v) for k, v in EMBEDDED_DEFAULTS.items()}
 
 
 def flashsale(
@@ -35,7 +31,7 @@ def flashsale(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **EMBEDDED_ENV, **(env or {})},
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -77,7 +73,7 @@ def test_replay_into_fresh_broker_and_worker_verifies_equal_to_the_original(
 
 
 def test_replay_keeps_partitions_keys_headers_order_and_scales_the_pace(
-    recorded_run: Path, broker: EmbeddedBroker
+    recorded_run: Path, broker: TestBroker
 ) -> None:
     run = load_run(recorded_run)
     source = run.topic("orders")
@@ -90,7 +86,7 @@ def test_replay_keeps_partitions_keys_headers_order_and_scales_the_pace(
         "--keep-emit-ns",
         "--bootstrap-servers",
         broker.bootstrap,
-        env={"FLASHSALE_TOPIC_ORDERS": topic},
+        env={**broker.env(), "FLASHSALE_TOPIC_ORDERS": topic},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     got = asyncio.run(read_topic(broker.bootstrap, topic))
@@ -111,7 +107,7 @@ def test_replay_keeps_partitions_keys_headers_order_and_scales_the_pace(
 
 
 def test_replay_into_a_topic_with_fewer_partitions_is_a_one_line_error(
-    recorded_run: Path, broker: EmbeddedBroker
+    recorded_run: Path, broker: TestBroker
 ) -> None:
     topic = f"narrow-{uuid.uuid4().hex[:8]}"
     asyncio.run(ensure_topics(broker.bootstrap, [topic], 1))
@@ -120,7 +116,7 @@ def test_replay_into_a_topic_with_fewer_partitions_is_a_one_line_error(
         str(recorded_run),
         "--bootstrap-servers",
         broker.bootstrap,
-        env={"FLASHSALE_TOPIC_ORDERS": topic},
+        env={**broker.env(), "FLASHSALE_TOPIC_ORDERS": topic},
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
@@ -139,12 +135,10 @@ async def _fill(settings: Settings, events: int) -> int:
 
 
 def test_sigint_during_record_leaves_a_capture_that_a_second_record_completes(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: TestBroker, tmp_path: Path
 ) -> None:
     topic = f"orders-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap, topic_orders=topic
-    ).for_embedded_broker()
+    settings = broker.fresh_settings(topic_orders=topic)
     asyncio.run(ensure_topics(broker.bootstrap, [topic], 4))
     total = asyncio.run(_fill(settings, 150_000))
     args = ["record", "--topics", topic, "--bootstrap-servers", broker.bootstrap]
@@ -155,7 +149,7 @@ def test_sigint_during_record_leaves_a_capture_that_a_second_record_completes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **EMBEDDED_ENV},
+        env={**os.environ, **broker.env()},
     )
     assert proc.stdout is not None
     for line in proc.stdout:
