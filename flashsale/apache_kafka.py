@@ -258,12 +258,33 @@ def cluster_brokers(bootstrap: str) -> list[int]:
 @dataclass(frozen=True)
 class SecureListener:
     """A SASL_SSL listener beside PLAINTEXT: TLS with this PEM key and certificate chain,
-    SCRAM users created when storage is formatted."""
+    SCRAM users created when storage is formatted.
+
+    Kafka's PEM key store reads a PKCS#8 key only (`BEGIN PRIVATE KEY`, or `BEGIN ENCRYPTED
+    PRIVATE KEY` with `key_password`); a PKCS#1 or SEC1 key (`BEGIN RSA PRIVATE KEY`,
+    `BEGIN EC PRIVATE KEY`) is refused here, before a JVM starts.
+    """
 
     certfile: Path
     keyfile: Path
-    users: Mapping[str, str]
+    users: Mapping[str, str] = field(repr=False)
     mechanism: str = "SCRAM-SHA-512"
+    key_password: str | None = field(default=None, repr=False)
+
+    def keystore(self) -> str:
+        """The PEM key store Kafka reads: the key, then the certificate chain."""
+        key = Path(self.keyfile).read_text()
+        encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----" in key
+        if not (encrypted or "-----BEGIN PRIVATE KEY-----" in key):
+            raise BrokerError(
+                f"{self.keyfile} is not a PKCS#8 key (BEGIN PRIVATE KEY), the only kind "
+                "Kafka's PEM key store reads; convert it with `openssl pkcs8 -topk8 -nocrypt`"
+            )
+        if encrypted != (self.key_password is not None):
+            raise BrokerError(
+                f"{self.keyfile}: an encrypted key needs key_password, a plain one none"
+            )
+        return key.rstrip() + "\n" + Path(self.certfile).read_text()
 
 
 @dataclass
@@ -501,9 +522,9 @@ class KafkaCluster:
             protocols.append("SASL_SSL:SASL_SSL")
             mech = self.secure.mechanism
             keystore = node.data / "keystore.pem"
-            keystore.write_text(
-                Path(self.secure.keyfile).read_text() + Path(self.secure.certfile).read_text()
-            )
+            # The private key: readable by its owner only.
+            keystore.touch(mode=0o600)
+            keystore.write_text(self.secure.keystore())
             props.update(
                 {
                     "sasl.enabled.mechanisms": mech,
@@ -514,6 +535,8 @@ class KafkaCluster:
                     "ssl.keystore.location": str(keystore),
                 }
             )
+            if self.secure.key_password is not None:
+                props["ssl.key.password"] = self.secure.key_password
         listeners.append(f"CONTROLLER://{self.host}:{node.controller_port}")
         props["listeners"] = ",".join(listeners)
         props["advertised.listeners"] = ",".join(advertised)
