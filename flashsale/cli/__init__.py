@@ -777,6 +777,50 @@ def _connection_error(exc: Exception) -> str:
     )
 
 
+class _ConnectionFailures(logging.Handler):
+    """Keeps the last reason aiokafka logged for a failed connection: its bootstrap gives up
+    with "Unable to bootstrap" alone, and the reason (a refused login, an untrusted
+    certificate) is only in its log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: BaseException | None = None
+        self.where = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        causes = [a for a in args if isinstance(a, BaseException)]
+        if causes:
+            self.last = causes[-1]
+            self.where = ":".join(str(a) for a in args[:2]) if len(args) >= 3 else ""
+
+
+def _refused(failures: _ConnectionFailures) -> str | None:
+    """One line for a connection the brokers refused for its credentials or that did not
+    trust their certificate; None for any other failure."""
+    import os
+    import ssl
+
+    from aiokafka.errors import AuthenticationFailedError, SaslAuthenticationFailed
+
+    cause = failures.last
+    where = failures.where or "the bootstrap servers"
+    if isinstance(cause, SaslAuthenticationFailed | AuthenticationFailedError):
+        user = os.environ.get("FLASHSALE_SASL_USERNAME", "")
+        mechanism = os.environ.get("FLASHSALE_SASL_MECHANISM", "PLAIN")
+        return (
+            f"Kafka at {where} refused the {mechanism} login of user {user!r}: authentication "
+            "failed (check FLASHSALE_SASL_USERNAME and FLASHSALE_SASL_PASSWORD)"
+        )
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        reason = cause.verify_message or "certificate verify failed"
+        return (
+            f"the TLS certificate of Kafka at {where} is not trusted: {reason} (check "
+            "FLASHSALE_SSL_CAFILE: the CA that signed the brokers' certificates)"
+        )
+    return None
+
+
 def main() -> None:
     """Entry point: usage and setup errors as one line on stderr with exit code 2."""
     command = typer.main.get_command(app)
@@ -784,6 +828,8 @@ def main() -> None:
     # attempt) on stderr; a command says in one line what failed instead. The worker sets up
     # logging of its own, and aiokafka's records reach it.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    failures = _ConnectionFailures()
+    logging.getLogger("aiokafka").addHandler(failures)
     # SIGTERM behaves like Ctrl-C, so every `finally` and context manager cleans up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -814,6 +860,11 @@ def main() -> None:
 
         if not isinstance(exc, KafkaConnectionError):
             raise
+        refused = _refused(failures)
+        if refused is not None:
+            # A setting to correct, as a bad argument is: exit 2.
+            print(f"flashsale: error: {refused}", file=sys.stderr)
+            sys.exit(2)
         print(f"flashsale: error: {_connection_error(exc)}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
