@@ -17,9 +17,10 @@ from typing import Literal
 
 import pytest
 
-from flashsale.apache_kafka import KafkaCluster, KafkaToolMissing
+from flashsale.apache_kafka import KafkaCluster, KafkaToolMissing, SecureListener
 from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
 from flashsale.settings import EMBEDDED_DEFAULTS, Settings
+from tests.tls import Certs, make_certs
 
 BrokerKind = Literal["embedded", "kafka"]
 
@@ -128,6 +129,62 @@ def kafka3() -> Iterator[TestBroker]:
     cluster = start_kafka(3)
     try:
         yield TestBroker("kafka", cluster)
+    finally:
+        cluster.stop()
+
+
+@dataclass
+class SecureKafka:
+    """A one-node Apache Kafka with a SASL_SSL listener (SCRAM-SHA-512 over TLS), its
+    certificate signed by a CA the test made, and one SCRAM user."""
+
+    cluster: KafkaCluster
+    certs: Certs
+    username: str
+    password: str
+    mechanism: str = "SCRAM-SHA-512"
+
+    @property
+    def bootstrap(self) -> str:
+        """The SASL_SSL listener's `HOST:PORT`."""
+        return self.cluster.secure_bootstrap
+
+    def env(self, **changes: str) -> dict[str, str]:
+        """The `FLASHSALE_*` security variables a client of the listener is given (a value in
+        `changes`, keyed by the setting's name, replaces one)."""
+        values = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": self.mechanism,
+            "sasl_username": self.username,
+            "sasl_password": self.password,
+            "ssl_cafile": str(self.certs.cafile),
+            **changes,
+        }
+        return {f"FLASHSALE_{k.upper()}": v for k, v in values.items()}
+
+    def settings(self, **overrides: object) -> Settings:
+        """Fresh settings (topics and app id of their own) on the SASL_SSL listener."""
+        secure: dict[str, object] = {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": self.mechanism,
+            "sasl_username": self.username,
+            "sasl_password": self.password,
+            "ssl_cafile": self.certs.cafile,
+        }
+        return fresh_settings(self.bootstrap, kind="kafka", **{**secure, **overrides})
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """A one-node Apache Kafka with a SASL_SSL listener beside PLAINTEXT, started once a
+    session; its CA and server certificate (for 127.0.0.1) made here."""
+    certs = make_certs(tmp_path_factory.mktemp("tls"))
+    password = f"pw-{uuid.uuid4().hex}"
+    cluster = start_kafka(
+        1, secure=SecureListener(certs.certfile, certs.keyfile, users={"shop": password})
+    )
+    try:
+        yield SecureKafka(cluster, certs, "shop", password)
     finally:
         cluster.stop()
 
