@@ -176,3 +176,65 @@ def test_sasl_without_credentials_is_refused_in_one_line() -> None:
         Settings(security_protocol="SASL_SSL", sasl_username="shop")
     with pytest.raises(ValueError, match="'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL'"):
         Settings(security_protocol="TLS")  # type: ignore[arg-type]
+
+
+def test_the_secure_listener_takes_a_pkcs8_key_and_hides_its_passwords(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from flashsale.apache_kafka import SecureListener
+    from flashsale.broker import BrokerError
+    from tests.tls import make_certs
+
+    certs = make_certs(tmp_path)
+    listener = SecureListener(certs.certfile, certs.keyfile, users={"shop": SECRET})
+    store = listener.keystore()
+    assert store.startswith("-----BEGIN PRIVATE KEY-----")
+    assert store.rstrip().endswith("-----END CERTIFICATE-----")
+    assert SECRET not in repr(listener)
+    # The same key as SEC1 (`BEGIN EC PRIVATE KEY`): Kafka's PEM key store cannot read it.
+    key = serialization.load_pem_private_key(certs.keyfile.read_bytes(), None)
+    sec1 = tmp_path / "sec1.key"
+    sec1.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(BrokerError, match="is not a PKCS#8 key"):
+        SecureListener(certs.certfile, sec1, users={}).keystore()
+
+
+def test_a_refused_login_and_an_untrusted_certificate_name_the_setting_to_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from aiokafka.errors import SaslAuthenticationFailed
+
+    from flashsale.cli import _ConnectionFailures, _refused
+
+    monkeypatch.setenv("FLASHSALE_SASL_USERNAME", "shop")
+    monkeypatch.setenv("FLASHSALE_SASL_MECHANISM", "SCRAM-SHA-512")
+    failures = _ConnectionFailures()
+    log = logging.getLogger("aiokafka.test-refusals")
+    log.addHandler(failures)
+    try:
+        assert _refused(failures) is None
+        log.error('Unable connect to "%s:%s": %s', "kafka1", 9093, OSError("refused"))
+        assert _refused(failures) is None  # not for the credentials: the generic line
+        log.error('Unable connect to "%s:%s": %s', "kafka1", 9093, SaslAuthenticationFailed())
+        assert _refused(failures) == (
+            "Kafka at kafka1:9093 refused the SCRAM-SHA-512 login of user 'shop': "
+            "authentication failed (check FLASHSALE_SASL_USERNAME and FLASHSALE_SASL_PASSWORD)"
+        )
+        bad = ssl.SSLCertVerificationError("certificate verify failed")
+        bad.verify_message = "self-signed certificate"
+        log.error('Unable connect to "%s:%s": %s', "kafka1", 9093, bad)
+        assert _refused(failures) == (
+            "the TLS certificate of Kafka at kafka1:9093 is not trusted: self-signed "
+            "certificate (check FLASHSALE_SSL_CAFILE: the CA that signed the brokers' "
+            "certificates)"
+        )
+    finally:
+        log.removeHandler(failures)
