@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -137,12 +138,23 @@ def fetch_kafka(version: str = KAFKA_VERSION, say: Callable[[str], None] | None 
     libs = _cached_libs(home)
     if libs is not None:
         return libs
+    home.parent.mkdir(parents=True, exist_ok=True)
+    # One fetch at a time: two commands (or test processes) starting together on an empty
+    # cache would otherwise replace each other's folder while the other reads it.
+    with (home.parent / f".{version}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        libs = _cached_libs(home)
+        if libs is not None:
+            return libs
+        return _fetch(version, home, say)
+
+
+def _fetch(version: str, home: Path, say: Callable[[str], None] | None) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KafkaToolMissing(f"mvn not found; {HOW_TO_GET_JAVA}")
     if say is not None:
         say(f"fetching Apache Kafka {version} from Maven Central (once) into {home}")
-    home.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=home.parent) as tmp:
         work = Path(tmp)
         (work / "pom.xml").write_text(_pom(version))
