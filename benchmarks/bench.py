@@ -6,6 +6,7 @@ Figures are rates on this machine and broker; the ratio is what to compare acros
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -25,7 +26,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
-from flashsale.cli.processes import WorkerProcess, bootstrap_for, free_port, settings_on
+from flashsale.apache_kafka import KafkaToolMissing
+from flashsale.cli.processes import (
+    WorkerProcess,
+    broker_for,
+    describe_broker,
+    free_port,
+    settings_on,
+)
 from flashsale.kafka import (
     aiokafka_producer,
     aiokafka_security,
@@ -243,8 +251,11 @@ def bench_produce_confluent(settings: Settings, bootstrap: str, n: int) -> dict[
     )
 
 
-async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> float:
-    """A bare aiokafka consume-and-aggregate loop: decode each order, sum paid cents per SKU."""
+async def _bare_consume(
+    bootstrap: str, topic: str, n: int, partitions: int
+) -> tuple[float, dict[str, int]]:
+    """A bare aiokafka consume-and-aggregate loop: decode each order, sum paid cents per SKU.
+    Its rate, and the sums: what each peer's result must equal."""
     consumer = AIOKafkaConsumer(
         **aiokafka_security(
             None,
@@ -269,7 +280,7 @@ async def _bare_consume(bootstrap: str, topic: str, n: int, partitions: int) -> 
                     sku, cents = paid_cents(record.value)
                     revenue[sku] = revenue.get(sku, 0) + cents
                 count += len(records)
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), revenue
     finally:
         await consumer.stop()
 
@@ -388,12 +399,23 @@ async def _decision_span(run: Settings, ready_ns: int) -> DecisionSpan:
     return DecisionSpan(first["processed_ns"], last, int(first.get("packed", 1)), before_ready)
 
 
-def _bytewax(bootstrap: str, topic: str) -> dict[str, Any] | None:
-    """The Bytewax per-SKU dataflow on the same topic, in its own process; None without it."""
-    if importlib.util.find_spec("bytewax") is None:
+#: The processing peers: the same per-SKU paid-cents sum written with each one's API, each
+#: run in its own process as `python -m MODULE BOOTSTRAP TOPIC EVENTS` (Bytewax reads to the
+#: end offsets and ignores EVENTS).
+PEERS: dict[str, tuple[str, str]] = {
+    "bytewax_per_sku": ("bytewax", "benchmarks.bytewax_flow"),
+    "quixstreams_per_sku": ("quixstreams", "benchmarks.quix_flow"),
+}
+
+
+def _peer(name: str, bootstrap: str, topic: str, events: int) -> dict[str, Any] | None:
+    """A peer's run on the topic (events, its sums per SKU, seconds); None when the peer's
+    package is not installed."""
+    package, module = PEERS[name]
+    if importlib.util.find_spec(package) is None:
         return None
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bytewax_flow", bootstrap, topic],
+        [sys.executable, "-m", module, bootstrap, topic, str(events)],
         capture_output=True,
         check=True,
         timeout=600,
@@ -401,6 +423,23 @@ def _bytewax(bootstrap: str, topic: str) -> dict[str, Any] | None:
     )
     doc: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
     return doc
+
+
+def _peer_stage(
+    peer: dict[str, Any], total: int, expected: dict[str, int], ceiling: float, what: str
+) -> dict[str, Any]:
+    """A peer's figure, with whether its computation was right: every event read and each
+    SKU's paid cents equal to the bare loop's over the same topic."""
+    revenue: dict[str, int] = peer["revenue"]
+    wrong = sorted(k for k in expected.keys() | revenue.keys() if revenue.get(k) != expected.get(k))
+    return {
+        **_stage(peer["events"] / peer["seconds"], ceiling, what),
+        "events": peer["events"],
+        "paid_cents": sum(revenue.values()),
+        "expected_paid_cents": sum(expected.values()),
+        "correct": peer["events"] == total and not wrong,
+        "wrong_skus": len(wrong),
+    }
 
 
 async def _preload(run: Settings, n: int) -> int:
@@ -416,15 +455,21 @@ async def _preload(run: Settings, n: int) -> int:
 
 
 def bench_process(
-    settings: Settings, bootstrap: str, n: int, workdir: Path
+    settings: Settings,
+    bootstrap: str,
+    n: int,
+    workdir: Path,
+    peers: tuple[str, ...] = ("bytewax_per_sku",),
 ) -> dict[str, dict[str, Any]]:
-    """One Faust worker per consume mode, a bare consume-and-aggregate loop and Bytewax, all
-    on the same preloaded topic in one run."""
+    """One Faust worker per consume mode, a bare consume-and-aggregate loop and the `peers`
+    (names of `PEERS`), all on the same preloaded topic in one run."""
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
     asyncio.run(ensure_run_topics(run, bootstrap))
 
     total = asyncio.run(_preload(run, n))
-    ceiling = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
+    ceiling, expected = asyncio.run(
+        _bare_consume(bootstrap, run.topic_orders, total, run.partitions)
+    )
     rates: dict[str, Drain] = {}
     # Alternate the modes and keep each one's best round: the machine's load drifts.
     for _ in range(PROCESS_ROUNDS):
@@ -447,12 +492,11 @@ def bench_process(
             "vs_stream": round(rates["bulk"].wall_per_s / rates["stream"].wall_per_s, 2),
         },
     }
-    peer = _bytewax(bootstrap, run.topic_orders)
-    if peer is not None:
-        results["bytewax_per_sku"] = {
-            **_stage(peer["events"] / peer["seconds"], ceiling, bare),
-            "events": peer["events"],
-        }
+    for name in peers:
+        peer = _peer(name, bootstrap, run.topic_orders, total)
+        if peer is not None:
+            what = f"{bare} ({PEERS[name][0]} is the peer, not ours)"
+            results[name] = _peer_stage(peer, total, expected, ceiling, what)
     return results
 
 
@@ -680,45 +724,89 @@ def bench_locust_kafka(settings: Settings, bootstrap: str, seconds: int) -> dict
     return _stage(ours, ceiling, "bare librdkafka produce loop, prebuilt payloads")
 
 
-def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = None) -> int:
-    """Run every stage, print the table, write the JSON; 0 on success."""
-    n_produce = 100_000 if quick else 400_000
-    n_aiokafka = 30_000 if quick else 100_000
-    n_process = 10_000 if quick else 60_000
-    # Packed: enough events that the worker's fixed start and drain detection (about half a
-    # second) weigh little in its wall rate.
-    n_packed = 100_000 if quick else 1_200_000
-    n_record = 100_000 if quick else 400_000
+#: The local brokers `flashsale bench --broker` picks from; `both` runs them one after the
+#: other in this order, each started for its half and stopped after it.
+LOCAL_BROKERS = ("embedded", "kafka")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Events per stage of one run."""
+
+    produce: int
+    aiokafka: int
+    process: int
+    packed: int
+    record: int
+    locust_s: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        """`--quick`: seconds per stage; else the sizes the documented figures come from."""
+        if quick:
+            return cls(100_000, 30_000, 10_000, 100_000, 100_000, 5)
+        # Packed: enough events that the worker's fixed start and drain detection (about half
+        # a second) weigh little in its wall rate.
+        return cls(400_000, 100_000, 60_000, 1_200_000, 400_000, 15)
+
+
+def _bench_stages(
+    label: str, settings: Settings, bootstrap: str, sizes: Sizes, workdir: Path
+) -> dict[str, dict[str, Any]]:
+    """Every stage on one broker, each beside its bare ceiling on that broker."""
     results: dict[str, dict[str, Any]] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+    on = settings.model_copy(update={"bootstrap_servers": bootstrap})
+    # Quix Streams needs a real Kafka (it does not run on the embedded broker).
+    peers = ("bytewax_per_sku",) if label == "embedded" else tuple(PEERS)
 
-    def on(b: str) -> Settings:
-        return settings.model_copy(update={"bootstrap_servers": b})
+    def step(what: str, run: Callable[[], Any]) -> Any:
+        with console.status(f"bench on {label}: {what} ..."):
+            return run()
 
-    steps: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
-        ("generate", lambda b: bench_generate(b, settings, n_produce)),
-        ("produce_confluent", lambda b: bench_produce_confluent(on(b), b, n_produce)),
-        ("produce_aiokafka", lambda b: asyncio.run(bench_produce(on(b), b, n_aiokafka))),
-    ]
-    with bootstrap_for(settings, announce=False) as bootstrap:
-        # The embedded broker's defaults, when it is ours; the steps' closures see this too.
-        settings = settings_on(settings, bootstrap)
-        for name, step in steps:
-            with console.status(f"bench: {name} ..."):
-                results[name] = step(bootstrap)
-        with console.status("bench: process (stream, bulk, Bytewax) ..."):
-            results.update(bench_process(settings, bootstrap, n_process, workdir))
-        with console.status("bench: locust_kafka (one locust process) ..."):
-            results["locust_kafka"] = bench_locust_kafka(settings, bootstrap, 5 if quick else 15)
-        with console.status(f"bench: process_packed ({PACK} events per message) ..."):
-            results["process_packed"] = bench_process_packed(
-                settings, bootstrap, n_packed, PACK, workdir
-            )
-        with console.status("bench: record (a topic to Parquet) ..."):
-            results["record"] = bench_record(settings, bootstrap, n_record, workdir)
-        with console.status("bench: replay (max speed) ..."):
-            results["replay"] = bench_replay(settings, bootstrap, n_record, workdir)
-    table = Table(title=f"flashsale bench ({'quick' if quick else 'full'}, broker {bootstrap})")
+    results["generate"] = step(
+        "generate", lambda: bench_generate(bootstrap, settings, sizes.produce)
+    )
+    results["produce_confluent"] = step(
+        "produce_confluent",
+        lambda: bench_produce_confluent(on, bootstrap, sizes.produce),
+    )
+    results["produce_aiokafka"] = step(
+        "produce_aiokafka",
+        lambda: asyncio.run(bench_produce(on, bootstrap, sizes.aiokafka)),
+    )
+    names = ", ".join(PEERS[p][0] for p in peers)
+    results.update(
+        step(
+            f"process (stream, bulk, {names})",
+            lambda: bench_process(settings, bootstrap, sizes.process, workdir, peers),
+        )
+    )
+    results["locust_kafka"] = step(
+        "locust_kafka (one locust process)",
+        lambda: bench_locust_kafka(settings, bootstrap, sizes.locust_s),
+    )
+    results["process_packed"] = step(
+        f"process_packed ({PACK} events per message)",
+        lambda: bench_process_packed(settings, bootstrap, sizes.packed, PACK, workdir),
+    )
+    results["record"] = step(
+        "record (a topic to Parquet)",
+        lambda: bench_record(settings, bootstrap, sizes.record, workdir),
+    )
+    results["replay"] = step(
+        "replay (max speed)",
+        lambda: bench_replay(settings, bootstrap, sizes.record, workdir),
+    )
+    return results
+
+
+def _print_broker(label: str, half: dict[str, Any], quick: bool) -> None:
+    """One broker's table (stage, ours, ceiling, ratio) and its worker and peer lines."""
+    results: dict[str, dict[str, Any]] = half["stages"]
+    table = Table(
+        title=f"flashsale bench on {label} ({'quick' if quick else 'full'}): {half['broker']}, "
+        f"{half['bootstrap']}"
+    )
     for col in ("stage", "ours /s", "ceiling /s", "ratio", "ceiling"):
         table.add_column(col, justify="left" if col in ("stage", "ceiling") else "right")
     for name, r in results.items():
@@ -732,26 +820,140 @@ def run_bench(settings: Settings, quick: bool = False, json_path: Path | None = 
     console.print(table)
     stream, per_order = results["process_stream"], results["process_per_order"]
     console.print(
-        f"worker per-order (bulk) vs Faust's stream path with default settings: "
+        f"[{label}] worker per-order (bulk) vs Faust's stream path with default settings: "
         f"{per_order['vs_stream']:.2f}x; CPU per event {per_order['cpu_us_per_event']:.0f} µs "
         f"(stream {stream['cpu_us_per_event']:.0f} µs)"
     )
     packed = results["process_packed"]
     console.print(
-        f"worker packed: {packed['ours_per_s']:,.0f} events/s "
+        f"[{label}] worker packed: {packed['ours_per_s']:,.0f} events/s "
         f"({packed['steady_per_s']:,.0f}/s from its first decision to its last), CPU per "
         f"event {packed['cpu_us_per_event']:.1f} µs, rules "
         f"{'compiled' if packed['compiled'] else 'NOT compiled'}; "
         f"{packed['ours_per_s'] / per_order['ours_per_s']:.1f}x per-order"
-        + (
-            f", {packed['ours_per_s'] / results['bytewax_per_sku']['ours_per_s']:.1f}x Bytewax"
-            if "bytewax_per_sku" in results
-            else ""
-        )
     )
-    if "bytewax_per_sku" not in results:
-        console.print("bytewax is not installed: no peer figure (pip install -e '.[peers]')")
+    peers = [
+        f"{PEERS[name][0]} {results[name]['ours_per_s']:,.0f}/s"
+        + ("" if results[name]["correct"] else " (WRONG RESULT)")
+        for name in PEERS
+        if name in results
+    ]
+    console.print(
+        f"[{label}] per-SKU paid cents on the same topic: our worker per-order "
+        f"{per_order['ours_per_s']:,.0f}/s, packed {packed['ours_per_s']:,.0f}/s; peers: "
+        + (", ".join(peers) or "none installed (pip install -e '.[peers]')")
+    )
+
+
+def _print_side_by_side(halves: dict[str, dict[str, Any]]) -> None:
+    """The ratio of every stage on each broker, in one table."""
+    labels = list(halves)
+    stages = list(dict.fromkeys(n for h in halves.values() for n in h["stages"]))
+    table = Table(title="ours / ceiling on each broker (same run)")
+    table.add_column("stage")
+    for label in labels:
+        table.add_column(f"{label} ours /s", justify="right")
+        table.add_column(f"{label} ratio", justify="right")
+    for name in stages:
+        row = [name]
+        for label in labels:
+            r = halves[label]["stages"].get(name)
+            row += [f"{r['ours_per_s']:,.0f}", f"{r['ratio']:.2f}"] if r else ["-", "-"]
+        table.add_row(*row)
+    console.print(table)
+
+
+def _versions() -> dict[str, str]:
+    """The versions of what the figures depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import confluent_kafka
+
+    from flashsale.apache_kafka import KAFKA_VERSION
+
+    out = {"python": sys.version.split()[0], "librdkafka": confluent_kafka.libversion()[0]}
+    for dist in ("aiokafka", "confluent-kafka", "faust-streaming", "bytewax", "quixstreams"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    out["apache-kafka (local)"] = KAFKA_VERSION
+    return out
+
+
+def run_bench(
+    settings: Settings,
+    quick: bool = False,
+    json_path: Path | None = None,
+    brokers: tuple[str, ...] = LOCAL_BROKERS,
+    sizes: Sizes | None = None,
+) -> int:
+    """Run every stage on each broker, print the tables, write the JSON; 0 on success, 1 when
+    a peer's result was wrong, 2 when the only broker asked for cannot be started.
+
+    `brokers`: the local brokers to start (names of `LOCAL_BROKERS`), one after the other;
+    ignored when `settings.bootstrap_servers` is set: then only those servers are measured.
+    A local Kafka that cannot start for want of Java or Maven is skipped with one line, unless
+    it is the only broker asked for. `sizes`: instead of `Sizes.of(quick)` (tests).
+    """
+    sizes = sizes or Sizes.of(quick)
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
+    halves: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    if settings.bootstrap_servers:
+        runs = [("external", settings)]
+    else:
+        runs = [
+            (
+                name,
+                settings.model_copy(update={"local_broker": "kafka", "kafka_nodes": 1})
+                if name == "kafka"
+                else settings.model_copy(update={"local_broker": "embedded"}),
+            )
+            for name in LOCAL_BROKERS
+            if name in brokers
+        ]
+    for label, half_settings in runs:
+        with contextlib.ExitStack() as stack:
+            try:
+                with console.status(f"bench: starting the {label} broker ..."):
+                    bootstrap, broker = stack.enter_context(
+                        broker_for(half_settings, announce=False)
+                    )
+            except KafkaToolMissing as exc:
+                if len(runs) == 1:
+                    print(f"flashsale: error: {exc}", file=sys.stderr)
+                    return 2
+                skipped[label] = str(exc)
+                console.print(f"bench: {label} skipped: {exc}")
+                continue
+            # The embedded broker's defaults when it is ours (`Settings.for_embedded_broker`);
+            # Kafka's otherwise (a 10 s session: a stock Kafka refuses one under 6 s).
+            on = settings_on(half_settings, bootstrap)
+            halves[label] = {
+                "broker": describe_broker(broker),
+                "bootstrap": bootstrap,
+                "stages": _bench_stages(label, on, bootstrap, sizes, workdir),
+            }
+    for label, half in halves.items():
+        _print_broker(label, half, quick)
+    if len(halves) > 1:
+        _print_side_by_side(halves)
+    for label, reason in skipped.items():
+        console.print(f"bench: {label} skipped: {reason}")
+    wrong = [
+        f"{PEERS[name][0]} on {label}"
+        for label, half in halves.items()
+        for name in PEERS
+        if name in half["stages"] and not half["stages"][name]["correct"]
+    ]
+    for what in wrong:
+        console.print(
+            f"bench: {what} did not compute the bare loop's per-SKU sums: its figure "
+            "is not of a correct computation"
+        )
     if json_path:
-        json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+        doc = {"quick": quick, "versions": _versions(), **halves, "skipped": skipped}
+        json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         console.print(f"figures: {json_path}")
-    return 0
+    return 1 if wrong else 0

@@ -462,14 +462,16 @@ class ConfluentSink(_Counting):
                 if hdrs is None:
                     produce(topic, value, key)
                 else:
-                    produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type]
+                    # confluent-kafka 2.13+ types `headers` more narrowly than older
+                    # releases (the `peers` extra holds it below 2.13 for quixstreams).
+                    produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type, unused-ignore]
             except BufferError:
                 # The bounded local queue is full: wait for the broker, then go on.
                 while True:
                     poll(0.005)
                     await asyncio.sleep(0)
                     try:
-                        produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type]
+                        produce(topic, value, key, headers=hdrs)  # type: ignore[arg-type, unused-ignore]
                         break
                     except BufferError:
                         continue

@@ -755,12 +755,33 @@ def bench(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the stage figures (JSON) here.")
     ] = None,
+    broker_name: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="Which local broker to start and measure: embedded, kafka (Apache Kafka from "
+            "Maven Central's jars; Java 17+) or both, one after the other [default: both]. "
+            "Not with --bootstrap-servers, which measures those servers only.",
+        ),
+    ] = None,
 ) -> None:
-    """Our path beside a bare-client ceiling, stage by stage, in one run."""
-    from benchmarks.bench import run_bench
+    """Our path beside a bare-client ceiling, stage by stage, on each broker, in one run."""
+    from benchmarks.bench import LOCAL_BROKERS, run_bench
 
+    choices = {**{name: (name,) for name in LOCAL_BROKERS}, "both": LOCAL_BROKERS}
+    if broker_name is not None and broker_name not in choices:
+        raise typer.BadParameter(
+            f"{broker_name!r} is not one of {', '.join(choices)}", param_hint="'--broker'"
+        )
     settings = settings_for(bootstrap_servers, client_config=client_config)
-    raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path))
+    if broker_name is not None and settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "picks a local broker to start; with --bootstrap-servers the bench measures "
+            "those servers only",
+            param_hint="'--broker'",
+        )
+    brokers = choices[broker_name or "both"]
+    raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path, brokers=brokers))
 
 
 def _connection_error(exc: Exception) -> str:
