@@ -101,7 +101,7 @@ def _drain_stage(drain: Drain, ceiling: float, what: str) -> dict[str, Any]:
     """A worker stage: the wall rate against the ceiling, its CPU, and the steady rate."""
     return {
         **_stage(drain.wall_per_s, ceiling, what),
-        "cpu_us_per_event": round(drain.cpu_us, 2),
+        "cpu_us_per_event": None if drain.cpu_us is None else round(drain.cpu_us, 2),
         "steady_per_s": round(drain.steady_per_s, 1),
         "steady_ratio": round(drain.steady_per_s / ceiling, 3) if ceiling else None,
     }
@@ -318,7 +318,7 @@ class Drain:
     #: 0.5 s, polled every 0.2 s).
     wall_per_s: float
     #: The worker process's CPU (user + system) per event decided from the ready poll on, µs.
-    cpu_us: float
+    cpu_us: float | None
     #: Events decided per second from the worker's first decision to its last (their
     #: `processed_ns`): the rate while it drains, without the fixed costs above.
     steady_per_s: float
@@ -364,7 +364,8 @@ def _drain(total: int, ready_ns: int, drained_ns: int, cpu_s: float, span: Decis
     started_ns = min(ready_ns, span.first_ns)
     return Drain(
         total / ((drained_ns - started_ns) / 1e9),
-        cpu_s / max(total - span.before_ready, 1) * 1e6,
+        # None when every event was decided before the poll: no CPU was measured for any.
+        cpu_s / (total - span.before_ready) * 1e6 if total > span.before_ready else None,
         (total - span.first_events) / ((span.last_ns - span.first_ns) / 1e9),
     )
 
@@ -800,6 +801,16 @@ def _bench_stages(
     return results
 
 
+def _us(stage: dict[str, Any], digits: int) -> str:
+    """A stage's CPU per event, or why there is none."""
+    cpu = stage["cpu_us_per_event"]
+    return (
+        "not measured (all decided before the ready poll)"
+        if cpu is None
+        else f"{cpu:.{digits}f} µs"
+    )
+
+
 def _print_broker(label: str, half: dict[str, Any], quick: bool) -> None:
     """One broker's table (stage, ours, ceiling, ratio) and its worker and peer lines."""
     results: dict[str, dict[str, Any]] = half["stages"]
@@ -821,14 +832,14 @@ def _print_broker(label: str, half: dict[str, Any], quick: bool) -> None:
     stream, per_order = results["process_stream"], results["process_per_order"]
     console.print(
         f"[{label}] worker per-order (bulk) vs Faust's stream path with default settings: "
-        f"{per_order['vs_stream']:.2f}x; CPU per event {per_order['cpu_us_per_event']:.0f} µs "
-        f"(stream {stream['cpu_us_per_event']:.0f} µs)"
+        f"{per_order['vs_stream']:.2f}x; CPU per event {_us(per_order, 0)} "
+        f"(stream {_us(stream, 0)})"
     )
     packed = results["process_packed"]
     console.print(
         f"[{label}] worker packed: {packed['ours_per_s']:,.0f} events/s "
         f"({packed['steady_per_s']:,.0f}/s from its first decision to its last), CPU per "
-        f"event {packed['cpu_us_per_event']:.1f} µs, rules "
+        f"event {_us(packed, 1)}, rules "
         f"{'compiled' if packed['compiled'] else 'NOT compiled'}; "
         f"{packed['ours_per_s'] / per_order['ours_per_s']:.1f}x per-order"
     )

@@ -28,3 +28,11 @@ def test_drain_rates(first_s: int, before_ready: int, wall: float, cpu_events: i
     assert drain.wall_per_s == pytest.approx(wall)
     assert drain.cpu_us == pytest.approx(3.5 / cpu_events * 1e6)
     assert drain.steady_per_s == pytest.approx(1_199_000 / (15 - first_s))
+
+
+def test_no_cpu_figure_when_everything_was_decided_before_the_poll() -> None:
+    # A small topic on a fast broker: the worker decided all of it before the poll saw it
+    # ready, so no CPU was measured for any event (not the CPU divided by one event).
+    span = DecisionSpan(first_ns=9 * S, last_ns=10 * S, first_events=1000, before_ready=100_000)
+    drain = _drain(100_000, ready_ns=11 * S, drained_ns=12 * S, cpu_s=0.01, span=span)
+    assert drain.cpu_us is None
