@@ -200,19 +200,18 @@ def fresh_settings(bootstrap: str, kind: BrokerKind = "embedded", **overrides: o
     embedded broker with its defaults (`Settings.for_embedded_broker`), as flashsale gives
     them to an embedded broker it starts itself. `overrides` are set explicitly."""
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        bootstrap_servers=bootstrap,
-        topic_orders=f"orders-{tag}",
-        topic_decisions=f"order-decisions-{tag}",
-        topic_inventory=f"inventory-events-{tag}",
-        topic_dlq=f"orders-dlq-{tag}",
-        topic_late=f"orders-late-{tag}",
-        topic_revenue_second=f"revenue-per-second-{tag}",
-        topic_revenue_minute=f"revenue-per-minute-{tag}",
-        topic_hot=f"hot-products-{tag}",
-        app_id=f"flashsale-{tag}",
-        **overrides,  # type: ignore[arg-type]
-    )
+    names: dict[str, object] = {
+        "topic_orders": f"orders-{tag}",
+        "topic_decisions": f"order-decisions-{tag}",
+        "topic_inventory": f"inventory-events-{tag}",
+        "topic_dlq": f"orders-dlq-{tag}",
+        "topic_late": f"orders-late-{tag}",
+        "topic_revenue_second": f"revenue-per-second-{tag}",
+        "topic_revenue_minute": f"revenue-per-minute-{tag}",
+        "topic_hot": f"hot-products-{tag}",
+        "app_id": f"flashsale-{tag}",
+    }
+    settings = Settings(bootstrap_servers=bootstrap, **{**names, **overrides})  # type: ignore[arg-type]
     return settings.for_embedded_broker() if kind == "embedded" else settings
 
 
