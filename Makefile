@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml setup.py streams/packed.py streams/packed.pxd flashsale
 	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/share/compose-spec 'docker-compose==1.29.2'
 	touch $(STAMP)
 
+# The bench's processing peers (its test runs them too): Bytewax beside flashsale (the `peers`
+# extra), Quix Streams in a virtualenv of its own (.venv/quix: the `quix` extra's list, not
+# flashsale), so its caps on confluent-kafka and pydantic do not move the versions measured.
+PEERS := $(VENV)/.peers
+QUIX := $(VENV)/quix
+extra = $(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))" > $(VENV)/$(1).txt
+$(PEERS): $(STAMP)
+	$(call extra,peers)
+	$(BIN)/python -m pip install --quiet -r $(VENV)/peers.txt
+	test -x $(QUIX)/bin/python || $(PYTHON) -m venv $(QUIX)
+	$(call extra,quix)
+	$(QUIX)/bin/python -m pip install --quiet -r $(VENV)/quix.txt
+	touch $(PEERS)
+
 demo: $(STAMP)
 	$(BIN)/flashsale demo
 
@@ -28,7 +42,7 @@ lint: $(STAMP)
 # which mostly wait on brokers, workers and browsers and run in two processes (pytest-xdist,
 # a file at a time; each process has its own broker and ports); the unit output follows.
 # Tests marked `solo` measure timing and run last, with the machine to themselves.
-test: lint
+test: lint $(PEERS)
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
 	$(BIN)/python -m pytest -m "not slow and not solo" -n 2 --dist loadfile --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
@@ -38,8 +52,7 @@ test: lint
 test-all: lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[peers]'
+bench: $(PEERS)
 	$(BIN)/flashsale bench --json benchmarks/latest.json
 
 clean:

@@ -409,18 +409,42 @@ PEERS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Where a peer may live apart from flashsale: the virtualenv `make bench` makes for it
+#: (`FLASHSALE_<PACKAGE>_PYTHON` names another interpreter).
+ROOT = Path(__file__).resolve().parent.parent
+PEER_VENVS: dict[str, Path] = {"quixstreams": ROOT / ".venv" / "quix" / "bin" / "python"}
+
+
+def peer_python(package: str) -> str | None:
+    """The interpreter that has `package`: its own (env var, then its virtualenv), else this
+    one; None when none has it."""
+    own = os.environ.get(f"FLASHSALE_{package.upper()}_PYTHON")
+    candidates = [own] if own else []
+    venv = PEER_VENVS.get(package)
+    if venv is not None and venv.exists():
+        candidates.append(str(venv))
+    for python in candidates:
+        probe = subprocess.run(
+            [python, "-c", f"import {package}"], capture_output=True, check=False, timeout=60
+        )
+        if probe.returncode == 0:
+            return python
+    return sys.executable if importlib.util.find_spec(package) is not None else None
+
+
 def _peer(name: str, bootstrap: str, topic: str, events: int) -> dict[str, Any] | None:
     """A peer's run on the topic (events, its sums per SKU, seconds); None when the peer's
     package is not installed."""
     package, module = PEERS[name]
-    if importlib.util.find_spec(package) is None:
+    python = peer_python(package)
+    if python is None:
         return None
     out = subprocess.run(
-        [sys.executable, "-m", module, bootstrap, topic, str(events)],
+        [python, "-m", module, bootstrap, topic, str(events)],
         capture_output=True,
         check=True,
         timeout=600,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     doc: dict[str, Any] = orjson.loads(out.stdout.splitlines()[-1])
     return doc
@@ -883,11 +907,23 @@ def _versions() -> dict[str, str]:
     from flashsale.apache_kafka import KAFKA_VERSION
 
     out = {"python": sys.version.split()[0], "librdkafka": confluent_kafka.libversion()[0]}
-    for dist in ("aiokafka", "confluent-kafka", "faust-streaming", "bytewax", "quixstreams"):
+    for dist in ("aiokafka", "confluent-kafka", "faust-streaming", "bytewax"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
             continue
+    # A peer in a virtualenv of its own: its version there.
+    python = peer_python("quixstreams")
+    if python is not None:
+        said = subprocess.run(
+            [python, "-c", "from importlib.metadata import version; print(version('quixstreams'))"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if said.returncode == 0:
+            out["quixstreams"] = said.stdout.strip()
     out["apache-kafka (local)"] = KAFKA_VERSION
     return out
 
