@@ -158,17 +158,7 @@ async def ensure_run_topics(settings: Settings, bootstrap: str) -> Settings:
     changelog and Faust's leader topic (so none is left to a broker's auto-creation, which
     makes one partition). Returns `settings` with the replication factor and
     `min.insync.replicas` resolved (`resolve_replication`), as the workers need them."""
-    topics = [
-        settings.topic_orders,
-        settings.topic_decisions,
-        settings.topic_inventory,
-        settings.topic_dlq,
-        settings.topic_late,
-        settings.topic_revenue_second,
-        settings.topic_revenue_minute,
-        settings.topic_hot,
-    ]
-    resolved = await ensure_topics(bootstrap, topics, settings.partitions, settings)
+    resolved = await ensure_topics(bootstrap, settings.run_topics(), settings.partitions, settings)
     await ensure_topics(
         bootstrap,
         [resolved.state_changelog_topic()],

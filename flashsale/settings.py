@@ -268,6 +268,19 @@ class Settings(BaseSettings):
             if value is not None
         }
 
+    def run_topics(self) -> list[str]:
+        """flashsale's own topics of a run: orders and every output (not Faust's)."""
+        return [
+            self.topic_orders,
+            self.topic_decisions,
+            self.topic_inventory,
+            self.topic_dlq,
+            self.topic_late,
+            self.topic_revenue_second,
+            self.topic_revenue_minute,
+            self.topic_hot,
+        ]
+
     def state_changelog_topic(self) -> str:
         """The changelog topic of the workers' partition-state table."""
         return f"{self.app_id}-{STATE_TABLE}-changelog"

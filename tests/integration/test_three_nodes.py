@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from flashsale.cli.processes import free_port
-from flashsale.kafka import read_topic
+from flashsale.kafka import leader_topic, read_topic
 from flashsale.runs import BUSINESS_FIELDS, load_run
 from flashsale.settings import Settings
 from tests.conftest import TestBroker
@@ -86,18 +86,7 @@ def test_demo_on_three_nodes_reconciles_with_every_topic_replicated_three_times(
     assert doc["orders_processed"] == doc["orders_produced"]
     assert doc["oversold_skus"] == 0
 
-    topics = [
-        settings.topic_orders,
-        settings.topic_decisions,
-        settings.topic_inventory,
-        settings.topic_dlq,
-        settings.topic_late,
-        settings.topic_revenue_second,
-        settings.topic_revenue_minute,
-        settings.topic_hot,
-        settings.state_changelog_topic(),
-        f"{settings.app_id}-__assignor-__leader",
-    ]
+    topics = [*settings.run_topics(), settings.state_changelog_topic(), leader_topic(settings)]
     replication = asyncio.run(_replication(kafka3.bootstrap, topics))
     assert replication == {t: (3, "2") for t in topics}
 
