@@ -4,20 +4,15 @@ folder behind, and its log holds each traceback whole, in one record."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
-from flashsale.kafka import ensure_run_topics
-from flashsale.settings import Settings
-from tests.conftest import assert_tracebacks_whole, fresh_settings, skip_or_fail
+from tests.conftest import assert_tracebacks_whole
+from tests.faults.conftest import OwnBroker
 from tests.faults.helpers import produce_cmd, scenario_file, start_producer, wait_until
 from tests.integration.conftest import worker_starter
 
@@ -27,27 +22,6 @@ pytestmark = pytest.mark.integration
 BROKER_GONE_S = 12.0
 #: What a worker promises: gone this long after SIGTERM, whatever its broker does.
 GONE_WITHIN_S = 10.0
-
-
-@dataclass
-class OwnBroker:
-    """A broker this test alone uses, so it can stop it."""
-
-    broker: EmbeddedBroker
-    settings: Settings
-
-
-@pytest.fixture
-def own_broker() -> Iterator[OwnBroker]:
-    """Tansu on a free port with this test's topics; stopped at the end if still running."""
-    try:
-        find_tansu()
-    except TansuNotFound as exc:
-        skip_or_fail(str(exc))
-    with EmbeddedBroker() as broker:
-        settings = fresh_settings(broker.bootstrap)
-        asyncio.run(ensure_run_topics(settings, broker.bootstrap))
-        yield OwnBroker(broker, settings)
 
 
 @pytest.mark.parametrize("busy", [True, False], ids=["busy", "idle"])
