@@ -45,7 +45,9 @@ def test_producer_and_worker_ride_out_a_broker_restart(
         # that reach it first can crash the worker or hang it, docs/reliability.md).
         # Kafka: the same node on its data, the clients back as soon as it answers.
         os.kill(broker.pid or 0, signal.SIGKILL)
+        killed = time.monotonic()
         proxied.restart_broker()
+        print(f"{proxied.kind} broker back {time.monotonic() - killed:.1f} s after SIGKILL")
         applied_at_restart = worker.totals().get("accepted", 0)
     finally:
         rc = finish(producer)
