@@ -39,12 +39,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Unit tests (CPU-bound, about a minute) run beside the integration and end-to-end tests,
-# which mostly wait on brokers, workers and browsers and run in two processes (pytest-xdist,
-# a file at a time; each process has its own broker and ports); the unit output follows.
+# which mostly wait on brokers, workers and browsers and run in three processes (pytest-xdist,
+# a test at a time, except that the files sharing a session cluster go to one process; each
+# process has its own brokers and ports); the unit output follows.
 # Tests marked `solo` measure timing and run last, with the machine to themselves.
 test: lint $(PEERS)
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
-	$(BIN)/python -m pytest -m "not slow and not solo" -n 2 --dist loadfile --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
+	$(BIN)/python -m pytest -m "not slow and not solo" -n 3 --dist loadgroup --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
 	$(BIN)/python -m pytest -m "solo and not slow" -p no:cacheprovider tests/integration tests/faults tests/e2e; src=$$?; \
 	exit $$(( rc || urc || src ))

@@ -199,6 +199,16 @@ def _fetch(version: str, home: Path, say: Callable[[str], None] | None) -> Path:
     return libs
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as `kafka-storage random-uuid` makes one: 16 bytes, URL-safe base64
+    without padding, and (as Kafka's `Uuid.randomUuid`) never beginning with `-`, which a
+    command line would take for an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _free_ports(host: str, count: int) -> list[int]:
     socks = []
     try:
@@ -471,9 +481,7 @@ class KafkaCluster:
             raise BrokerError(
                 f"{self.data} holds a {len(saved['nodes'])}-node cluster, not {self.size}"
             )
-        self.cluster_id = saved.get("cluster_id") or base64.urlsafe_b64encode(
-            os.urandom(16)
-        ).decode().rstrip("=")
+        self.cluster_id = saved.get("cluster_id") or new_cluster_id()
         per = 3 if self.secure else 2
         fresh = iter(_free_ports(self.host, per * self.size))
         self.nodes = []
@@ -582,8 +590,7 @@ class KafkaCluster:
                 self._classpath(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                self.cluster_id,
+                f"--cluster-id={self.cluster_id}",
                 "-c",
                 str(props),
                 "--ignore-formatted",

@@ -17,7 +17,9 @@ from matplotlib.image import imread
 from flashsale.runs import BUSINESS_FIELDS, MANIFEST
 from tests.integration.test_dashboard import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
-pytestmark = pytest.mark.integration
+# One test process takes this file whole, with test_runs.py: both use the session's
+# recorded run, made once per process.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("recorded_run")]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = 6

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pytest
 
 from flashsale.kafka import ensure_topics, read_topic
 from flashsale.runs import BUSINESS_FIELDS, load_run
@@ -21,6 +22,10 @@ from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
 from tests.conftest import TestBroker
 from tests.integration.helpers import SMALL
+
+# One test process takes this file whole, with test_report.py: both use the session's
+# recorded run, made once per process.
+pytestmark = pytest.mark.xdist_group("recorded_run")
 
 
 def flashsale(

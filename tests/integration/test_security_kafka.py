@@ -28,7 +28,8 @@ from producers.catalog import Catalog
 from tests.conftest import SecureKafka
 from tests.tls import make_certs
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+# One test process takes this file whole (secure_kafka, started once per process).
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.xdist_group("secure_kafka")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,8 @@ from flashsale.runs import BUSINESS_FIELDS, load_run
 from flashsale.settings import Settings
 from tests.conftest import TestBroker
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+# One test process takes this file whole (kafka3, started once per process).
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.xdist_group("kafka3")]
 
 ROOT = Path(__file__).resolve().parents[2]
 
