@@ -293,3 +293,27 @@ def assert_tracebacks_whole(log: str) -> None:
             lines = [line for line in record.rstrip().splitlines() if line.strip()]
             assert any(line.lstrip().startswith('File "') for line in lines), record
             assert not lines[-1].startswith(" "), f"a traceback cut short:\n{record}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per broker of the tier: how many of its tests passed, failed, skipped."""
+    from collections import Counter
+
+    from flashsale.apache_kafka import KAFKA_VERSION
+
+    counts: dict[str, Counter[str]] = {"kafka": Counter(), "embedded": Counter()}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            keywords = getattr(report, "keywords", {})
+            tier = "kafka" if "kafka" in keywords else "embedded" if "embedded" in keywords else ""
+            # A test passes in its call; setup and teardown errors count as errors.
+            if tier and (outcome != "passed" or getattr(report, "when", "call") == "call"):
+                counts[tier][outcome] += 1
+    if not any(counts.values()):
+        return
+    for tier, label in (("kafka", f"Apache Kafka {KAFKA_VERSION}"), ("embedded", "embedded")):
+        c = counts[tier]
+        terminalreporter.write_line(
+            f"broker tier, {label}: {c['passed']} passed, {c['failed']} failed, "
+            f"{c['error']} errors, {c['skipped']} skipped"
+        )
