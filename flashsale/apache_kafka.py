@@ -455,6 +455,9 @@ class KafkaCluster:
         started = time.monotonic()
         self._java = _java()
         self._libs = fetch_kafka(self.version, self.say)
+        if self.say is not None:
+            nodes = f"{self.size} node{'s' if self.size > 1 else ''}"
+            self.say(f"starting Apache Kafka {self.version}, {nodes}...")
         if self._data is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="flashsale-kafka-")
             self._data = Path(self._tmp.name)

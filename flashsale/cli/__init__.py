@@ -159,8 +159,12 @@ def kafka(
     if data is not None and data.exists() and not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="'--data'")
     settings = settings_for(None)
+    # Progress on stderr: stdout's first line is the bootstrap servers, for scripts.
     cluster = KafkaCluster(
-        nodes=nodes, data=data, host=settings.web_host, say=lambda line: print(line, flush=True)
+        nodes=nodes,
+        data=data,
+        host=settings.web_host,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
     )
     with cluster:
         print(f"bootstrap={cluster.bootstrap}", flush=True)

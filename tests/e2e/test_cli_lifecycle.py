@@ -52,13 +52,15 @@ def _wait_dead(pids: set[int], timeout_s: float = 15.0) -> set[int]:
 def _flashsale(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     # A new session, as a terminal gives a command its own process group: Ctrl-C is
     # SIGINT to the whole group, and every process we started is findable by session id.
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "flashsale", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    options: dict[str, object] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        "start_new_session": True,
         **kwargs,
+    }
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "flashsale", *args], **options
     )
 
 
@@ -169,7 +171,8 @@ BROKER_COMMANDS = [
 
 @pytest.mark.parametrize("command", BROKER_COMMANDS[:2])
 def test_broker_dies_with_its_parent_even_on_sigkill(command: list[str]) -> None:
-    proc = _flashsale(*command)
+    # Progress goes to stderr; stdout's first line is the bootstrap servers, for scripts.
+    proc = _flashsale(*command, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert first.startswith("bootstrap=127.0.0.1:"), first
@@ -184,7 +187,7 @@ def test_broker_dies_with_its_parent_even_on_sigkill(command: list[str]) -> None
 
 @pytest.mark.parametrize("command", BROKER_COMMANDS)
 def test_broker_command_stops_cleanly_on_sigterm(command: list[str]) -> None:
-    proc = _flashsale(*command)
+    proc = _flashsale(*command, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("bootstrap=")
     below = descendants(proc.pid)
