@@ -42,11 +42,13 @@ lint: $(STAMP)
 # which mostly wait on brokers, workers and browsers and run in three processes (pytest-xdist,
 # a test at a time, except that the files sharing a session cluster go to one process; each
 # process has its own brokers and ports); the unit output follows.
-# Tests marked `solo` measure timing and run last, with the machine to themselves.
+# Tests marked `solo` measure timing and run last, with the machine to themselves (after a
+# `sync`: the Kafka nodes' files written back to disk first, not during the measurement).
 test: lint $(PEERS)
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
 	$(BIN)/python -m pytest -m "not slow and not solo" -n 3 --dist loadgroup --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
+	sync; \
 	$(BIN)/python -m pytest -m "solo and not slow" -p no:cacheprovider tests/integration tests/faults tests/e2e; src=$$?; \
 	exit $$(( rc || urc || src ))
 

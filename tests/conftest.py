@@ -313,6 +313,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     for tier, label in (("kafka", f"Apache Kafka {KAFKA_VERSION}"), ("embedded", "embedded")):
         c = counts[tier]
+        if not c:
+            continue
         terminalreporter.write_line(
             f"broker tier, {label}: {c['passed']} passed, {c['failed']} failed, "
             f"{c['error']} errors, {c['skipped']} skipped"
