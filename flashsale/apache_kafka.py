@@ -157,6 +157,8 @@ def _fetch(version: str, home: Path, say: Callable[[str], None] | None) -> Path:
         say(f"fetching Apache Kafka {version} from Maven Central (once) into {home}")
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=home.parent) as tmp:
         work = Path(tmp)
+        # The cache's folder is made inside the temporary one and moved into place whole.
+        fetched = work / "fetched"
         (work / "pom.xml").write_text(_pom(version))
         command = [
             mvn,
@@ -167,7 +169,7 @@ def _fetch(version: str, home: Path, say: Callable[[str], None] | None) -> Path:
             str(work / "pom.xml"),
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
-            f"-DoutputDirectory={work / 'libs'}",
+            f"-DoutputDirectory={fetched / 'libs'}",
         ]
         # Offline first: Maven's local repository may hold every artifact already.
         done = subprocess.run(
@@ -181,18 +183,15 @@ def _fetch(version: str, home: Path, say: Callable[[str], None] | None) -> Path:
                 f"Maven could not fetch Apache Kafka {version}: "
                 + (lines[0] if lines else "no output").strip()
             )
-        jars = sorted(p for p in (work / "libs").glob("*.jar"))
+        jars = sorted(p for p in (fetched / "libs").glob("*.jar"))
         if not any(p.name == f"kafka_2.13-{version}.jar" for p in jars):
             raise BrokerError(f"Maven fetched no kafka_2.13-{version}.jar")
-        (work / "manifest.json").write_text(
+        (fetched / "manifest.json").write_text(
             json.dumps({"version": version, "sha256": {p.name: _sha256(p) for p in jars}})
         )
         if home.exists():
             shutil.rmtree(home)
-        (work / "pom.xml").unlink()
-        os.replace(work, home)
-        # TemporaryDirectory's cleanup must find something to remove.
-        work.mkdir()
+        os.replace(fetched, home)
     libs = _cached_libs(home)
     if libs is None:
         raise BrokerError(f"the jars fetched into {home} do not match their sums")
@@ -673,10 +672,9 @@ class KafkaCluster:
         last: list[int] = []
         while time.monotonic() < deadline:
             try:
+                # The brokers every waited-for node's metadata lists.
                 last = sorted(
-                    {b[0] for n in wanted for b in _metadata_brokers(self.host, n.port)}
-                    if len(wanted) == 1
-                    else set.intersection(
+                    set.intersection(
                         *({b[0] for b in _metadata_brokers(self.host, n.port)} for n in wanted)
                     )
                 )

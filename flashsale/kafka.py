@@ -143,7 +143,7 @@ def aiokafka_producer(
 _BATCH_OVERHEAD = 64 * 1024
 
 
-def changelog_configs(settings: Settings) -> dict[str, str]:
+def changelog_configs() -> dict[str, str]:
     """Topic configs of the workers' state changelog: compacted (one live record per key),
     and taking a whole partition-state record (Kafka's default `message.max.bytes` is about
     1 MB; a state record may be up to `STATE_RECORD_MAX_BYTES`)."""
@@ -156,18 +156,15 @@ def changelog_configs(settings: Settings) -> dict[str, str]:
 async def ensure_run_topics(settings: Settings, bootstrap: str) -> Settings:
     """Create the topics a run uses, if missing: flashsale's own, the workers' state
     changelog and Faust's leader topic (so none is left to a broker's auto-creation, which
-    makes one partition). Returns `settings` with the replication factor and
-    `min.insync.replicas` resolved (`resolve_replication`), as the workers need them."""
-    resolved = await ensure_topics(bootstrap, settings.run_topics(), settings.partitions, settings)
-    await ensure_topics(
-        bootstrap,
-        [resolved.state_changelog_topic()],
-        settings.partitions,
-        resolved,
-        changelog_configs(resolved),
-    )
-    await ensure_topics(bootstrap, [leader_topic(settings)], 1, resolved)
-    return resolved
+    makes one partition), with one admin client. Returns `settings` with the replication
+    factor and `min.insync.replicas` resolved (`resolve_replication`), as the workers need
+    them."""
+    specs: list[tuple[str, int, Mapping[str, str]]] = [
+        (topic, settings.partitions, {}) for topic in settings.run_topics()
+    ]
+    specs.append((settings.state_changelog_topic(), settings.partitions, changelog_configs()))
+    specs.append((leader_topic(settings), 1, {}))
+    return await _ensure(bootstrap, settings, specs)
 
 
 def leader_topic(settings: Settings) -> str:
@@ -207,6 +204,15 @@ async def ensure_topics(
     """Create the topics that do not exist yet, with the replication factor and
     `min.insync.replicas` of `resolve_replication` (from the cluster's broker count) and
     `configs`; returns the settings with both resolved."""
+    return await _ensure(bootstrap, settings, [(t, partitions, configs or {}) for t in topics])
+
+
+async def _ensure(
+    bootstrap: str,
+    settings: Settings | None,
+    specs: Sequence[tuple[str, int, Mapping[str, str]]],
+) -> Settings:
+    """`ensure_topics` of topics each with its own partitions and configs, one admin client."""
     s = settings if settings is not None else Settings()
     admin = AIOKafkaAdminClient(
         **aiokafka_security(
@@ -224,19 +230,16 @@ async def ensure_topics(
         cluster = await admin.describe_cluster()
         resolved = resolve_replication(s, len(cluster.get("brokers") or ()))
         existing = set(await admin.list_topics())
-        topic_configs = {
-            "min.insync.replicas": str(resolved.min_insync_replicas),
-            **(configs or {}),
-        }
+        isr = {"min.insync.replicas": str(resolved.min_insync_replicas)}
         wanted = [
             NewTopic(
-                name=t,
+                name=topic,
                 num_partitions=partitions,
                 replication_factor=resolved.replication_factor or 1,
-                topic_configs=topic_configs,
+                topic_configs={**isr, **configs},
             )
-            for t in topics
-            if t not in existing
+            for topic, partitions, configs in specs
+            if topic not in existing
         ]
         if wanted:
             # Another process may create one meanwhile: fine.

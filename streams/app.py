@@ -844,7 +844,7 @@ def create_app(
         partitions=settings.partitions,
         # Should Faust create the changelog itself: the configs `ensure_run_topics` gives it.
         extra_topic_configs={
-            **changelog_configs(settings),
+            **changelog_configs(),
             **(
                 {"min.insync.replicas": str(settings.min_insync_replicas)}
                 if settings.min_insync_replicas
