@@ -357,6 +357,8 @@ def test_any_manifest_value_anywhere_is_loaded_or_refused_naming_a_file(
         try:
             for key in path[:-1]:
                 target = target[key]
+            if isinstance(target, dict) != isinstance(path[-1], str):
+                continue  # an earlier change replaced a list by an object, or the reverse
             target[path[-1]] = data.draw(_values)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier change replaced a parent
