@@ -1,6 +1,7 @@
 # flashsale in a container: the CLI, a worker, a producer or the dashboard (docker-compose.yml).
 # The build stage has a C compiler, so streams/packed.py is compiled (setup.py); the image
-# installs the wheel it built, without the compiler.
+# installs the wheel it built, without the compiler, and without the extras (research,
+# loadtest, soak): a worker, producer, gateway or dashboard needs none of them.
 FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
@@ -9,8 +10,12 @@ COPY pyproject.toml setup.py README.md ./
 COPY flashsale ./flashsale
 COPY producers ./producers
 COPY streams ./streams
-COPY benchmarks ./benchmarks
+COPY verify ./verify
+COPY recordings ./recordings
+COPY dashboards ./dashboards
 COPY loadtests ./loadtests
+COPY benchmarks ./benchmarks
+COPY orchestration ./orchestration
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -2,19 +2,30 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What the demo needs (flashsale alone), and what the tests need on top (every extra and the
+# development tools).
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
 
 .PHONY: demo test test-all lint bench clean
 
 # The install also compiles two modules (setup.py): a change to one reinstalls.
-$(STAMP): pyproject.toml setup.py streams/packed.py streams/packed.pxd flashsale/columns.py flashsale/columns.pxd
+SOURCES := pyproject.toml setup.py streams/packed.py streams/packed.pxd flashsale/columns.py \
+	flashsale/columns.pxd
+$(BASE): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE)
+
+$(DEV): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# The Compose file schema (compose-spec), read from docker-compose 1.29.2's wheel by the
 	# tests; downloaded, not installed.
 	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/share/compose-spec 'docker-compose==1.29.2'
-	touch $(STAMP)
+	touch $(BASE) $(DEV)
 
 # The bench's processing peers (its test runs them too): Bytewax beside flashsale (the `peers`
 # extra), Quix Streams in a virtualenv of its own (.venv/quix: the `quix` extra's list, not
@@ -22,7 +33,7 @@ $(STAMP): pyproject.toml setup.py streams/packed.py streams/packed.pxd flashsale
 PEERS := $(VENV)/.peers
 QUIX := $(VENV)/quix
 extra = $(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['$(1)']))" > $(VENV)/$(1).txt
-$(PEERS): $(STAMP)
+$(PEERS): $(DEV)
 	$(call extra,peers)
 	$(BIN)/python -m pip install --quiet -r $(VENV)/peers.txt
 	test -x $(QUIX)/bin/python || $(PYTHON) -m venv $(QUIX)
@@ -30,10 +41,10 @@ $(PEERS): $(STAMP)
 	$(QUIX)/bin/python -m pip install --quiet -r $(VENV)/quix.txt
 	touch $(PEERS)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/flashsale demo
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -26,33 +26,24 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.bytewax_flow import paid_cents
-from flashsale.apache_kafka import KafkaToolMissing
-from flashsale.cli.processes import (
-    WorkerProcess,
-    broker_for,
-    describe_broker,
-    free_port,
-    settings_on,
-)
-from flashsale.kafka import (
-    aiokafka_producer,
-    aiokafka_security,
-    end_offsets,
-    ensure_run_topics,
-    ensure_topics,
-    last_records,
-    librdkafka_security,
-    start_reader,
-)
-from flashsale.runs import RecordedMessage, load_run
+from flashsale.brokers.apache import KafkaToolMissing
+from flashsale.brokers.local import broker_for, describe_broker, settings_on
+from flashsale.kafka.admin import ensure_run_topics, ensure_topics
+from flashsale.kafka.clients import aiokafka_producer, aiokafka_security, librdkafka_security
+from flashsale.kafka.reading import end_offsets, last_records, start_reader
+from flashsale.processes import free_port
 from flashsale.scenario import Scenario
+from flashsale.scenario.catalog import Catalog
 from flashsale.settings import Settings
-from producers.catalog import Catalog
-from producers.emitter import OrderEmitter, open_sink, produce_scenario
 from producers.generator import Generator
-from producers.record import capture
-from producers.replay import ReplayStats, replay_orders
+from producers.pacing import produce_scenario
+from producers.sinks import open_sink
+from producers.sinks.kafka import OrderEmitter
+from recordings.format import RecordedMessage, load_run
+from recordings.record import capture
+from recordings.replay import ReplayStats, replay_orders
 from streams.packed import COMPILED as PACKED_RULES_COMPILED
+from streams.process import WorkerProcess
 
 __all__ = ["run_bench"]
 
@@ -904,7 +895,7 @@ def _versions() -> dict[str, str]:
 
     import confluent_kafka
 
-    from flashsale.apache_kafka import KAFKA_VERSION
+    from flashsale.brokers.apache import KAFKA_VERSION
 
     out = {"python": sys.version.split()[0], "librdkafka": confluent_kafka.libversion()[0]}
     for dist in ("aiokafka", "confluent-kafka", "faust-streaming", "bytewax"):

@@ -18,14 +18,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from flashsale.broker import EmbeddedBroker
+from flashsale.brokers.embedded import EmbeddedBroker
 from flashsale.events import OrderEvent
-from flashsale.kafka import ensure_run_topics
+from flashsale.kafka.admin import ensure_run_topics
 from flashsale.scenario import load_scenario
+from flashsale.scenario.catalog import Catalog
 from flashsale.settings import Settings
-from producers.catalog import Catalog
-from producers.emitter import OrderEmitter
 from producers.gateway import GatewayMetrics, OrderSink, make_gateway
+from producers.sinks.kafka import OrderEmitter
 from tests.conftest import fresh_settings
 
 CATALOG = Catalog.for_scenario(load_scenario("singles-day-2020"))

@@ -16,7 +16,8 @@ from benchmarks.bench import BENCH_SCENARIO, PACK
 from flashsale.events import decode_packed
 from producers.generator import Generator
 from streams.packed import apply_packed
-from streams.state import PartitionState, apply_event
+from streams.rules import apply_event
+from streams.state import PartitionState
 
 PARTITIONS = 6
 
@@ -32,7 +33,8 @@ def main(n: int) -> None:
     index = {s.sku: i for i, s in enumerate(generator.catalog.skus)}
     for restock in generator.restocks():
         apply_event(states[int(table[index[restock.sku]])], restock)
-    # The collector as the worker sets it (streams/app.py): what exists now is never scanned.
+    # The collector as the worker sets it (`run_worker` in streams/app.py): what exists now is
+    # never scanned.
     gc.freeze()
     gc.set_threshold(100_000, 50, 1_000)
     events = 0

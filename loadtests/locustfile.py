@@ -25,10 +25,10 @@ from locust import FastHttpUser, LoadTestShape, User, between, events, task
 
 from flashsale.events import encode_event
 from flashsale.scenario import load_scenario
+from flashsale.scenario.curves import Curve
 from flashsale.settings import Settings
-from producers.curves import Curve
-from producers.emitter import librdkafka_config, librdkafka_producer
 from producers.generator import Generator
+from producers.sinks.librdkafka import librdkafka_config, librdkafka_producer
 
 SCENARIO = load_scenario(os.environ.get("FLASHSALE_LOADTEST_SCENARIO", "singles-day-2020"))
 SHAPE = os.environ.get("FLASHSALE_LOADTEST_SHAPE", "")

@@ -1,9 +1,3 @@
-"""Order producers: the European catalog, the 11.11 traffic curve and the order stream."""
-
-from __future__ import annotations
-
-from producers.catalog import Catalog, Sku
-from producers.curves import Curve
-from producers.generator import Generator
-
-__all__ = ["Catalog", "Curve", "Generator", "Sku"]
+"""Order producers: the seeded generator (`generator`), the sinks it writes to (`sinks`), the
+wall-clock pacing of a run (`pacing`), resuming a killed producer (`resume`), split producer
+processes (`parallel`), the HTTP checkout gateway (`gateway`) and the producer's metrics."""

@@ -29,7 +29,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from flashsale.events import MAX_ID_LEN, OrderEvent
-from producers.catalog import Catalog, Sku
+from flashsale.scenario.catalog import Catalog, Sku
 
 __all__ = [
     "MAX_BODY_BYTES",

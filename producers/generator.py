@@ -29,8 +29,8 @@ import orjson
 
 from flashsale.events import SCHEMA_VERSION, OrderEvent, encode_packed
 from flashsale.scenario import Scenario
-from producers.catalog import CHANNELS, PAYMENTS, PROVINCES, Catalog
-from producers.curves import Curve, scenario_start_ms
+from flashsale.scenario.catalog import CHANNELS, PAYMENTS, PROVINCES, Catalog
+from flashsale.scenario.curves import Curve, scenario_start_ms
 
 __all__ = ["BOT_CHANNEL", "EVENT_TYPES", "GRID_S", "Block", "Generator"]
 

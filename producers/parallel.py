@@ -23,8 +23,10 @@ from typing import Any
 
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from producers.emitter import ProduceStats, open_sink, produce_scenario, send_restocks
 from producers.generator import Generator
+from producers.pacing import produce_scenario, send_restocks
+from producers.sinks import open_sink
+from producers.sinks.base import ProduceStats
 
 __all__ = ["ParallelRun", "part_path"]
 
@@ -55,7 +57,7 @@ def _child(job: _Job, shared: SynchronizedArray[Any]) -> None:
     """One producer process: its share of the stream, counters published every block."""
     import os
 
-    from flashsale.broker import die_with_parent
+    from flashsale.processes import die_with_parent
 
     die_with_parent()
     # The parent handles Ctrl-C and tells us through SIGTERM.

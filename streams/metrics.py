@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from streams.state import OUTCOMES
+from flashsale.counters import MONEY, OUTCOME_COUNTS, OUTCOMES
 
 # Counters would also export a `_created` timestamp series each, doubling what ops scrape
 # and what docs/metrics.md must list; none of our panels or alerts needs it.
@@ -161,6 +161,18 @@ class WorkerMetrics:
             "SKUs in this worker's partitions whose stock is below zero (never expected).",
             registry=registry,
         )
+        #: The counter each counter of a partition state advances (`flashsale.counters`);
+        #: dead letters are counted by reason, late events one by one.
+        self.of_state: dict[str, Counter] = {
+            **{count.field: self.outcome[count.outcome] for count in OUTCOME_COUNTS},
+            **{name: getattr(self, name) for name, _ in MONEY},
+            "restocks": self.restocks,
+        }
+        #: The GMV dimensions exported as gauges, each by its label.
+        self.gmv_by: dict[str, Gauge] = {
+            "country": self.gmv_by_country,
+            "category": self.gmv_by_category,
+        }
 
 
 def observe_many(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:

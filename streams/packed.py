@@ -1,7 +1,7 @@
 """A packed message's rows applied to a partition's state at once.
 
 The result equals applying the rows one by one as single events (`streams.state.apply_step`,
-`streams.windows.apply_window`); tests/unit/test_packed.py checks it state for state on
+`streams.windows.apply_window`); tests/unit/streams/test_packed.py checks it state for state on
 random streams. What makes the batch cheaper than a call per row:
 
 - ids are built for the whole message by string concatenation (no formatting per row);
@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from operator import add
 from typing import Any, Final
 
-from flashsale.events import EVENT_TYPES, MAX_LINE, PackedBatch
-from streams.state import (
+from flashsale.counters import (
     ACCEPTED,
     CANCELLED,
     DUPLICATE,
@@ -35,8 +34,9 @@ from streams.state import (
     REFUNDED,
     REJECTED_OVERSELL,
     RESTOCKED,
-    PartitionState,
 )
+from flashsale.events import EVENT_TYPES, MAX_LINE, PackedBatch
+from streams.state import PartitionState
 from streams.windows import Window, close_windows
 
 __all__ = ["COMPILED", "PackedResult", "apply_packed", "fresh_rows"]

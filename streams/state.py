@@ -1,72 +1,36 @@
-"""Per-partition worker state and the order rules, as plain functions (no Faust here).
+"""A partition's state: everything a worker's processing of one source partition changes.
 
-Everything a partition's processing changes lives in one `PartitionState` record: the source
-offset last applied, GMV and counts, stock of the partition's SKUs, the lines reserved and not
-yet paid or cancelled, the recently paid lines (for refunds) and the window of event ids
-already seen. One changelog write carries all of it, so a worker killed at any moment recovers
-a state that is consistent with exactly one source offset.
+One `PartitionState` record holds the source offset last applied, GMV and counts, stock of the
+partition's SKUs, the lines reserved and not yet paid or cancelled, the recently paid lines
+(for refunds) and the window of event ids already seen. One changelog write carries all of
+it, so a worker killed at any moment recovers a state that is consistent with exactly one
+source offset. Its counters and GMV breakdowns are the ones `flashsale.counters` names.
 
 Units are conserved per SKU: `restocked[sku] == stock[sku] + reserved(sku) + sold[sku]`, where
-`reserved` sums the open lines of the SKU (`conservation_breaks` checks it). A step of a line
-(`paid`, `cancelled`, `refunded`, or a `created` repeated for a line the partition still
-holds) must describe the line as it was reserved (`LINE_FIELDS`); one that does not is a
-`mismatch` and changes nothing.
+`reserved` sums the open lines of the SKU (`conservation_breaks` checks it). The rules that
+change a state are `streams.rules` (and `streams.packed`, for a packed message's rows).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import orjson
 
-from flashsale.events import OrderEvent
+from flashsale.counters import STATE_COUNTERS
 
 __all__ = [
-    "ACCEPTED",
-    "CANCELLED",
-    "DUPLICATE",
     "LINE_FIELDS",
-    "MISMATCH",
-    "ORPHAN",
-    "OUTCOMES",
-    "PAID",
-    "REFUNDED",
-    "REJECTED_OVERSELL",
-    "RESTOCKED",
     "STATE_FORMAT",
     "IdWindow",
     "PartitionState",
     "StateFormatError",
-    "apply_event",
-    "apply_step",
     "conservation_breaks",
     "line_record",
 ]
-
-ACCEPTED: Final = "accepted"
-REJECTED_OVERSELL: Final = "rejected_oversell"
-DUPLICATE: Final = "duplicate"
-PAID: Final = "paid"
-CANCELLED: Final = "cancelled"
-REFUNDED: Final = "refunded"
-ORPHAN: Final = "orphan"
-RESTOCKED: Final = "restocked"
-MISMATCH: Final = "mismatch"
-
-#: Every outcome of a non-restock event (the `outcome` label values of the worker's metric).
-OUTCOMES: Final = (
-    ACCEPTED,
-    REJECTED_OVERSELL,
-    DUPLICATE,
-    PAID,
-    CANCELLED,
-    REFUNDED,
-    ORPHAN,
-    MISMATCH,
-)
 
 #: The version of a state record's layout (`PartitionState.to_bytes`); another one is refused.
 STATE_FORMAT: Final = 2
@@ -185,6 +149,9 @@ class PartitionState:
     first_offset: int = -1
     first_crc32: int | None = None
     last_crc32: int | None = None
+    # The counters `flashsale.counters.STATE_COUNTERS` names and the GMV breakdowns of its
+    # `GMV_FIELDS`, declared here because the rules (compiled ones too) change them as
+    # attributes; a unit test holds the two lists equal.
     gmv_cents: int = 0
     accepted: int = 0
     rejected_oversell: int = 0
@@ -233,47 +200,13 @@ class PartitionState:
     minute_units: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        """Serialise for the changelog (JSON objects keep the insertion order of the dicts)."""
-        return orjson.dumps(
-            {
-                "format": STATE_FORMAT,
-                "partition": self.partition,
-                "window": self.window,
-                "last_offset": self.last_offset,
-                "first_offset": self.first_offset,
-                "first_crc32": self.first_crc32,
-                "last_crc32": self.last_crc32,
-                "gmv_cents": self.gmv_cents,
-                "accepted": self.accepted,
-                "rejected_oversell": self.rejected_oversell,
-                "duplicates": self.duplicates,
-                "paid": self.paid,
-                "cancelled": self.cancelled,
-                "refunded": self.refunded,
-                "refunded_cents": self.refunded_cents,
-                "orphans": self.orphans,
-                "mismatches": self.mismatches,
-                "restocks": self.restocks,
-                "dlq": self.dlq,
-                "gmv_by_country": self.gmv_by_country,
-                "gmv_by_category": self.gmv_by_category,
-                "gmv_by_merchant": self.gmv_by_merchant,
-                "gmv_by_province": self.gmv_by_province,
-                "stock": self.stock,
-                "restocked": self.restocked,
-                "sold": self.sold,
-                "restocked_at": self.restocked_at,
-                "sell_outs": self.sell_outs,
-                "seen": list(self.seen),
-                "open": self.open,
-                "paid_lines": self.paid_lines,
-                "grace_ms": self.grace_ms,
-                "max_event_ms": self.max_event_ms,
-                "late": self.late,
-                "windows": self.windows,
-                "minute_units": self.minute_units,
-            }
-        )
+        """Serialise for the changelog: every field, in declaration order (JSON objects keep
+        the insertion order of the dicts)."""
+        doc: dict[str, Any] = {"format": STATE_FORMAT}
+        for name in _FIELDS:
+            doc[name] = getattr(self, name)
+        doc["seen"] = list(self.seen)
+        return orjson.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartitionState:
@@ -290,26 +223,17 @@ class PartitionState:
 
     def summary(self) -> dict[str, Any]:
         """The totals without stock, lines and ids (sold-out SKUs counted once)."""
-        return {
-            "partition": self.partition,
-            "last_offset": self.last_offset,
-            "gmv_cents": self.gmv_cents,
-            "accepted": self.accepted,
-            "rejected_oversell": self.rejected_oversell,
-            "duplicates": self.duplicates,
-            "paid": self.paid,
-            "cancelled": self.cancelled,
-            "refunded": self.refunded,
-            "refunded_cents": self.refunded_cents,
-            "orphans": self.orphans,
-            "mismatches": self.mismatches,
-            "restocks": self.restocks,
-            "dlq": self.dlq,
-            "open_lines": len(self.open),
-            "sold_out": len({sell_out[0] for sell_out in self.sell_outs}),
-            "late": self.late,
-            "grace_ms": self.grace_ms,
-        }
+        body: dict[str, Any] = {"partition": self.partition, "last_offset": self.last_offset}
+        for name in STATE_COUNTERS:
+            body[name] = getattr(self, name)
+        body["open_lines"] = len(self.open)
+        body["sold_out"] = len({sell_out[0] for sell_out in self.sell_outs})
+        body["grace_ms"] = self.grace_ms
+        return body
+
+
+#: The fields of a state record, in declaration order.
+_FIELDS: Final = tuple(f.name for f in fields(PartitionState))
 
 
 def line_record(
@@ -342,150 +266,3 @@ def conservation_breaks(state: PartitionState) -> dict[str, tuple[int, int, int,
         if parts[0] != parts[1] + parts[2] + parts[3] or min(parts) < 0:
             breaks[sku] = parts
     return breaks
-
-
-def apply_event(
-    state: PartitionState, event: OrderEvent, index: int | None = None
-) -> tuple[str, int]:
-    """Apply one valid event to its partition's state; return its outcome and amount.
-
-    The amount is the line's amount in euro cents for `accepted`, `paid`, `cancelled` and
-    `refunded` (as reserved at `created`), else 0. A repeated event id (same line, same type)
-    inside the window is a duplicate and changes nothing else. A restock adds units. `created`
-    reserves the line's whole quantity if stock covers it, else is rejected as oversell;
-    `paid` moves a reserved line into GMV; `cancelled` releases its stock; `refunded` names a
-    paid line (stock stays out, GMV stays gross). A lifecycle event for a line with nothing to
-    act on is an orphan. A step that describes its line otherwise than it was reserved (and a
-    `created` for a line still held) is a mismatch, or a duplicate when it repeats the line.
-
-    The state's `last_offset` is the event's offset (the caller sets it first); `index` is
-    its row in a packed message. Both go into the record of a sell-out.
-    """
-    return apply_step(
-        state,
-        event.type,
-        event.order_id,
-        event.line,
-        event.sku,
-        event.quantity,
-        event.unit_price_cents,
-        event.country,
-        event.category,
-        event.merchant,
-        event.province,
-        event.event_ts_ms,
-        index,
-    )
-
-
-def _matches(
-    record: Sequence[Any],
-    sku: str,
-    quantity: int,
-    unit_price_cents: int,
-    country: str,
-    category: str,
-    merchant: str,
-    province: str,
-) -> bool:
-    """True when an event describes the line `record` holds (`LINE_FIELDS`)."""
-    return (
-        record[0] == quantity
-        and record[1] == quantity * unit_price_cents
-        and record[6] == sku
-        and record[2] == country
-        and record[3] == category
-        and record[4] == merchant
-        and record[5] == province
-    )
-
-
-def apply_step(
-    state: PartitionState,
-    kind: str,
-    order_id: str,
-    line: int,
-    sku: str,
-    quantity: int,
-    unit_price_cents: int,
-    country: str,
-    category: str,
-    merchant: str,
-    province: str,
-    event_ts_ms: int,
-    index: int | None = None,
-) -> tuple[str, int]:
-    """`apply_event` on an event's fields."""
-    line_id = f"{order_id}/{line}"
-    event_id = f"{line_id}/{kind}"
-    seen = state.seen
-    if event_id in seen:
-        state.duplicates += 1
-        return DUPLICATE, 0
-    seen.add(event_id, state.window)
-    if kind == "restock":  # decode_event admits no type but these five
-        state.stock[sku] = state.stock.get(sku, 0) + quantity
-        state.restocked[sku] = state.restocked.get(sku, 0) + quantity
-        state.restocked_at.setdefault(sku, event_ts_ms)
-        state.restocks += 1
-        return RESTOCKED, 0
-    held = state.paid_lines if kind == "refunded" else state.open
-    record = held.get(line_id)
-    if kind == "created" and record is None:
-        record = state.paid_lines.get(line_id)
-    if record is not None and not _matches(
-        record, sku, quantity, unit_price_cents, country, category, merchant, province
-    ):
-        state.mismatches += 1
-        return MISMATCH, 0
-    if kind == "created":
-        if record is not None:  # a retry older than the window: the line is held already
-            state.duplicates += 1
-            return DUPLICATE, 0
-        stock = state.stock
-        have = stock.get(sku, 0)
-        if have < quantity:
-            state.rejected_oversell += 1
-            return REJECTED_OVERSELL, 0
-        left = have - quantity
-        stock[sku] = left
-        amount = quantity * unit_price_cents
-        state.open[line_id] = line_record(
-            quantity, amount, country, category, merchant, province, sku
-        )
-        state.accepted += 1
-        if left == 0:
-            state.sell_outs.append([sku, event_ts_ms, state.last_offset, index, order_id, line])
-        return ACCEPTED, amount
-    if record is None:
-        state.orphans += 1
-        return ORPHAN, 0
-    amount = record[1]
-    if kind == "paid":
-        del state.open[line_id]
-        state.gmv_cents += amount
-        by = state.gmv_by_country
-        by[country] = by.get(country, 0) + amount
-        by = state.gmv_by_category
-        by[category] = by.get(category, 0) + amount
-        by = state.gmv_by_merchant
-        by[merchant] = by.get(merchant, 0) + amount
-        by = state.gmv_by_province
-        by[province] = by.get(province, 0) + amount
-        state.sold[sku] = state.sold.get(sku, 0) + quantity
-        state.paid += 1
-        paid_lines = state.paid_lines
-        paid_lines[line_id] = record
-        if len(paid_lines) > state.window:
-            paid_lines.popitem(last=False)
-        return PAID, amount
-    if kind == "cancelled":
-        del state.open[line_id]
-        state.stock[sku] = state.stock.get(sku, 0) + quantity
-        state.cancelled += 1
-        return CANCELLED, amount
-    # refunded
-    del state.paid_lines[line_id]
-    state.refunded += 1
-    state.refunded_cents += amount
-    return REFUNDED, amount

@@ -1,4 +1,6 @@
-"""Whole-run JSON views: any worker answers for every partition, not only those it holds.
+"""The worker's HTTP pages: `/metrics`, `/totals` and the whole-run JSON views.
+
+Any worker answers the views for every partition, not only those it holds.
 
 A worker knows the live state of the partitions it holds; the others' newest written states
 are the tails of the state changelog, which every worker can read. A view combines both, so
@@ -15,19 +17,24 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import faust
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from flashsale.kafka import last_record, start_reader
+from flashsale.counters import GMV_DIMENSIONS, STATE_COUNTERS, gmv_field
+from flashsale.kafka.reading import last_record, start_reader
 from flashsale.settings import Settings
 from streams.consumer import stop_consumer
+from streams.processor import OrderProcessor
 from streams.state import PartitionState, StateFormatError
 from streams.windows import top_skus
 
-__all__ = ["RunViews"]
+__all__ = ["RunViews", "add_pages"]
 
 CACHE_S: Final = 1.0
-DIMENSIONS: Final = ("country", "category", "merchant", "province")
 
 
 class RunViews:
@@ -90,10 +97,10 @@ class RunViews:
             "cancellation_rate": round(cancelled / accepted, 4) if accepted else None,
             "partitions": {str(p): s.last_offset for p, s in sorted(states.items())},
         }
-        for dimension in DIMENSIONS:
+        for dimension in GMV_DIMENSIONS:
             summed: dict[str, int] = {}
             for state in states.values():
-                for name, cents in getattr(state, f"gmv_by_{dimension}").items():
+                for name, cents in getattr(state, gmv_field(dimension)).items():
                     summed[name] = summed.get(name, 0) + cents
             body[f"by_{dimension}"] = dict(sorted(summed.items(), key=lambda kv: -kv[1]))
         return body
@@ -152,3 +159,96 @@ class RunViews:
                 )
         rows.sort(key=lambda r: (-r["event_ts_ms"], r["sku"]))
         return rows[:limit]
+
+
+def add_pages(
+    app: faust.App, processor: OrderProcessor, views: RunViews, registry: CollectorRegistry
+) -> None:
+    """Serve `/metrics` (of `registry`), `/totals` and the `/views/...` pages on `app`."""
+    settings = processor.settings
+
+    async def held_totals() -> tuple[list[dict[str, Any]], bool]:
+        """Durable totals of the partitions this worker holds, and whether all are confirmed."""
+        held = sorted(
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == settings.topic_orders
+        )
+        settled = not app.rebalancing and not app.in_recovery
+        if settled and not processor.states.keys() >= set(held):
+            # An idle partition gets no batch to confirm it: confirm it here, after recovery.
+            async with processor.lock:
+                unconfirmed = [p for p in held if p not in processor.states]
+                if unconfirmed:
+                    await processor.confirm_all(unconfirmed)
+        confirmed = settled and processor.states.keys() >= set(held)
+        return [processor.durable[p] for p in held if p in processor.durable], confirmed
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside `content_type`; the header carries it whole.
+            return self.bytes(
+                generate_latest(registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+    @app.page("/views/gmv")
+    class GmvView(View):
+        """The whole run's GMV now, by country, category, merchant and buyer province."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(orjson.dumps(await views.gmv()), content_type="application/json")
+
+    @app.page("/views/stock/{sku}")
+    class StockView(View):
+        """One SKU's units left (whichever worker holds it)."""
+
+        async def get(self, request: Request, sku: str) -> Response:
+            found = await views.stock(sku)
+            if found is None:
+                return self.bytes(
+                    orjson.dumps({"error": f"unknown SKU {sku!r}"}),
+                    content_type="application/json",
+                    status=404,
+                )
+            return self.bytes(orjson.dumps(found), content_type="application/json")
+
+    @app.page("/views/top-skus")
+    class TopSkusView(View):
+        """The top 10 SKUs by units in the current minute (event time), whole run."""
+
+        async def get(self, request: Request) -> Response:
+            body = await views.top_skus()
+            return self.bytes(orjson.dumps(body), content_type="application/json")
+
+    @app.page("/views/sold-out")
+    class SoldOutView(View):
+        """The most recent sell-outs with their time to sell out (`?limit=N`, default 20)."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                limit = max(1, min(int(request.query.get("limit", "20")), 1000))
+            except ValueError:
+                return self.bytes(
+                    orjson.dumps({"error": "limit must be an integer"}),
+                    content_type="application/json",
+                    status=400,
+                )
+            rows = await views.sold_out(limit)
+            return self.bytes(orjson.dumps(rows), content_type="application/json")
+
+    @app.page("/totals")
+    class TotalsView(View):
+        """This worker's partitions as their changelog holds them: GMV, counts, offsets."""
+
+        async def get(self, request: Request) -> Response:
+            parts, confirmed = await held_totals()
+            # `ready`: holds partitions, all confirmed. `settled`: not mid-rebalance (a worker
+            # of a group may hold no partition at all and still be settled).
+            body: dict[str, Any] = {"ready": bool(parts) and confirmed, "settled": confirmed}
+            for name in (*STATE_COUNTERS, "open_lines"):
+                body[name] = sum(p[name] for p in parts)
+            body["sold_out_skus"] = sum(p["sold_out"] for p in parts)
+            body["partitions"] = parts
+            return self.bytes(orjson.dumps(body), content_type="application/json")

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from flashsale.counters import ACCEPTED, PAID
 from flashsale.events import OrderEvent
-from streams.state import ACCEPTED, PAID, PartitionState
+from streams.state import PartitionState
 
 __all__ = ["SIZES_S", "TOP_N", "Window", "apply_window", "close_windows", "top_skus"]
 

@@ -17,8 +17,8 @@ from typing import Literal
 
 import pytest
 
-from flashsale.apache_kafka import KafkaCluster, KafkaToolMissing, SecureListener
-from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
+from flashsale.brokers.apache import KafkaCluster, KafkaToolMissing, SecureListener
+from flashsale.brokers.embedded import EmbeddedBroker, TansuNotFound, find_tansu
 from flashsale.settings import EMBEDDED_DEFAULTS, Settings
 from tests.tls import Certs, make_certs
 
@@ -299,7 +299,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per broker of the tier: how many of its tests passed, failed, skipped."""
     from collections import Counter
 
-    from flashsale.apache_kafka import KAFKA_VERSION
+    from flashsale.brokers.apache import KAFKA_VERSION
 
     counts: dict[str, Counter[str]] = {"kafka": Counter(), "embedded": Counter()}
     for outcome in ("passed", "failed", "error", "skipped"):

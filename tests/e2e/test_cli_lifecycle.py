@@ -60,7 +60,7 @@ def _flashsale(*args: str, **kwargs: object) -> subprocess.Popen[str]:
         **kwargs,
     }
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "flashsale", *args], **options
+        [sys.executable, "-m", "orchestration", *args], **options
     )
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.apache_kafka import KafkaCluster
-from flashsale.broker import EmbeddedBroker, TansuNotFound, find_tansu
-from flashsale.cli.processes import free_port
-from flashsale.kafka import ensure_run_topics, ensure_topics
+from flashsale.brokers.apache import KafkaCluster
+from flashsale.brokers.embedded import EmbeddedBroker, TansuNotFound, find_tansu
+from flashsale.kafka.admin import ensure_run_topics, ensure_topics
+from flashsale.processes import free_port
 from flashsale.settings import Settings
 from tests.conftest import BrokerKind, fresh_settings, skip_or_fail, start_kafka
 from tests.faults.proxy import FaultProxy

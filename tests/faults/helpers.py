@@ -14,11 +14,10 @@ from typing import Any
 
 import yaml
 
-from flashsale.cli.processes import WorkerProcess
 from flashsale.settings import Settings
-from flashsale.verify import verify_live
-
-ROOT = Path(__file__).resolve().parents[2]
+from streams.process import WorkerProcess
+from tests.paths import ROOT
+from verify.live import verify_live
 
 #: 3,000 orders/s with quick payments and 2% client retries: 18,000 events are about 2.6 s
 #: of the schedule.
@@ -44,7 +43,7 @@ def produce_cmd(scenario: Path, events: int, *more: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "flashsale",
+        "orchestration",
         "produce",
         "--scenario",
         str(scenario),

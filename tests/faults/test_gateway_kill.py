@@ -17,16 +17,17 @@ import aiohttp
 import orjson
 import pytest
 
-from flashsale.cli.processes import WorkerProcess, free_port
-from flashsale.kafka import read_topic
+from flashsale.kafka.reading import read_topic
+from flashsale.processes import free_port
 from flashsale.scenario import load_scenario
+from flashsale.scenario.catalog import Catalog
 from flashsale.settings import Settings
-from flashsale.verify import verify_live
-from producers.catalog import Catalog
+from streams.process import WorkerProcess
+from tests.paths import ROOT
+from verify.live import verify_live
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CATALOG = Catalog.for_scenario(load_scenario("singles-day-2020"))
 SHOPPERS = 8
 #: Checkouts confirmed before the kill, and in all.
@@ -47,7 +48,7 @@ class Gateway:
     def start(self, restock: bool = True) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flashsale", "gateway", "--port", str(self.port),
+                [sys.executable, "-m", "orchestration", "gateway", "--port", str(self.port),
                  "--bootstrap-servers", self.settings.bootstrap_servers or "",
                  *([] if restock else ["--no-restock"]), *self.extra],
                 env={**os.environ, **self.settings.to_env(), "PYTHONPATH": str(ROOT)},

@@ -14,9 +14,8 @@ import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from flashsale.kafka import read_topic
+from flashsale.kafka.reading import read_topic
 from flashsale.settings import Settings
-from flashsale.verify import Truth, compute_truth
 from tests.faults.conftest import ProxiedBroker, StartWorker
 from tests.faults.helpers import (
     ROOT,
@@ -29,7 +28,8 @@ from tests.faults.helpers import (
     wait_until,
 )
 from tests.integration.helpers import SMALL, produce
-from tests.integration.test_produce import file_events, without_emit
+from tests.integration.producers.test_produce import file_events, without_emit
+from verify.truth import Truth, compute_truth
 
 pytestmark = pytest.mark.integration
 

@@ -17,18 +17,22 @@ import orjson
 import pytest
 import yaml
 
-from flashsale.cli.processes import WorkerProcess, free_port
 from flashsale.events import decode_packed, encode_event, packed_count
-from flashsale.kafka import aiokafka_producer, end_offsets, ensure_run_topics, read_topic
+from flashsale.kafka.admin import ensure_run_topics
+from flashsale.kafka.clients import aiokafka_producer
+from flashsale.kafka.reading import end_offsets, read_topic
+from flashsale.processes import free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from flashsale.verify import verify_live
-from producers.emitter import JsonlSink, produce_scenario
 from producers.generator import Generator
+from producers.pacing import produce_scenario
+from producers.sinks.jsonl import JsonlSink
+from streams.process import WorkerProcess
+from tests.paths import ROOT
+from verify.live import verify_live
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 12_000
 
 # About 4,000 events/s on schedule: the kill lands with a few seconds of stream still to go.
@@ -43,7 +47,7 @@ SCENARIO: dict[str, Any] = {
 
 
 def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flashsale", *args]
+    return [sys.executable, "-m", "orchestration", *args]
 
 
 def _env(settings: Settings) -> dict[str, str]:

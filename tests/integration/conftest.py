@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.broker import TansuNotFound, find_tansu
-from flashsale.cli.processes import WorkerProcess, free_port
-from flashsale.kafka import ensure_run_topics
+from flashsale.brokers.embedded import TansuNotFound, find_tansu
+from flashsale.kafka.admin import ensure_run_topics
+from flashsale.processes import free_port
 from flashsale.settings import Settings
+from streams.process import WorkerProcess
 from tests.conftest import skip_or_fail
 
 StartWorker = Callable[..., WorkerProcess]
@@ -67,7 +68,7 @@ def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             [
                 sys.executable,
                 "-m",
-                "flashsale",
+                "orchestration",
                 "demo",
                 "--duration",
                 "8",

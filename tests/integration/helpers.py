@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from producers.emitter import OrderEmitter, produce_scenario
 from producers.generator import Generator
+from producers.pacing import produce_scenario
+from producers.sinks.kafka import OrderEmitter
 
 # 2,500 orders/s with short lifecycle delays, so a run of seconds pays, cancels and refunds.
 SMALL = Scenario.model_validate(

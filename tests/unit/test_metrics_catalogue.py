@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from producers.gateway import GatewayMetrics
 from producers.metrics import ProducerMetrics
 from streams.metrics import WorkerMetrics
+from tests.paths import ROOT
 
-CATALOGUE = Path(__file__).parents[2] / "docs" / "metrics.md"
+CATALOGUE = ROOT / "docs" / "metrics.md"
 
 
 def _exported() -> dict[str, str]:

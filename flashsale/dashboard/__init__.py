@@ -1,1 +1,0 @@
-"""The live big-screen dashboard: `flashsale dashboard`, also started by `flashsale demo`."""

@@ -1,0 +1,244 @@
+"""`flashsale demo`, `loadtest`, `soak`, `bench` and `verify`: whole runs, and the verdict on
+one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashsale.events import MAX_PACK
+from flashsale.scenario import DEFAULT_SCENARIO
+from orchestration.cli.app import (
+    BootstrapOpt,
+    ClientConfigOpt,
+    KafkaOpt,
+    ScenarioOpt,
+    SeedOpt,
+    app,
+    check_new_run_dir,
+    check_positive,
+    need,
+    pick_scenario,
+    settings_for,
+)
+
+__all__ = ["bench", "demo", "loadtest", "soak", "verify"]
+
+
+@app.command()
+def loadtest(
+    bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
+    seed: SeedOpt = None,
+    users: Annotated[int, typer.Option("--users", help="Locust users at the peak.")] = 20,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 60.0,
+    shape: Annotated[
+        str,
+        typer.Option("--shape", help="singles-day (the scenario's curve) or constant."),
+    ] = "singles-day",
+    target: Annotated[
+        str, typer.Option("--target", help="gateway (HTTP shoppers) or kafka (orders).")
+    ] = "gateway",
+    html: Annotated[Path | None, typer.Option("--html", help="Locust's HTML report.")] = None,
+    csv: Annotated[
+        str | None, typer.Option("--csv", help="Prefix of locust's CSV statistics.")
+    ] = None,
+    processes: Annotated[
+        int, typer.Option("--processes", help="Locust processes on this machine.")
+    ] = 1,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", help="Kafka target: most orders/s per locust process; 0 = max."),
+    ] = 0.0,
+) -> None:
+    """Load-test with locust (headless): our stack, then locust's summary beside flashsale's."""
+    need("loadtest", "flashsale loadtest")
+    from orchestration.loadtest import run_loadtest
+
+    check_positive("--users", users)
+    check_positive("--duration", duration)
+    check_positive("--processes", processes)
+    if shape not in {"singles-day", "constant"}:
+        raise typer.BadParameter(
+            f"{shape!r} is not singles-day or constant", param_hint="'--shape'"
+        )
+    if target not in {"gateway", "kafka"}:
+        raise typer.BadParameter(f"{target!r} is not gateway or kafka", param_hint="'--target'")
+    if rate < 0:
+        raise typer.BadParameter(f"{rate:g} is negative", param_hint="'--rate'")
+    for path in [html, Path(csv) if csv else None]:
+        if path is not None and not path.parent.resolve().is_dir():
+            raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
+    raise typer.Exit(
+        run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
+    )
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="A recorded run (flashsale record): verify it offline, from files."),
+    ] = None,
+    bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the run summary (JSON) here.")
+    ] = None,
+) -> None:
+    """Recompute the truth from topic `orders` and compare it with what the workers produced."""
+    if run_dir is not None:
+        need("research", "flashsale verify RUN_DIR")
+        from orchestration.recording import run_verify_dir
+
+        raise typer.Exit(run_verify_dir(run_dir, json_path))
+    from orchestration.recording import run_verify
+
+    settings = settings_for(bootstrap_servers, client_config=client_config)
+    if not settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "verify reads an existing run: pass --bootstrap-servers or set "
+            "FLASHSALE_BOOTSTRAP_SERVERS (a new embedded broker would be empty)"
+        )
+    raise typer.Exit(run_verify(settings, json_path))
+
+
+@app.command()
+def demo(
+    bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
+    scenario: ScenarioOpt = DEFAULT_SCENARIO,
+    seed: SeedOpt = None,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Wall-clock seconds of the scenario to run.")
+    ] = 60.0,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the run summary (JSON) here.")
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", help="Faust workers sharing the partitions (web ports P, P+1…)."),
+    ] = 1,
+    pack: Annotated[
+        int,
+        typer.Option("--pack", help="Produce packed messages of up to N events (docs/events.md)."),
+    ] = 0,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the live dashboard in this machine's browser.")
+    ] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="After the drain, record every topic of the run into this run directory.",
+        ),
+    ] = None,
+) -> None:
+    """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
+    from orchestration.demo import run_demo
+
+    check_positive("--duration", duration)
+    if record is not None:
+        need("research", "flashsale demo --record")
+        check_new_run_dir(record, "--record")
+    check_positive("--workers", workers)
+    if not 0 <= pack <= MAX_PACK:
+        raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config).model_copy(
+        update={"pack": pack}
+    )
+    if workers > settings.partitions:
+        raise typer.BadParameter(
+            f"{workers} workers for {settings.partitions} partitions would leave some idle; "
+            "raise FLASHSALE_PARTITIONS",
+            param_hint="'--workers'",
+        )
+    raise typer.Exit(
+        run_demo(settings, chosen, duration, summary_json, workers, open_browser, record)
+    )
+
+
+@app.command()
+def soak(
+    bootstrap_servers: BootstrapOpt = None,
+    kafka: KafkaOpt = False,
+    client_config: ClientConfigOpt = None,
+    minutes: Annotated[float, typer.Option("--minutes", help="How long to run.")] = 10.0,
+    scenario: ScenarioOpt = "steady",
+    seed: SeedOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for soak.png and soak.json.")] = Path(
+        "soak"
+    ),
+    max_growth_mb: Annotated[
+        float,
+        typer.Option("--max-growth-mb", help="Memory a process may gain after the warm-up (MB)."),
+    ] = 64.0,
+    sample_s: Annotated[float, typer.Option("--sample-s", help="Seconds between samples.")] = 5.0,
+    checkouts_per_s: Annotated[
+        float, typer.Option("--checkouts-per-s", help="Checkouts posted to the gateway.")
+    ] = 5.0,
+) -> None:
+    """A long steady run: memory of every process, lag and latency sampled; fails on a leak,
+    a worker falling behind, or a run that does not reconcile."""
+    need("soak", "flashsale soak")
+    from orchestration.soak import run_soak
+
+    for name, value in (
+        ("--minutes", minutes),
+        ("--max-growth-mb", max_growth_mb),
+        ("--sample-s", sample_s),
+        ("--checkouts-per-s", checkouts_per_s),
+    ):
+        check_positive(name, value)
+    chosen = pick_scenario(scenario, seed)
+    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
+    raise typer.Exit(
+        run_soak(settings, chosen, minutes, out, max_growth_mb, sample_s, checkouts_per_s)
+    )
+
+
+@app.command()
+def bench(
+    bootstrap_servers: BootstrapOpt = None,
+    client_config: ClientConfigOpt = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller runs (seconds).")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the stage figures (JSON) here.")
+    ] = None,
+    broker_name: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="Which local broker to start and measure: embedded, kafka (Apache Kafka from "
+            "Maven Central's jars; Java 17+) or both, one after the other [default: both]. "
+            "Not with --bootstrap-servers, which measures those servers only.",
+        ),
+    ] = None,
+) -> None:
+    """Our path beside a bare-client ceiling, stage by stage, on each broker, in one run."""
+    need("bench", "flashsale bench")
+    from benchmarks.bench import LOCAL_BROKERS, run_bench
+
+    choices = {**{name: (name,) for name in LOCAL_BROKERS}, "both": LOCAL_BROKERS}
+    if broker_name is not None and broker_name not in choices:
+        raise typer.BadParameter(
+            f"{broker_name!r} is not one of {', '.join(choices)}", param_hint="'--broker'"
+        )
+    settings = settings_for(bootstrap_servers, client_config=client_config)
+    if broker_name is not None and settings.bootstrap_servers:
+        raise typer.BadParameter(
+            "picks a local broker to start; with --bootstrap-servers the bench measures "
+            "those servers only",
+            param_hint="'--broker'",
+        )
+    brokers = choices[broker_name or "both"]
+    raise typer.Exit(run_bench(settings, quick=quick, json_path=json_path, brokers=brokers))

@@ -1,0 +1,56 @@
+"""The console every command prints to, and what several commands print: the verdict of a
+run, warnings and one-line errors."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from verify.reconcile import VerifyResult
+
+__all__ = ["console", "error", "print_verdict", "warn"]
+
+console = Console(highlight=False)
+_err_console = Console(stderr=True, highlight=False)
+
+
+def print_verdict(result: VerifyResult) -> None:
+    """The run summary as a table, then the differences or a reconciled line."""
+    s = result.summary
+    table = Table(title="flashsale run summary", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in s.items():
+        if "_cents" in key and isinstance(value, int):
+            shown = f"{value:,} (€{value / 100:,.2f})"
+        elif isinstance(value, bool):
+            shown = "yes" if value else "NO"
+        elif isinstance(value, int):
+            shown = f"{value:,}"
+        elif isinstance(value, float):
+            shown = f"{value:,.2f}"
+        else:
+            shown = str(value)
+        table.add_row(key, shown)
+    console.print(table)
+    if result.reconciled:
+        console.print(
+            "[green]reconciled: GMV, refunds and every outcome (accepted, rejected, paid, "
+            "cancelled, refunded, duplicate, orphan, mismatch) match the truth exactly; "
+            "units conserved, no SKU oversold[/green]"
+        )
+    else:
+        console.print("[red]NOT reconciled:[/red]")
+        for diff in result.differences:
+            console.print(f"  - {diff}")
+
+
+def warn(line: str) -> None:
+    """A producer's warning (behind schedule), as a yellow line."""
+    console.print(f"[yellow]warning: {line}[/yellow]")
+
+
+def error(message: str) -> int:
+    """Print `flashsale: error: MESSAGE` as one line on stderr; the exit code of bad input, 2."""
+    _err_console.print(f"flashsale: error: {message}", markup=False, soft_wrap=True)
+    return 2

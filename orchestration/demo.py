@@ -1,0 +1,225 @@
+"""`flashsale demo`: broker, topics, workers, producer, metrics and the live dashboard; a
+live status line while the scenario runs, then the drain, the verdict and a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+import webbrowser
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+from rich.live import Live
+from rich.text import Text
+
+from flashsale.brokers.local import broker_for, describe_broker
+from flashsale.kafka.reading import end_offsets
+from flashsale.processes import free_port
+from flashsale.scenario import Scenario
+from flashsale.settings import Settings
+from orchestration.console import console, print_verdict, warn
+from orchestration.processes import prepare_run
+from orchestration.produce import metrics_server
+from producers.generator import Generator
+from producers.metrics import ProducerMetrics
+from producers.pacing import produce_scenario
+from producers.sinks.kafka import OrderEmitter
+from streams.process import WorkerProcess, group_totals, unprocessed, wait_group_ready
+from verify.live import verify_live
+from verify.reconcile import VerifyResult
+
+__all__ = ["DRAIN_STALL_TIMEOUT_S", "WORKER_READY_TIMEOUT_S", "run_demo"]
+
+WORKER_READY_TIMEOUT_S = 90.0
+
+
+DRAIN_STALL_TIMEOUT_S = 60.0
+
+
+def run_demo(
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float,
+    summary_json: Path | None,
+    workers: int = 1,
+    open_browser: bool = False,
+    record: Path | None = None,
+) -> int:
+    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles.
+
+    With `record`, every topic of the run is captured into that run directory after the
+    workers stopped and before the broker does (`flashsale record`)."""
+    registry = CollectorRegistry()
+    metrics = ProducerMetrics(registry)
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
+    with broker_for(settings, announce=False) as (bootstrap, broker):
+        console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
+        run_settings = prepare_run(settings, bootstrap, scenario)
+        group: list[WorkerProcess] = []
+        for i in range(workers):
+            port = free_port(settings.web_host, settings.web_port + i)
+            log = workdir / (f"worker-{i}.log" if workers > 1 else "worker.log")
+            group.append(WorkerProcess(run_settings, port, log_path=log))
+        with metrics_server(registry, settings.web_host, 0) as producer_port:
+            console.print(f"producer metrics: http://{settings.web_host}:{producer_port}/metrics")
+            try:
+                for worker in group:
+                    worker.start()
+                producer_url = f"http://{settings.web_host}:{producer_port}/metrics"
+                result = asyncio.run(
+                    _with_dashboard(
+                        run_settings,
+                        group,
+                        producer_url,
+                        open_browser,
+                        _demo(run_settings, scenario, duration_s, metrics, group, workdir),
+                    )
+                )
+            finally:
+                for worker in group:
+                    worker.stop()
+            for worker in group:
+                console.print(f"worker metrics:   {worker.url}/metrics  (stopped)")
+            console.print(
+                f"producer metrics: http://{settings.web_host}:{producer_port}/metrics  (stopped)"
+            )
+        if record is not None:
+            from orchestration.recording import record_run
+
+            record_run(bootstrap, record, run_settings, worker_settings=run_settings)
+            console.print(f"run recorded: {record} (flashsale verify / replay / report {record})")
+    if result is None:
+        return 1
+    print_verdict(result)
+    if summary_json:
+        summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
+        console.print(f"run summary: {summary_json}")
+    return 0 if result.reconciled else 1
+
+
+async def _with_dashboard(
+    settings: Settings,
+    group: list[WorkerProcess],
+    producer_url: str,
+    open_browser: bool,
+    run: Coroutine[Any, Any, VerifyResult | None],
+) -> VerifyResult | None:
+    """Serve the live dashboard of the demo while `run` runs (and open it when asked)."""
+    from dashboards.live.server import serve
+    from dashboards.live.source import DashboardSource
+
+    source = DashboardSource(
+        [w.url for w in group],
+        settings.bootstrap_servers,
+        settings.topic_orders,
+        [producer_url],
+    )
+    port = free_port(settings.web_host, settings.dashboard_port)
+    async with serve(source, settings.web_host, port) as url:
+        console.print(f"dashboard: {url}")
+        if open_browser and not webbrowser.open(url):
+            console.print("no browser to open here: open the dashboard's URL yourself")
+        result = await run
+        # The page keeps the final numbers: show the drained run before closing.
+        await source.refreshed()
+        return result
+
+
+async def _demo(
+    settings: Settings,
+    scenario: Scenario,
+    duration_s: float,
+    metrics: ProducerMetrics,
+    group: list[WorkerProcess],
+    workdir: Path,
+) -> VerifyResult | None:
+    bootstrap = settings.bootstrap_list()[0]
+    for worker in group:
+        console.print(
+            f"worker: {worker.url}/views/gmv (whole run; also /views/top-skus, "
+            f"/views/sold-out, /views/stock/SKU), {worker.url}/metrics"
+        )
+    started = time.monotonic()
+    what = "the worker" if len(group) == 1 else f"the {len(group)} workers"
+    with console.status(f"waiting for {what} to join the consumer group..."):
+        try:
+            took = await asyncio.to_thread(
+                wait_group_ready, group, settings.partitions, WORKER_READY_TIMEOUT_S
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]{exc}; logs in {workdir}[/red]")
+            return None
+    console.print(f"{what.removeprefix('the ')} ready in {took:.1f} s")
+    emitter = OrderEmitter(settings, metrics)
+    await emitter.start()
+    try:
+        task = asyncio.create_task(
+            produce_scenario(
+                emitter,
+                Generator(scenario),
+                duration_s,
+                None,
+                warn=warn,
+            )
+        )
+        with Live(console=console, refresh_per_second=4) as live:
+            last = (time.monotonic(), 0)
+            stalled_since = time.monotonic()
+            last_lag: int | None = None
+            while True:
+                await asyncio.sleep(0.5)
+                totals = await asyncio.to_thread(group_totals, group)
+                ends = await end_offsets(bootstrap, settings.topic_orders, settings)
+                lag = unprocessed(totals, ends)
+                now = time.monotonic()
+                st = emitter.stats
+                rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
+                last = (now, st.orders_sent)
+                phase = "producing" if not task.done() else "draining"
+                live.update(
+                    Text(
+                        f"{phase} {scenario.name}  {now - started:5.1f}s  "
+                        f"orders/s {rate:8,.0f}  sent {st.orders_sent:,}  "
+                        f"GMV €{totals.get('gmv_cents', 0) / 100:,.2f}  "
+                        f"sold out {totals.get('sold_out_skus', 0)}  "
+                        f"lag {'?' if lag is None else f'{lag:,}'}"
+                    )
+                )
+                if not all(w.alive() for w in group):
+                    console.print(f"[red]a worker died; logs in {workdir}[/red]")
+                    return None
+                if task.done():
+                    task.result()  # re-raise a producer failure
+                    if lag == 0:
+                        break
+                    if lag != last_lag:
+                        stalled_since = now
+                    elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
+                        console.print("[red]the worker stopped making progress[/red]")
+                        break
+                    last_lag = lag
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await emitter.stop()
+    if not console.is_terminal:
+        console.line()  # a piped status line ends without one
+    st = emitter.stats
+    console.print(
+        f"produced {st.orders_sent:,} order events ({st.restocks_sent:,} restocks) in "
+        f"{st.duration_s:.1f} s; {st.acked:,} messages acknowledged, {st.errors:,} failed"
+    )
+    if st.max_behind_s > 1.0:
+        console.print(
+            f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
+        )
+    with console.status("verifying against the truth recomputed from topic orders..."):
+        return await verify_live(settings, bootstrap)

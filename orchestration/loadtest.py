@@ -1,0 +1,166 @@
+"""`flashsale loadtest`: a worker, the checkout gateway, and headless locust in processes of
+its own; then locust's figures beside flashsale's verdict. Locust is never imported here: it
+patches the process it runs in with gevent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import yaml
+from rich.table import Table
+
+from flashsale.brokers.local import bootstrap_for
+from flashsale.processes import die_with_parent, free_port, stop_process
+from flashsale.scenario import Scenario
+from flashsale.settings import Settings
+from orchestration.console import console
+from orchestration.processes import prepare_run, start_gateway
+from streams.process import WorkerProcess
+from verify.live import verify_live
+
+__all__ = ["run_loadtest"]
+
+
+def run_loadtest(
+    settings: Settings,
+    scenario: Scenario,
+    users: int,
+    duration_s: float,
+    shape: str,
+    target: str,
+    html: Path | None,
+    csv: str | None,
+    processes: int,
+    rate: float,
+) -> int:
+    """`flashsale loadtest`: our stack, locust in its own process(es), then verify both."""
+    from loadtests import locust_command
+
+    workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
+    with bootstrap_for(settings) as bootstrap:
+        run_settings = prepare_run(settings, bootstrap, scenario)
+        worker = WorkerProcess(
+            run_settings,
+            free_port(settings.web_host, settings.web_port),
+            log_path=workdir / "worker.log",
+        )
+        gateway: subprocess.Popen[bytes] | None = None
+        locust: subprocess.Popen[bytes] | None = None
+        scenario_file = workdir / "scenario.yaml"
+        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        env = {
+            **os.environ,
+            **run_settings.to_env(),
+            "FLASHSALE_LOADTEST_SCENARIO": str(scenario_file),
+            "FLASHSALE_LOADTEST_SHAPE": shape,
+            "FLASHSALE_LOADTEST_USERS": str(users),
+            "FLASHSALE_LOADTEST_DURATION": str(duration_s),
+            "FLASHSALE_LOADTEST_RATE": str(rate),
+        }
+        try:
+            worker.start()
+            with console.status("waiting for the worker to join the consumer group..."):
+                try:
+                    worker.wait_ready()
+                except (RuntimeError, TimeoutError) as exc:
+                    raise RuntimeError(f"the worker did not start ({exc})") from None
+            host = worker.url
+            if target == "gateway":
+                port = free_port(settings.web_host, settings.gateway_port)
+                host = f"http://{settings.web_host}:{port}"
+                gateway = start_gateway(
+                    bootstrap, worker.url, scenario_file, settings.web_host, port, env, workdir
+                )
+                console.print(f"gateway: {host}/orders")
+            args = locust_command(
+                "--headless",
+                "--host",
+                host,
+                "--only-summary",
+                "--stop-timeout",
+                "5",
+            )
+            if html:
+                args += ["--html", str(html)]
+            # Locust's CSV statistics, in the caller's place or ours: the summary reads them.
+            stats_prefix = csv or str(workdir / "locust")
+            args += ["--csv", stats_prefix]
+            if processes > 1:
+                args += ["--processes", str(processes)]
+            args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
+            console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
+            locust = subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
+            locust_rc = locust.wait()
+            with console.status("waiting for the worker to apply every order..."):
+                worker.wait_drained(timeout_s=600)
+            accepted = _gateway_accepted(host) if gateway is not None else None
+            result = asyncio.run(verify_live(run_settings, bootstrap))
+        except (RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]loadtest stopped: {exc}; logs in {workdir}[/red]")
+            return 1
+        finally:
+            for proc in (locust, gateway):
+                if proc is not None:
+                    stop_process(proc, 15.0)
+            worker.stop()
+    summary = result.summary
+    table = Table(title="flashsale beside locust", show_header=False)
+    sent, failed = _locust_totals(f"{stats_prefix}_stats.csv")
+    rows = [
+        ("locust exit code", str(locust_rc)),
+        ("requests sent (locust)", f"{sent:,}"),
+        ("locust failures", f"{failed:,}"),
+        ("orders accepted by the gateway", "—" if accepted is None else f"{accepted:,}"),
+        ("orders produced (order lines)", f"{summary['orders_produced']:,}"),
+        ("orders processed", f"{summary['orders_processed']:,}"),
+        ("events processed", f"{summary['events_processed']:,}"),
+        ("GMV", f"€{summary['gmv_cents_streamed'] / 100:,.2f}"),
+        (
+            "e2e latency p50 / p99 ms",
+            f"{summary['e2e_latency_p50_ms']} / {summary['e2e_latency_p99_ms']}",
+        ),
+        ("reconciled", "true" if result.reconciled else "false"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if not result.reconciled:
+        for line in result.differences:
+            console.print(f"[red]{line}[/red]")
+    return 0 if locust_rc == 0 and result.reconciled else 1
+
+
+def _locust_totals(stats_csv: str) -> tuple[int, int]:
+    """Requests and failures of a locust run, from its `_stats.csv` (0, 0 when missing)."""
+    import csv as csv_module
+
+    try:
+        with open(stats_csv, newline="") as fh:
+            for row in csv_module.DictReader(fh):
+                if row.get("Name") == "Aggregated":
+                    return int(row["Request Count"]), int(row["Failure Count"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return 0, 0
+
+
+def _gateway_accepted(host: str) -> int | None:
+    """Checkouts the gateway accepted, from its /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{host}/metrics", timeout=5) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "flashsale_gateway_orders_accepted_total":
+                return int(sample.value)
+    return None

@@ -1,0 +1,3 @@
+"""Recorded runs: the run directory (`format`), capturing a run's topics into it (`record`),
+replaying its orders (`replay`), verifying it offline (`offline`), and its reports: figures
+(`figures`), plots (`plots`) and the HTML pages of `report` and `compare` (`report`)."""
