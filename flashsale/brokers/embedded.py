@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from flashsale.brokers.base import BrokerError, wait_for_kafka
-from flashsale.processes import die_with_parent, stop_process
+from flashsale.processes import die_with_parent, free_port, stop_process
 
 __all__ = ["HOW_TO_GET_TANSU", "EmbeddedBroker", "TansuNotFound", "find_tansu"]
 
@@ -72,12 +71,6 @@ def find_tansu(explicit: Path | str | None = None) -> Path:
     raise TansuNotFound(f"Tansu not found; {HOW_TO_GET_TANSU}")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class EmbeddedBroker:
     """Tansu with memory storage on a free loopback port; a context manager.
 
@@ -119,7 +112,7 @@ class EmbeddedBroker:
         """Start the broker and wait until it answers Kafka metadata; return the bootstrap."""
         attempts = 1 if self.port else 3
         for attempt in range(attempts):
-            port = self.port or _free_port(self.host)
+            port = self.port or free_port(self.host)
             try:
                 self._spawn(port)
                 wait_for_kafka(self.host, port, self.start_timeout_s, self._alive)
