@@ -100,6 +100,7 @@ async def _measure(
 
 
 def main() -> None:
+    """Time each way of acknowledging a checkout on the same broker; print the rates."""
     ways: list[tuple[str, Callable[[OrderEmitter], OrderSink]]] = [
         ("202 once queued", QueueOnly),
         ("202 once acknowledged", lambda emitter: emitter),

@@ -59,11 +59,13 @@ def at(where: Position) -> str:
 
 
 def position_of(doc: Mapping[str, Any]) -> Position:
+    """The position on `orders` a decision or a sell-out record names."""
     where = (int(doc["partition"]), int(doc["offset"]))
     return (*where, int(doc["index"])) if "index" in doc else where
 
 
 def header(rec: Record, name: str) -> bytes | None:
+    """The value of a record's header `name` (None when it has none)."""
     for key, value in rec.headers or ():
         if key == name:
             return value
