@@ -8,10 +8,11 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from flashsale.client_config import ClientConfigError
 from flashsale.scenario import Scenario, load_scenario
@@ -33,7 +34,39 @@ __all__ = [
     "settings_for",
 ]
 
+#: The order `flashsale --help` lists the commands in: a run first, then its parts, recorded
+#: runs, and the tools.
+HELP_ORDER: Final = (
+    "demo",
+    "produce",
+    "worker",
+    "gateway",
+    "dashboard",
+    "verify",
+    "loadtest",
+    "soak",
+    "record",
+    "replay",
+    "report",
+    "compare",
+    "scenarios",
+    "bench",
+    "broker",
+    "kafka",
+)
+
+
+class _Commands(TyperGroup):
+    """Lists the commands in `HELP_ORDER` (any other after them, as registered)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's vendored click Context
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(HELP_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="flashsale",
     help="Simulate the Singles' Day order storm on Kafka and reconcile it to the cent.",
     add_completion=False,
