@@ -6,9 +6,9 @@ Faust's recovery reads a changelog up to ListOffsets(latest), which Tansu under-
 reads the changelog's tail itself, which gives the newest state on any broker. Faust's
 consumer can also jump forward, before the first message of a batch or inside it, around a
 restart or a rebalance (measured here: 2 or 3 offsets missing between two fetches right after
-a restart; faust-streaming's issue 216, github.com/faust-streaming/faust/issues/216, reports
-the same); `contiguous` reads every skipped offset back, and `behind` names the quiet
-partitions whose last messages the stream never delivered.
+a restart; users of faust-streaming report the same on its GitHub tracker); `contiguous`
+reads every skipped offset back, and `behind` names the quiet partitions whose last messages
+the stream never delivered.
 """
 
 from __future__ import annotations
