@@ -3,10 +3,14 @@ run, warnings and one-line errors."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from verify.reconcile import VerifyResult
+if TYPE_CHECKING:
+    from verify.reconcile import VerifyResult
+
 
 __all__ = ["console", "error", "print_verdict", "warn"]
 

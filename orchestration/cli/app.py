@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -17,6 +16,7 @@ from typer.core import TyperGroup
 from flashsale.client_config import ClientConfigError
 from flashsale.scenario import Scenario, load_scenario
 from flashsale.settings import Settings
+from orchestration.console import error
 from recordings.format import MANIFEST
 
 __all__ = [
@@ -149,9 +149,8 @@ def pick_scenario(name: str, seed: int | None) -> Scenario:
 
 
 def fail(message: str) -> typer.Exit:
-    """Print a one-line error; the `typer.Exit(2)` to raise."""
-    print(f"flashsale: error: {message}", file=sys.stderr)
-    return typer.Exit(2)
+    """Print a one-line error (`orchestration.console.error`); the `typer.Exit(2)` to raise."""
+    return typer.Exit(error(message))
 
 
 #: The modules each extra of the package brings (pyproject.toml), for the commands that need it.

@@ -9,6 +9,7 @@ import sys
 import tomllib
 
 import grimp
+import pytest
 
 from tests.paths import ROOT
 
@@ -70,8 +71,13 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in done.stdout
 
 
-def test_no_module_imports_itself_through_others() -> None:
-    graph = grimp.build_graph(*ROOTS, cache_dir=None)
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    """The import graph of every module of the project."""
+    return grimp.build_graph(*ROOTS, cache_dir=None)
+
+
+def test_no_module_imports_itself_through_others(graph: grimp.ImportGraph) -> None:
     assert _cycles(graph) == []
 
 
@@ -85,8 +91,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycles(graph) == [["a.x", "a.y"]]
 
 
-def test_the_core_imports_none_of_the_parts() -> None:
-    graph = grimp.build_graph(*ROOTS, cache_dir=None)
+def test_the_core_imports_none_of_the_parts(graph: grimp.ImportGraph) -> None:
     reached = [
         part
         for part in ROOTS
