@@ -49,8 +49,11 @@ __all__ = ["SoakSample", "judge", "run_soak"]
 
 #: The first part of the run is warm-up: memory is compared from its end on.
 WARMUP_SHARE: Final = 0.2
-#: Lag below this many messages is never "rising" (a fetch or two of work in hand).
+#: Lag below this many messages is never "rising" (a fetch or two of work in hand)...
 LAG_FLOOR: Final = 1_000
+#: ... nor below this many seconds of the worker's own rate: a backlog it clears in a few
+#: seconds is a busy moment of the machine, not a worker falling behind, at any scale.
+LAG_FLOOR_S: Final = 5.0
 #: Processes sampled, in the order plots and tables show them.
 PROCESSES: Final = ("broker", "worker", "gateway", "producer")
 #: Judged for leaks. The embedded broker stores every message in memory (Tansu's memory
@@ -85,8 +88,9 @@ def judge(samples: list[SoakSample], max_growth_mb: float) -> list[str]:
     Memory: each process's median RSS over the last three samples against its median over
     the three samples after the warm-up (the first `WARMUP_SHARE` of the run); growth beyond
     `max_growth_mb` fails. Lag: after the warm-up, the lag "kept rising" when the smallest
-    lag of the last third is above both `LAG_FLOOR` and the largest of the first third: the
-    worker never caught up again.
+    lag of the last third is above the largest of the first third and above the floor (the
+    larger of `LAG_FLOOR` messages and `LAG_FLOOR_S` seconds of the worker's median rate):
+    the worker never caught up again.
     """
     problems: list[str] = []
     if len(samples) < 6:
@@ -108,10 +112,12 @@ def judge(samples: list[SoakSample], max_growth_mb: float) -> list[str]:
                 f"({base:,.0f} → {end:,.0f} MB), past the bound of {max_growth_mb:,.0f} MB"
             )
     lags = [s.lag for s in settled if s.lag is not None]
+    rates = [s.rate_per_s for s in settled if s.rate_per_s]
+    floor = max(LAG_FLOOR, LAG_FLOOR_S * statistics.median(rates)) if rates else LAG_FLOOR
     if len(lags) >= 6:
         third = len(lags) // 3
         first, last = lags[:third], lags[-third:]
-        if min(last) > LAG_FLOOR and min(last) > max(first):
+        if min(last) > floor and min(last) > max(first):
             problems.append(
                 f"consumer lag kept rising: {max(first):,} at most in the first third after "
                 f"the warm-up, {min(last):,} at least in the last third"
