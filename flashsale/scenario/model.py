@@ -16,13 +16,11 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -30,6 +28,11 @@ from pydantic import (
 )
 
 from flashsale.events import MAX_QUANTITY, MAX_UNIT_PRICE_CENTS
+from flashsale.scenario.fields import MAX_SECONDS, Fraction, Int, Num, Seconds
+from flashsale.scenario.fields import MODEL as _MODEL
+from flashsale.scenario.fields import Problem as _Problem
+from flashsale.scenario.fields import kind as _kind
+from flashsale.scenario.fields import show as _show
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -76,8 +79,6 @@ CATEGORY_NAMES: Final[tuple[str, ...]] = (
 )
 
 MAX_SKUS: Final = 200_000
-# Time parameters end up in event timestamps; a month bounds them well away from overflow.
-MAX_SECONDS: Final = 31 * 86_400.0
 MAX_REAL_RATE: Final = 1e9
 MAX_WALL_RATE: Final = 1e7
 _START_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -94,32 +95,6 @@ class ScenarioError(ValueError):
         parts = [p for p in (source, where, problem) if p]
         # One line whatever the input held: a file name or a YAML value may carry line breaks.
         super().__init__(" ".join(": ".join(parts).splitlines()))
-
-
-class _Problem(ValueError):
-    """A validator's complaint, `at` a path below the field pydantic reports it on."""
-
-    def __init__(self, message: str, *at: str | int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.at = at
-
-
-def _not_bool(value: object) -> object:
-    """Refuse YAML `true`/`false` where a number is expected (pydantic would read 1 and 0)."""
-    if isinstance(value, bool):
-        raise _Problem(f"expected a number, got {_show(value)}")
-    return value
-
-
-Num = Annotated[float, BeforeValidator(_not_bool)]
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Fraction = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)]
-# A duration or delay: from a millisecond (the event clock's unit) to a month.
-Seconds = Annotated[float, BeforeValidator(_not_bool), Field(ge=0.001, le=MAX_SECONDS)]
-
-# Frozen, no unknown fields, no NaN or infinity anywhere.
-_MODEL = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _range(pair: tuple[int, int], high_max: int) -> tuple[int, int]:
@@ -798,37 +773,3 @@ def _wording(err: Any) -> str:
         return f"expected {wanted} items, got {ctx.get('actual_length', 'another count')}"
     message = str(err.get("msg", "invalid"))
     return f"{message[:1].lower()}{message[1:]}, got {got}"
-
-
-def _kind(value: object) -> str:
-    """A YAML reader's name for the type of `value`."""
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    return type(value).__name__
-
-
-def _show(value: object) -> str:
-    """A short, one-line rendering of a value for an error message."""
-    if value is None or isinstance(value, Mapping | list | tuple):
-        return _kind(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(int(value))  # 0 rather than 0.0: the bound as the reader wrote it
-    try:
-        shown = repr(value) if isinstance(value, str) else str(value)
-    except ValueError:  # an integer beyond Python's str() digit limit
-        return "a huge number"
-    return shown if len(shown) <= 60 else f"{shown[:57]}..."
