@@ -22,10 +22,12 @@ from recordings.format import MANIFEST
 __all__ = [
     "BootstrapOpt",
     "ClientConfigOpt",
+    "GuaranteeOpt",
     "KafkaOpt",
     "ScenarioOpt",
     "SeedOpt",
     "app",
+    "check_guarantee",
     "check_new_run_dir",
     "check_positive",
     "fail",
@@ -106,6 +108,20 @@ ClientConfigOpt = Annotated[
 ]
 
 
+GuaranteeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--processing-guarantee",
+        help="How the workers commit: at_least_once, or exactly_once (Kafka transactions: a "
+        "batch's outputs, states and offsets commit together; needs Apache Kafka, not the "
+        "embedded broker) [default: FLASHSALE_PROCESSING_GUARANTEE or at_least_once].",
+    ),
+]
+
+#: The values of `--processing-guarantee` (Faust's words).
+GUARANTEES: Final = ("at_least_once", "exactly_once")
+
+
 ScenarioOpt = Annotated[
     str,
     typer.Option(
@@ -141,6 +157,27 @@ def settings_for(
         raise typer.BadParameter(
             f"setting {where}: {err['msg']}" if where else f"settings: {err['msg']}"
         ) from None
+
+
+def check_guarantee(guarantee: str | None) -> None:
+    """Refuse a `--processing-guarantee` that is not one of `GUARANTEES`."""
+    if guarantee is not None and guarantee not in GUARANTEES:
+        raise typer.BadParameter(
+            f"{guarantee!r} is not one of {', '.join(GUARANTEES)}",
+            param_hint="'--processing-guarantee'",
+        )
+
+
+def refuse_embedded_exactly_once(settings: Settings) -> None:
+    """Stop with one line (exit 2) before anything starts when exactly-once processing is
+    asked of the embedded broker the command would start: Tansu has no transactions (it
+    answers InitProducerId with an error)."""
+    embedded = not settings.bootstrap_servers and settings.local_broker == "embedded"
+    if embedded and settings.processing_guarantee == "exactly_once":
+        raise fail(
+            "processing guarantee exactly_once needs Kafka transactions, which the embedded "
+            "broker (Tansu) does not support: add --kafka or --bootstrap-servers"
+        )
 
 
 def pick_scenario(name: str, seed: int | None) -> Scenario:

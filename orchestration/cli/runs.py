@@ -14,14 +14,17 @@ from flashsale.scenario import DEFAULT_SCENARIO
 from orchestration.cli.app import (
     BootstrapOpt,
     ClientConfigOpt,
+    GuaranteeOpt,
     KafkaOpt,
     ScenarioOpt,
     SeedOpt,
     app,
+    check_guarantee,
     check_new_run_dir,
     check_positive,
     need,
     pick_scenario,
+    refuse_embedded_exactly_once,
     settings_for,
 )
 
@@ -141,6 +144,7 @@ def demo(
             help="After the drain, record every topic of the run into this run directory.",
         ),
     ] = None,
+    processing_guarantee: GuaranteeOpt = None,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from orchestration.demo import run_demo
@@ -150,12 +154,17 @@ def demo(
         need("research", "flashsale demo --record")
         check_new_run_dir(record, "--record")
     check_positive("--workers", workers)
+    check_guarantee(processing_guarantee)
     if not 0 <= pack <= MAX_PACK:
         raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka, client_config=client_config).model_copy(
-        update={"pack": pack}
-    )
+    settings = settings_for(
+        bootstrap_servers,
+        kafka,
+        client_config=client_config,
+        processing_guarantee=processing_guarantee,
+    ).model_copy(update={"pack": pack})
+    refuse_embedded_exactly_once(settings)
     if workers > settings.partitions:
         raise typer.BadParameter(
             f"{workers} workers for {settings.partitions} partitions would leave some idle; "

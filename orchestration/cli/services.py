@@ -10,11 +10,14 @@ from flashsale.scenario import DEFAULT_SCENARIO
 from orchestration.cli.app import (
     BootstrapOpt,
     ClientConfigOpt,
+    GuaranteeOpt,
     KafkaOpt,
     ScenarioOpt,
     SeedOpt,
     app,
+    check_guarantee,
     pick_scenario,
+    refuse_embedded_exactly_once,
     settings_for,
 )
 
@@ -32,6 +35,7 @@ def worker(
     log_level: Annotated[
         str, typer.Option(help="Faust log level: crit, error, warn, info, debug.")
     ] = "warn",
+    processing_guarantee: GuaranteeOpt = None,
 ) -> None:
     """Run one Faust worker; its views and /metrics on --web-port."""
     from orchestration.services import run_worker_service
@@ -41,9 +45,15 @@ def worker(
             f"{log_level!r} is not one of crit, error, warn, info, debug",
             param_hint="'--log-level'",
         )
+    check_guarantee(processing_guarantee)
     settings = settings_for(
-        bootstrap_servers, kafka, client_config=client_config, web_port=web_port
+        bootstrap_servers,
+        kafka,
+        client_config=client_config,
+        web_port=web_port,
+        processing_guarantee=processing_guarantee,
     )
+    refuse_embedded_exactly_once(settings)
     run_worker_service(settings, log_level)
 
 

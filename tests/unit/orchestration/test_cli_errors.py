@@ -42,6 +42,10 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("scenarios", "show", "black-friday"), "black-friday"),
         (("demo", "--frobnicate"), "--frobnicate"),
         (("worker", "--log-level", "loud"), "loud"),
+        (("worker", "--processing-guarantee", "twice"), "--processing-guarantee"),
+        # The embedded broker has no transactions: refused before any broker starts.
+        (("worker", "--processing-guarantee", "exactly_once"), "embedded broker"),
+        (("demo", "--processing-guarantee", "exactly_once"), "embedded broker"),
         (("verify",), "--bootstrap-servers"),
         (("dashboard", "--worker", "localhost:6066"), "localhost:6066"),
         (("dashboard", "--port", "70000"), "--port"),
