@@ -53,7 +53,7 @@ def run_loadtest(
         gateway: subprocess.Popen[bytes] | None = None
         locust: subprocess.Popen[bytes] | None = None
         scenario_file = workdir / "scenario.yaml"
-        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json", by_alias=True)))
         env = {
             **os.environ,
             **run_settings.to_env(),

@@ -238,7 +238,7 @@ def run_soak(
             log_path=workdir / "worker.log",
         )
         scenario_file = workdir / "scenario.yaml"
-        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+        scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json", by_alias=True)))
         gateway = None
         try:
             worker.start()

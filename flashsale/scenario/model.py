@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from flashsale.events import MAX_QUANTITY, MAX_UNIT_PRICE_CENTS
+from flashsale.scenario.faults import FaultSpec
 from flashsale.scenario.fields import MAX_SECONDS, Fraction, Int, Num, Seconds
 from flashsale.scenario.fields import MODEL as _MODEL
 from flashsale.scenario.fields import Problem as _Problem
@@ -450,6 +451,9 @@ class Scenario(BaseModel):
     """How late (scenario seconds behind the newest event of its partition) an event may
     arrive and still count in its 1 s and 1 min windows; the workers `flashsale demo` starts
     use it."""
+    faults: tuple[FaultSpec, ...] = ()
+    """The fault timeline (`flashsale/scenario/faults.py`): what `demo`, `loadtest` and `soak`
+    break, when on the scenario clock, and for how long."""
 
     @field_validator("start")
     @classmethod
@@ -475,6 +479,15 @@ class Scenario(BaseModel):
                 "mix",
                 "bot_share",
             )
+        for i, fault in enumerate(self.faults):
+            if fault.at > self.curve.horizon_s:
+                raise _Problem(
+                    f"must be within the curve's horizon ({self.curve.horizon_s:g} s), "
+                    f"got {fault.at:g}",
+                    "faults",
+                    i,
+                    "at",
+                )
         if self.peak_wall_rate > MAX_WALL_RATE:
             raise _Problem(
                 f"emits {self.peak_wall_rate:,.0f} orders per wall second at the peak "

@@ -48,7 +48,11 @@ def scenarios_show(
     from flashsale.scenario.curves import Curve
 
     chosen = load_scenario(name)
-    print(yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    print(
+        yaml.safe_dump(
+            chosen.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True
+        )
+    )
     curve = Curve(chosen)
     at, peak = curve.peak()
     horizon = chosen.curve.horizon_s
