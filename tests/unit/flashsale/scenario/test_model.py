@@ -30,6 +30,7 @@ from flashsale.scenario import (
 )
 from flashsale.scenario.catalog import Catalog
 from flashsale.scenario.curves import Curve
+from flashsale.scenario.faults import FaultSpec
 from flashsale.scenario.model import (
     PRESETS,
     CatalogSpec,
@@ -52,6 +53,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ScaleSpec,
     OrderMix,
     DelaySpec,
+    FaultSpec,
 )
 FIELD_NAMES = sorted({name for model in MODELS for name in model.model_fields})
 PRESET_FILES = sorted(
