@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     """Nodes of the local Apache Kafka: 1, or 3 for replication (a 2-node quorum survives no
     failure). Env: FLASHSALE_KAFKA_NODES."""
 
+    kafka_network: Literal["loopback", "namespaces"] = "loopback"
+    """Where the local Apache Kafka's nodes listen: all on loopback, or each in a network
+    namespace of its own (root; a fault timeline can then cut one off the network). Env:
+    FLASHSALE_KAFKA_NETWORK."""
+
     broker_start_timeout_s: float = 20.0
     """How long to wait for the embedded broker to answer metadata. Env:
     FLASHSALE_BROKER_START_TIMEOUT_S."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import numpy as np
 
@@ -57,6 +57,7 @@ async def produce_scenario(
     start_at: float | None = None,
     warn: Callable[[str], None] | None = None,
     resume_from: Mapping[int, int] | None = None,
+    gate: Callable[[], Awaitable[None]] | None = None,
 ) -> ProduceStats:
     """Restock the catalog, then emit the scenario's events; flush at the end.
 
@@ -65,7 +66,9 @@ async def produce_scenario(
     (the default for files): as fast as the sink takes it, on the scenario clock. A sink whose
     `pack` > 0 gets packed messages of up to that many events of one partition (restocks
     stay single). `resume_from` (see `acknowledged_positions`): skip what the broker holds
-    already and go on from there, the rest of the schedule shifted to start now.
+    already and go on from there, the rest of the schedule shifted to start now. `gate` is
+    awaited before each block: a stalled producer (a fault timeline's `stall producer`) waits
+    there, then sends what fell due meanwhile as fast as the sink takes it.
     """
     pack = sink.pack
     resume = None
@@ -89,6 +92,8 @@ async def produce_scenario(
     for block in blocks:
         if should_stop():
             break
+        if gate is not None:
+            await gate()
         if resume is not None and len(block):
             if resume.done_after(int(block.index[0])):
                 resume = None
