@@ -23,14 +23,16 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from flashsale.brokers.base import BrokerError, wait_for_kafka
+from flashsale.brokers.netns import NodeNetwork, namespaces_unavailable
 from flashsale.processes import die_with_parent
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "KafkaCluster",
     "KafkaNode",
     "KafkaToolMissing",
+    "Network",
     "SecureListener",
     "broker_settings",
     "cluster_brokers",
@@ -51,6 +54,10 @@ KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 #: The oldest Java Kafka 4 runs on.
 MIN_JAVA = 17
+#: Where a cluster's nodes live: all on 127.0.0.1, or each in a network namespace of its own.
+Network = Literal["loopback", "namespaces"]
+#: The ports of every node with a namespace (an address) of its own: Kafka's usual ones.
+NAMESPACE_PORTS = (9092, 9093, 9094)
 
 HOW_TO_GET_JAVA = (
     "Apache Kafka needs Java 17 or newer and Maven (to fetch its jars once): "
@@ -232,18 +239,23 @@ def _port_free(host: str, port: int) -> bool:
         return True
 
 
-def _metadata_brokers(host: str, port: int) -> list[tuple[int, str, int]]:
-    """The brokers a node's Metadata v1 answer lists: (node id, host, port)."""
+def _metadata(
+    host: str, port: int, topics: Iterable[str] = (), timeout_s: float = 2.0
+) -> tuple[list[tuple[int, str, int]], dict[str, dict[int, tuple[int, list[int]]]]]:
+    """A node's Metadata v1 answer: its brokers (node id, host, port) and, for each of
+    `topics` it knows, each partition's (leader, in-sync replicas)."""
     client_id = b"flashsale-probe"
-    body = struct.pack(">hhih", 3, 1, 7, len(client_id)) + client_id + struct.pack(">i", 0)
-    with socket.create_connection((host, port), timeout=2.0) as conn:
+    names = [t.encode() for t in topics]
+    body = struct.pack(">hhih", 3, 1, 7, len(client_id)) + client_id
+    body += struct.pack(">i", len(names)) + b"".join(struct.pack(">h", len(n)) + n for n in names)
+    with socket.create_connection((host, port), timeout=timeout_s) as conn:
         conn.sendall(struct.pack(">i", len(body)) + body)
         head = _recv(conn, 4)
         data = _recv(conn, struct.unpack(">i", head)[0])
     pos = 4  # correlation id
     (count,) = struct.unpack_from(">i", data, pos)
     pos += 4
-    out = []
+    brokers = []
     for _ in range(count):
         node_id, hlen = struct.unpack_from(">ih", data, pos)
         pos += 6
@@ -251,8 +263,34 @@ def _metadata_brokers(host: str, port: int) -> list[tuple[int, str, int]]:
         pos += hlen
         (bport, rlen) = struct.unpack_from(">ih", data, pos)
         pos += 6 + max(rlen, 0)
-        out.append((node_id, name, bport))
-    return out
+        brokers.append((node_id, name, bport))
+    pos += 4  # controller id
+    (count,) = struct.unpack_from(">i", data, pos)
+    pos += 4
+    partitions: dict[str, dict[int, tuple[int, list[int]]]] = {}
+    for _ in range(count):
+        error, tlen = struct.unpack_from(">hh", data, pos)
+        pos += 4
+        topic = data[pos : pos + tlen].decode()
+        pos += tlen + 1  # is_internal
+        (pcount,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        parts: dict[int, tuple[int, list[int]]] = {}
+        for _ in range(pcount):
+            _, index, leader, nreplicas = struct.unpack_from(">hiii", data, pos)
+            pos += 14 + 4 * nreplicas
+            (nisr,) = struct.unpack_from(">i", data, pos)
+            isr = list(struct.unpack_from(f">{nisr}i", data, pos + 4))
+            pos += 4 + 4 * nisr
+            parts[index] = (leader, sorted(isr))
+        if error == 0:
+            partitions[topic] = parts
+    return brokers, partitions
+
+
+def _metadata_brokers(host: str, port: int) -> list[tuple[int, str, int]]:
+    """The brokers a node's Metadata v1 answer lists: (node id, host, port)."""
+    return _metadata(host, port)[0]
 
 
 def _recv(conn: socket.socket, n: int) -> bytes:
@@ -318,6 +356,7 @@ class KafkaNode:
     controller_port: int
     data: Path
     secure_port: int | None = None
+    host: str = "127.0.0.1"
     advertised: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -379,6 +418,14 @@ class KafkaCluster:
     removed at `stop()`. `advertised`: per node id, the HOST:PORT its PLAINTEXT listener
     names in metadata (the fault tests put a proxy there); `ports`: per node id, the port of
     its PLAINTEXT listener (else a free one).
+
+    `network="namespaces"` (Linux, root, iproute2) starts each node's JVM in a network
+    namespace of its own (`flashsale/brokers/netns.py`): node i listens, advertises and votes
+    on 10.111.Y.i, ports 9092 (PLAINTEXT), 9093 (CONTROLLER) and 9094 (SASL_SSL), `host` is
+    not used, and `cut_node` / `heal_node` pull and plug back a node's cable. `stop()`
+    removes the namespaces. `pause_node` / `resume_node` stall a JVM in either network.
+    The fault methods (`cut_node`, `heal_node`, `pause_node`, `resume_node`) are short
+    blocking calls, safe from another thread.
     """
 
     def __init__(
@@ -394,9 +441,18 @@ class KafkaCluster:
         overrides: Mapping[str, str] | None = None,
         version: str = KAFKA_VERSION,
         say: Callable[[str], None] | None = None,
+        network: Network = "loopback",
     ) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if network not in ("loopback", "namespaces"):
+            raise ValueError(f"network is loopback or namespaces, not {network!r}")
+        self.network: Network = network
+        self._net: NodeNetwork | None = None
+        # The fault methods may be called from another thread than start() and stop().
+        self._faults = threading.RLock()
+        self._cut: set[int] = set()
+        self._paused: set[int] = set()
         self.size = nodes
         self.host = host
         self.heap_mb = heap_mb
@@ -428,14 +484,14 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         """`HOST:PORT,…` of every node's PLAINTEXT listener."""
-        return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
+        return ",".join(f"{n.host}:{n.port}" for n in self.nodes)
 
     @property
     def secure_bootstrap(self) -> str:
         """`HOST:PORT,…` of every node's SASL_SSL listener."""
         if self.secure is None:
             raise BrokerError("the cluster has no SASL_SSL listener")
-        return ",".join(f"{self.host}:{n.secure_port}" for n in self.nodes)
+        return ",".join(f"{n.host}:{n.secure_port}" for n in self.nodes)
 
     @property
     def pid(self) -> int | None:
@@ -463,6 +519,12 @@ class KafkaCluster:
             self._data = Path(self._tmp.name)
         self._data.mkdir(parents=True, exist_ok=True)
         try:
+            if self.network == "namespaces":
+                why = namespaces_unavailable()
+                if why is not None:
+                    raise BrokerError(why)
+                self._net = NodeNetwork(self.size)
+                self._net.create()
             self._layout()
             self._format()
             for node in self.nodes:
@@ -485,6 +547,9 @@ class KafkaCluster:
                 f"{self.data} holds a {len(saved['nodes'])}-node cluster, not {self.size}"
             )
         self.cluster_id = saved.get("cluster_id") or new_cluster_id()
+        if self._net is not None:
+            self._layout_namespaces(saved)
+            return
         per = 3 if self.secure else 2
         fresh = iter(_free_ports(self.host, per * self.size))
         self.nodes = []
@@ -506,6 +571,7 @@ class KafkaCluster:
                     secure_port=ports[2] if self.secure else None,
                     data=self.data / f"node-{node_id}",
                     advertised=self.advertised.get(node_id),
+                    host=self.host,
                 )
             )
         meta.write_text(
@@ -525,10 +591,38 @@ class KafkaCluster:
             )
         )
 
+    def _layout_namespaces(self, saved: dict[str, Any]) -> None:
+        """Each node on its namespace's address with Kafka's usual ports. cluster.json keeps
+        the loopback ports it had (a later loopback cluster on the folder reuses them)."""
+        assert self._net is not None
+        port, controller, secure = NAMESPACE_PORTS
+        self.nodes = [
+            KafkaNode(
+                node_id=i,
+                port=self.ports.get(i, port),
+                controller_port=controller,
+                secure_port=secure if self.secure else None,
+                data=self.data / f"node-{i}",
+                advertised=self.advertised.get(i),
+                host=self._net.address(i),
+            )
+            for i in range(1, self.size + 1)
+        ]
+        empty = {"port": None, "controller_port": None, "secure_port": None}
+        (self.data / "cluster.json").write_text(
+            json.dumps(
+                {
+                    "version": self.version,
+                    "cluster_id": self.cluster_id,
+                    "nodes": saved.get("nodes") or [empty] * self.size,
+                }
+            )
+        )
+
     def _properties(self, node: KafkaNode) -> dict[str, str]:
-        voters = ",".join(f"{n.node_id}@{self.host}:{n.controller_port}" for n in self.nodes)
-        listeners = [f"PLAINTEXT://{self.host}:{node.port}"]
-        advertised = [f"PLAINTEXT://{node.advertised or f'{self.host}:{node.port}'}"]
+        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes)
+        listeners = [f"PLAINTEXT://{node.host}:{node.port}"]
+        advertised = [f"PLAINTEXT://{node.advertised or f'{node.host}:{node.port}'}"]
         protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
         props = {
             "process.roles": "broker,controller",
@@ -540,8 +634,8 @@ class KafkaCluster:
             **broker_settings(self.size),
         }
         if self.secure is not None:
-            listeners.append(f"SASL_SSL://{self.host}:{node.secure_port}")
-            advertised.append(f"SASL_SSL://{self.host}:{node.secure_port}")
+            listeners.append(f"SASL_SSL://{node.host}:{node.secure_port}")
+            advertised.append(f"SASL_SSL://{node.host}:{node.secure_port}")
             protocols.append("SASL_SSL:SASL_SSL")
             mech = self.secure.mechanism
             keystore = node.data / "keystore.pem"
@@ -560,7 +654,7 @@ class KafkaCluster:
             )
             if self.secure.key_password is not None:
                 props["ssl.key.password"] = self.secure.key_password
-        listeners.append(f"CONTROLLER://{self.host}:{node.controller_port}")
+        listeners.append(f"CONTROLLER://{node.host}:{node.controller_port}")
         props["listeners"] = ",".join(listeners)
         props["advertised.listeners"] = ",".join(advertised)
         props["listener.security.protocol.map"] = ",".join(protocols)
@@ -626,7 +720,10 @@ class KafkaCluster:
 
     def _spawn(self, node: KafkaNode) -> None:
         props = self._write_properties(node)
+        # `ip netns exec` execs the JVM: the child's pid stays the JVM's.
+        inside = self._net.exec_argv(node.node_id) if self._net is not None else []
         command = [
+            *inside,
             self._java,
             f"-Xmx{self.heap_mb}m",
             f"-Xms{min(self.heap_mb, 256)}m",
@@ -665,7 +762,7 @@ class KafkaCluster:
                 return node.alive()
 
             try:
-                wait_for_kafka(self.host, node.port, max(deadline - time.monotonic(), 1.0), alive)
+                wait_for_kafka(node.host, node.port, max(deadline - time.monotonic(), 1.0), alive)
             except BrokerError as exc:
                 raise BrokerError(
                     f"Kafka node {node.node_id} did not start: {exc}; {node.log_tail()}"
@@ -676,7 +773,7 @@ class KafkaCluster:
                 # The brokers every waited-for node's metadata lists.
                 last = sorted(
                     set.intersection(
-                        *({b[0] for b in _metadata_brokers(self.host, n.port)} for n in wanted)
+                        *({b[0] for b in _metadata_brokers(n.host, n.port)} for n in wanted)
                     )
                 )
             except (OSError, struct.error):
@@ -684,9 +781,16 @@ class KafkaCluster:
             if last == expected:
                 return
             time.sleep(0.1)
+        hint = ""
+        if self._net is not None:
+            # Bridged frames pass the host's iptables when br_netfilter's switch is on.
+            hint = (
+                "; can the namespaces reach each other? A DROP in the host's iptables FORWARD "
+                "chain stops bridged traffic while net.bridge.bridge-nf-call-iptables is 1"
+            )
         raise BrokerError(
             f"Kafka's metadata lists brokers {last}, not {expected}, after "
-            f"{self.start_timeout_s:.0f} s"
+            f"{self.start_timeout_s:.0f} s{hint}"
         )
 
     # -- one node, for fault tests ---------------------------------------------------------
@@ -694,10 +798,89 @@ class KafkaCluster:
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node's JVM (no controlled shutdown) and reap it."""
         node = self.node(node_id)
-        if node.proc is not None and node.proc.poll() is None:
-            node.proc.kill()
-            node.proc.wait()
-        node.proc = None
+        with self._faults:
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait()
+            node.proc = None
+            self._paused.discard(node_id)
+
+    def cut_node(self, node_id: int) -> None:
+        """Pull one node's network cable (`network="namespaces"` only): nothing reaches it or
+        leaves it, from the other nodes or from clients, until `heal_node`. Its JVM runs on."""
+        net = self._need_namespaces("cut_node")
+        self.node(node_id)
+        with self._faults:
+            net.cut(node_id)
+            self._cut.add(node_id)
+
+    def heal_node(self, node_id: int) -> None:
+        """Plug a cut node's cable back in (nothing happens to a node that is not cut)."""
+        net = self._need_namespaces("heal_node")
+        self.node(node_id)
+        with self._faults:
+            net.heal(node_id)
+            self._cut.discard(node_id)
+
+    def pause_node(self, node_id: int) -> None:
+        """Stall one node: SIGSTOP its JVM. Its sockets stay open and connections are
+        accepted by the kernel, but nothing answers until `resume_node` (SIGCONT)."""
+        with self._faults:
+            proc = self._running(node_id, "pause")
+            proc.send_signal(signal.SIGSTOP)
+            self._paused.add(node_id)
+
+    def resume_node(self, node_id: int) -> None:
+        """SIGCONT a paused node's JVM."""
+        with self._faults:
+            proc = self._running(node_id, "resume")
+            proc.send_signal(signal.SIGCONT)
+            self._paused.discard(node_id)
+
+    def cut_nodes(self) -> list[int]:
+        """The ids of the nodes cut off now."""
+        with self._faults:
+            return sorted(self._cut)
+
+    def paused_nodes(self) -> list[int]:
+        """The ids of the nodes paused now."""
+        with self._faults:
+            return sorted(self._paused)
+
+    def partitions(
+        self, topic: str, node_id: int | None = None
+    ) -> dict[int, tuple[int, list[int]]]:
+        """Each partition of `topic` with its leader's id and its in-sync replicas' ids (-1:
+        no leader), as node `node_id` sees them (default: the first running node not cut
+        off). BrokerError when the node does not answer or does not know the topic."""
+        with self._faults:
+            cut = set(self._cut) | self._paused
+        if node_id is None:
+            node_id = next((n.node_id for n in self.nodes if n.alive() and n.node_id not in cut), 0)
+            if not node_id:
+                raise BrokerError("no running Kafka node to ask for metadata")
+        node = self.node(node_id)
+        try:
+            found = _metadata(node.host, node.port, [topic])[1]
+        except (OSError, struct.error) as exc:
+            raise BrokerError(f"Kafka node {node_id} gave no metadata: {exc}") from None
+        if topic not in found:
+            raise BrokerError(f"Kafka node {node_id} does not know topic {topic}")
+        return found[topic]
+
+    def _need_namespaces(self, what: str) -> NodeNetwork:
+        if self.network != "namespaces":
+            raise BrokerError(f"{what} needs a cluster with network='namespaces'")
+        net = self._net
+        if net is None or not net.created:
+            raise BrokerError(f"{what}: the cluster is not running")
+        return net
+
+    def _running(self, node_id: int, what: str) -> subprocess.Popen[bytes]:
+        proc = self.node(node_id).proc
+        if proc is None or proc.poll() is not None:
+            raise BrokerError(f"cannot {what} Kafka node {node_id}: it is not running")
+        return proc
 
     def stop_node(self, node_id: int, timeout_s: float = 30.0) -> None:
         """Stop one node with SIGTERM (a controlled shutdown: its leaders move first)."""
@@ -731,11 +914,16 @@ class KafkaCluster:
     # -- stopping --------------------------------------------------------------------------
 
     def _stop_all(self, nodes: Iterable[KafkaNode], timeout_s: float) -> None:
+        nodes = list(nodes)
         procs = [n.proc for n in nodes if n.proc is not None]
         for proc in procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
+                    # A paused JVM takes the SIGTERM when it runs again.
+                    proc.send_signal(signal.SIGCONT)
+        with self._faults:
+            self._paused.difference_update(n.node_id for n in nodes)
         deadline = time.monotonic() + timeout_s
         for proc in procs:
             try:
@@ -747,14 +935,27 @@ class KafkaCluster:
             n.proc = None
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop every node (SIGTERM, SIGKILL after `timeout_s`); remove a temporary folder."""
+        """Stop every node (SIGTERM, SIGKILL after `timeout_s`); remove the namespaces and a
+        temporary folder."""
         try:
+            if self._net is not None:
+                # A cut node could not shut down in order: it would wait out `timeout_s`.
+                for node_id in self.cut_nodes():
+                    with contextlib.suppress(BrokerError):
+                        self.heal_node(node_id)
             self._stop_all(self.nodes, timeout_s)
         finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
-                self._data = None
+            try:
+                if self._net is not None:
+                    with self._faults:
+                        net, self._net = self._net, None
+                        self._cut.clear()
+                        net.delete()
+            finally:
+                if self._tmp is not None:
+                    self._tmp.cleanup()
+                    self._tmp = None
+                    self._data = None
 
     def memory_mb(self) -> dict[int, float]:
         """Resident memory of each running node's JVM, in MiB (Linux /proc)."""
