@@ -49,6 +49,7 @@ def broker_for(
         cluster = KafkaCluster(
             nodes=settings.kafka_nodes,
             host=settings.web_host,
+            network=settings.kafka_network,
             say=lambda line: print(line, flush=True),
         )
         with cluster:
