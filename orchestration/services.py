@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from flashsale.brokers.apache import KafkaCluster
+from flashsale.brokers.apache import KafkaCluster, Network
 from flashsale.brokers.base import BrokerError
 from flashsale.brokers.embedded import EmbeddedBroker
 from flashsale.brokers.local import bootstrap_for, settings_on
@@ -137,19 +137,29 @@ def run_broker(settings: Settings, port: int | None) -> None:
         broker.wait()
 
 
-def run_kafka(settings: Settings, nodes: int, data: Path | None) -> None:
-    """`flashsale kafka`: a local Apache Kafka until Ctrl-C, SIGTERM or a node's end."""
+def run_kafka(
+    settings: Settings, nodes: int, data: Path | None, network: Network = "loopback"
+) -> None:
+    """`flashsale kafka`: a local Apache Kafka until Ctrl-C, SIGTERM or a node's end; with
+    `network` namespaces, each node in a network namespace of its own, removed at exit."""
     # Progress on stderr: stdout's first line is the bootstrap servers, for scripts.
     cluster = KafkaCluster(
         nodes=nodes,
         data=data,
         host=settings.web_host,
         say=lambda line: print(line, file=sys.stderr, flush=True),
+        network=network,
     )
     with cluster:
         print(f"bootstrap={cluster.bootstrap}", flush=True)
         memory = ", ".join(f"node {n}: {mb:.0f} MiB" for n, mb in cluster.memory_mb().items())
         where = f"data in {cluster.data}" if data is not None else "data removed at exit"
+        net = cluster.node_network
+        if net is not None:
+            where += (
+                f"; each node in a network namespace ({net.prefix}n1…), on {net.subnet} "
+                f"with bridge {net.bridge}, removed at exit"
+            )
         print(
             f"Apache Kafka {cluster.version}, {nodes} node{'s' if nodes > 1 else ''} ready in "
             f"{cluster.started_s:.1f} s ({memory}); {where}. Ctrl-C to stop.",

@@ -494,6 +494,11 @@ class KafkaCluster:
         return ",".join(f"{n.host}:{n.secure_port}" for n in self.nodes)
 
     @property
+    def node_network(self) -> NodeNetwork | None:
+        """The namespaces and bridge of a running cluster with `network="namespaces"`."""
+        return self._net
+
+    @property
     def pid(self) -> int | None:
         """The first running node's JVM pid (the only one of a one-node cluster)."""
         return next((n.pid for n in self.nodes if n.pid is not None), None)

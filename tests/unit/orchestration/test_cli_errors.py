@@ -49,6 +49,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (("verify",), "--bootstrap-servers"),
         (("dashboard", "--worker", "localhost:6066"), "localhost:6066"),
         (("dashboard", "--port", "70000"), "--port"),
+        (("kafka", "--network", "mesh"), "--network"),
     ],
 )
 def test_bad_argument_gives_one_line_and_exit_2(args: tuple[str, ...], named: str) -> None:
