@@ -47,6 +47,18 @@ def print_verdict(result: VerifyResult) -> None:
         console.print("[red]NOT reconciled:[/red]")
         for diff in result.differences:
             console.print(f"  - {diff}")
+    writes = s.get("acked_writes")
+    if writes is None:
+        return
+    if result.ack_findings:
+        console.print("[red]acknowledged writes NOT all kept as acknowledged:[/red]")
+        for line in result.ack_findings:
+            console.print(f"  - {line}")
+    else:
+        console.print(
+            f"[green]acknowledged writes: all {writes:,} on orders at their partition and "
+            "offset, with their seq and bytes, once[/green]"
+        )
 
 
 def warn(line: str) -> None:

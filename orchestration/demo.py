@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from rich.live import Live
 from rich.text import Text
 
+from flashsale.acklog import read_ack_log
 from flashsale.brokers.local import broker_for, describe_broker
 from flashsale.kafka.reading import end_offsets
 from flashsale.processes import free_port
@@ -50,14 +51,19 @@ def run_demo(
     workers: int = 1,
     open_browser: bool = False,
     record: Path | None = None,
+    ack_log: Path | None = None,
 ) -> int:
-    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles.
+    """`flashsale demo`: the whole slice end to end; 0 only when the run reconciles and the
+    broker kept every write it acknowledged.
 
     With `record`, every topic of the run is captured into that run directory after the
-    workers stopped and before the broker does (`flashsale record`)."""
+    workers stopped and before the broker does (`flashsale record`). The producer logs
+    every acknowledged write to `ack_log` (default: `acks.csv` in the demo's folder of
+    worker logs), and the verdict checks each on `orders` (`verify --ack-log`)."""
     registry = CollectorRegistry()
     metrics = ProducerMetrics(registry)
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-demo-"))
+    acks = ack_log or workdir / "acks.csv"
     with broker_for(settings, announce=False) as (bootstrap, broker):
         console.print(f"broker: {bootstrap} ({describe_broker(broker)})")
         run_settings = prepare_run(settings, bootstrap, scenario)
@@ -78,7 +84,7 @@ def run_demo(
                         group,
                         producer_url,
                         open_browser,
-                        _demo(run_settings, scenario, duration_s, metrics, group, workdir),
+                        _demo(run_settings, scenario, duration_s, metrics, group, workdir, acks),
                     )
                 )
             finally:
@@ -100,7 +106,7 @@ def run_demo(
     if summary_json:
         summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
         console.print(f"run summary: {summary_json}")
-    return 0 if result.reconciled else 1
+    return 0 if result.passed else 1
 
 
 async def _with_dashboard(
@@ -138,6 +144,7 @@ async def _demo(
     metrics: ProducerMetrics,
     group: list[WorkerProcess],
     workdir: Path,
+    ack_log: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
     for worker in group:
@@ -156,7 +163,7 @@ async def _demo(
             console.print(f"[red]{exc}; logs in {workdir}[/red]")
             return None
     console.print(f"{what.removeprefix('the ')} ready in {took:.1f} s")
-    emitter = OrderEmitter(settings, metrics)
+    emitter = OrderEmitter(settings, metrics, ack_log)
     await emitter.start()
     try:
         task = asyncio.create_task(
@@ -222,4 +229,6 @@ async def _demo(
             f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
         )
     with console.status("verifying against the truth recomputed from topic orders..."):
-        return await verify_live(settings, bootstrap)
+        acknowledged = read_ack_log(ack_log, settings.topic_orders)
+        console.print(f"acknowledged writes logged in {ack_log}")
+        return await verify_live(settings, bootstrap, acknowledged)

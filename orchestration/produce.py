@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -52,8 +53,10 @@ def run_produce(
     sink: str = "kafka",
     client: str = "aiokafka",
     resume: bool = False,
+    ack_log: Path | None = None,
 ) -> int:
-    """`flashsale produce`: emit the scenario with a progress bar; 0 when all was delivered."""
+    """`flashsale produce`: emit the scenario with a progress bar; 0 when all was delivered.
+    `ack_log`: log every acknowledged write there (one producer process only)."""
     registry = CollectorRegistry()
     metrics = ProducerMetrics(registry)
     to_kafka = sink == "kafka"
@@ -105,6 +108,7 @@ def run_produce(
                     client,
                     ticker,
                     resume_from,
+                    ack_log,
                 )
             )
         ticker.tick(stats, final=True)
@@ -121,6 +125,8 @@ def run_produce(
         console.print(
             f"[yellow]the producer fell up to {stats.max_behind_s:.1f} s behind schedule[/yellow]"
         )
+    if ack_log is not None:
+        console.print(f"acknowledged writes logged in {ack_log}")
     if stats.errors:
         console.print(f"[red]last error: {stats.last_error}[/red]")
     return 0 if stats.errors == 0 else 1
@@ -189,8 +195,11 @@ async def _produce_here(
     client: str,
     ticker: _Ticker,
     resume_from: dict[int, int] | None = None,
+    ack_log: Path | None = None,
 ) -> ProduceStats:
-    sink = open_sink(sink_spec, client, settings, metrics if sink_spec == "kafka" else None)
+    sink = open_sink(
+        sink_spec, client, settings, metrics if sink_spec == "kafka" else None, ack_log
+    )
     await sink.start()
     try:
         task = asyncio.create_task(

@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from flashsale.acklog import AckedWrite
 from flashsale.brokers.local import broker_for, describe_broker, settings_on
 from flashsale.kafka.admin import ensure_run_topics
 from flashsale.processes import free_port
@@ -115,14 +116,20 @@ def run_record(settings: Settings, topics: Sequence[str] | None, out: Path) -> i
     return 0 if report.manifest.get("complete") else 1
 
 
-def run_verify(settings: Settings, json_path: Path | None) -> int:
-    """`flashsale verify`: reconcile the run on `settings.bootstrap_servers`."""
+def run_verify(
+    settings: Settings,
+    json_path: Path | None,
+    acknowledged: Sequence[AckedWrite] | None = None,
+) -> int:
+    """`flashsale verify`: reconcile the run on `settings.bootstrap_servers`; with
+    `acknowledged` (the lines of `--ack-log` files), check each of those writes too. 0 when
+    reconciled and no acknowledged write is lost."""
     assert settings.bootstrap_servers, "verify reads an existing run"
-    result = asyncio.run(verify_live(settings, settings.bootstrap_servers))
+    result = asyncio.run(verify_live(settings, settings.bootstrap_servers, acknowledged))
     print_verdict(result)
     if json_path:
         json_path.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
-    return 0 if result.reconciled else 1
+    return 0 if result.passed else 1
 
 
 def run_verify_dir(run_dir: Path, json_path: Path | None) -> int:

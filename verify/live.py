@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from flashsale.acklog import AckedWrite
 from flashsale.kafka.reading import read_newest, read_topic
 from flashsale.settings import Settings
+from verify.acks import check_acks
 from verify.reconcile import VerifyResult, reconcile
 
 __all__ = ["verify_live"]
 
 
-async def verify_live(settings: Settings, bootstrap: str) -> VerifyResult:
-    """Read every topic of the run from the broker and reconcile."""
-    return reconcile(
-        orders=await read_topic(bootstrap, settings.topic_orders),
+async def verify_live(
+    settings: Settings, bootstrap: str, acknowledged: Sequence[AckedWrite] | None = None
+) -> VerifyResult:
+    """Read every topic of the run from the broker and reconcile; with `acknowledged` (the
+    lines of acknowledgement logs), check each of those writes on `orders` too."""
+    orders = await read_topic(bootstrap, settings.topic_orders)
+    result = reconcile(
+        orders=orders,
         decisions=await read_topic(bootstrap, settings.topic_decisions),
         dead_letters=await read_topic(bootstrap, settings.topic_dlq),
         inventory=await read_topic(bootstrap, settings.topic_inventory),
@@ -27,3 +35,6 @@ async def verify_live(settings: Settings, bootstrap: str) -> VerifyResult:
         ],
         hot=await read_topic(bootstrap, settings.topic_hot),
     )
+    if acknowledged is not None:
+        result.add_ack_check(check_acks(orders, acknowledged))
+    return result

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,9 @@ from verify.summary import ordered
 from verify.truth import Truth, compute_truth
 from verify.units import judge_units, negative_stock
 
+if TYPE_CHECKING:
+    from verify.acks import AckCheck
+
 __all__ = ["COUNTS", "VerifyResult", "reconcile"]
 
 #: The counts compared three ways: truth, decisions, worker totals (the changelog's names).
@@ -38,11 +41,29 @@ class VerifyResult:
 
     summary: dict[str, Any]
     differences: list[str]
+    #: The acknowledged writes lost or duplicated, named (`add_ack_check`); apart from the
+    #: business `differences`.
+    ack_findings: list[str] = field(default_factory=list)
 
     @property
     def reconciled(self) -> bool:
         """True when nothing differs."""
         return bool(self.summary["reconciled"])
+
+    @property
+    def passed(self) -> bool:
+        """Reconciled, and no acknowledged write lost (when acknowledgement logs were
+        checked): what `verify` and `demo` exit 0 on."""
+        return self.reconciled and not self.summary.get("acked_lost")
+
+    def add_ack_check(self, check: AckCheck) -> None:
+        """Put the verdict on the acknowledged writes (`verify.acks`) into the summary."""
+        self.summary.update(
+            acked_writes=check.writes,
+            acked_lost=len(check.lost),
+            acked_duplicated=len(check.duplicated),
+        )
+        self.ack_findings = check.findings()
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -284,6 +305,10 @@ def reconcile(
             "e2e_latency_p99_ms": _round(_percentile(latencies, 0.99)),
             "duration_s": round(duration, 3),
             "broker_lost_messages": lost,
+            # Checked only against acknowledgement logs (`VerifyResult.add_ack_check`).
+            "acked_writes": None,
+            "acked_lost": None,
+            "acked_duplicated": None,
         }
     )
     return VerifyResult(summary=summary, differences=diffs)

@@ -74,6 +74,24 @@ FIELDS: Final = (
         "(0 unless offsets are shown missing)",
         business=False,
     ),
+    SummaryField(
+        "acked_writes",
+        "writes the producers' acknowledgement logs name (`--ack-log`), each looked up on "
+        "`orders`; null without a log",
+        business=False,
+    ),
+    SummaryField(
+        "acked_lost",
+        "acknowledged writes `orders` does not hold at their partition and offset with their "
+        "seq and bytes (must be 0); null without a log",
+        business=False,
+    ),
+    SummaryField(
+        "acked_duplicated",
+        "acknowledged writes whose seq was acknowledged at another offset too, or whose seq "
+        "and bytes `orders` holds at another offset as well; null without a log",
+        business=False,
+    ),
 )
 
 #: The names of `FIELDS`, in order.

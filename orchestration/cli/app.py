@@ -27,6 +27,7 @@ __all__ = [
     "ScenarioOpt",
     "SeedOpt",
     "app",
+    "check_ack_log_target",
     "check_guarantee",
     "check_new_run_dir",
     "check_positive",
@@ -229,3 +230,12 @@ def check_positive(name: str, value: float | None) -> None:
     """Refuse a value of option `name` that is not above 0."""
     if value is not None and value <= 0:
         raise typer.BadParameter("must be greater than 0", param_hint=f"'{name}'")
+
+
+def check_ack_log_target(path: Path) -> None:
+    """Refuse an acknowledgement log (`--ack-log`) that cannot be written: its folder missing,
+    or a folder in its place."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder", param_hint="'--ack-log'")
+    if not path.resolve().parent.is_dir():
+        raise typer.BadParameter(f"no folder {path.resolve().parent}", param_hint="'--ack-log'")

@@ -16,6 +16,7 @@ from orchestration.cli.app import (
     ScenarioOpt,
     SeedOpt,
     app,
+    check_ack_log_target,
     check_positive,
     fail,
     pick_scenario,
@@ -72,6 +73,14 @@ def produce(
             "only what `orders` does not hold yet (docs/reliability.md).",
         ),
     ] = False,
+    ack_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--ack-log",
+            help="Write every write the broker acknowledged (partition, offset, seq, CRC-32) "
+            "to this new file, for `flashsale verify --ack-log` (docs/reliability.md).",
+        ),
+    ] = None,
 ) -> None:
     """Run the generator and producer only."""
     from orchestration.produce import run_produce
@@ -105,6 +114,13 @@ def produce(
         )
     if resume and workers != 1:
         raise typer.BadParameter("--resume needs --workers 1", param_hint="'--resume'")
+    if ack_log is not None:
+        check_ack_log_target(ack_log)
+        if sink != "kafka":
+            raise typer.BadParameter("needs the kafka sink", param_hint="'--ack-log'")
+        if workers != 1:
+            # Split producers number their streams alike: seqs would repeat between them.
+            raise typer.BadParameter("needs --workers 1", param_hint="'--ack-log'")
     chosen = pick_scenario(scenario, seed)
     settings = settings_for(bootstrap_servers, kafka, client_config=client_config).model_copy(
         update={"pack": pack}
@@ -120,7 +136,7 @@ def produce(
 
     try:
         code = run_produce(
-            settings, chosen, duration, events, metrics_port, workers, sink, client, resume
+            settings, chosen, duration, events, metrics_port, workers, sink, client, resume, ack_log
         )
     except ResumeError as exc:
         raise fail(str(exc)) from None

@@ -5,7 +5,7 @@ one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,7 @@ from orchestration.cli.app import (
     ScenarioOpt,
     SeedOpt,
     app,
+    check_ack_log_target,
     check_guarantee,
     check_new_run_dir,
     check_positive,
@@ -28,7 +29,10 @@ from orchestration.cli.app import (
     settings_for,
 )
 
-__all__ = ["bench", "demo", "loadtest", "soak", "verify"]
+if TYPE_CHECKING:
+    from flashsale.acklog import AckedWrite
+
+__all__ = ["bench", "demo", "loadtest", "read_ack_logs", "soak", "verify"]
 
 
 @app.command()
@@ -84,6 +88,20 @@ def loadtest(
     )
 
 
+def read_ack_logs(paths: list[Path], topic: str) -> list[AckedWrite]:
+    """The acknowledged writes of every log in `paths`; an unreadable or foreign one is bad
+    input naming the file (exit 2)."""
+    from flashsale.acklog import AckLogError, read_ack_log
+
+    out: list[AckedWrite] = []
+    for path in paths:
+        try:
+            out.extend(read_ack_log(path, topic))
+        except AckLogError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--ack-log'") from None
+    return out
+
+
 @app.command()
 def verify(
     run_dir: Annotated[
@@ -95,9 +113,22 @@ def verify(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the run summary (JSON) here.")
     ] = None,
+    ack_logs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ack-log",
+            help="An acknowledgement log (flashsale produce --ack-log); repeatable. Every "
+            "write it lists must be on orders at its partition and offset with its seq and "
+            "bytes, or verify exits 1 (docs/reliability.md).",
+        ),
+    ] = None,
 ) -> None:
     """Recompute the truth from topic `orders` and compare it with what the workers produced."""
     if run_dir is not None:
+        if ack_logs:
+            raise typer.BadParameter(
+                "checks a run on its broker, not a recorded run", param_hint="'--ack-log'"
+            )
         need("research", "flashsale verify RUN_DIR")
         from orchestration.recording import run_verify_dir
 
@@ -110,7 +141,8 @@ def verify(
             "verify reads an existing run: pass --bootstrap-servers or set "
             "FLASHSALE_BOOTSTRAP_SERVERS (a new embedded broker would be empty)"
         )
-    raise typer.Exit(run_verify(settings, json_path))
+    acknowledged = read_ack_logs(ack_logs, settings.topic_orders) if ack_logs else None
+    raise typer.Exit(run_verify(settings, json_path, acknowledged))
 
 
 @app.command()
@@ -145,6 +177,14 @@ def demo(
         ),
     ] = None,
     processing_guarantee: GuaranteeOpt = None,
+    ack_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--ack-log",
+            help="Log every write the broker acknowledged to this file [default: acks.csv in "
+            "the demo's folder of worker logs]; the verdict checks each on orders.",
+        ),
+    ] = None,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from orchestration.demo import run_demo
@@ -153,6 +193,8 @@ def demo(
     if record is not None:
         need("research", "flashsale demo --record")
         check_new_run_dir(record, "--record")
+    if ack_log is not None:
+        check_ack_log_target(ack_log)
     check_positive("--workers", workers)
     check_guarantee(processing_guarantee)
     if not 0 <= pack <= MAX_PACK:
@@ -172,7 +214,7 @@ def demo(
             param_hint="'--workers'",
         )
     raise typer.Exit(
-        run_demo(settings, chosen, duration, summary_json, workers, open_browser, record)
+        run_demo(settings, chosen, duration, summary_json, workers, open_browser, record, ack_log)
     )
 
 

@@ -21,17 +21,24 @@ __all__ = ["ConfluentSink", "JsonlSink", "OrderEmitter", "ProduceStats", "Sink",
 
 
 def open_sink(
-    spec: str, client: str, settings: Settings, metrics: ProducerMetrics | None = None
+    spec: str,
+    client: str,
+    settings: Settings,
+    metrics: ProducerMetrics | None = None,
+    ack_log: Path | None = None,
 ) -> Sink:
-    """`kafka` (with `client` aiokafka or confluent) or `jsonl:PATH`."""
+    """`kafka` (with `client` aiokafka or confluent) or `jsonl:PATH`; `ack_log`: the file a
+    Kafka sink logs each acknowledged write to (`flashsale.acklog`)."""
     if settings.pack and (spec != "kafka" or client != "aiokafka"):
         raise ValueError("--pack needs the kafka sink with --client aiokafka")
+    if ack_log is not None and spec != "kafka":
+        raise ValueError("--ack-log needs the kafka sink")
     if spec.startswith("jsonl:"):
         return JsonlSink(Path(spec.removeprefix("jsonl:")), metrics)
     if spec != "kafka":
         raise ValueError(f"unknown sink {spec!r}; use kafka or jsonl:PATH")
     if client == "confluent":
-        return ConfluentSink(settings, metrics)
+        return ConfluentSink(settings, metrics, ack_log)
     if client == "aiokafka":
-        return OrderEmitter(settings, metrics)
+        return OrderEmitter(settings, metrics, ack_log)
     raise ValueError(f"unknown client {client!r}; use aiokafka or confluent")
