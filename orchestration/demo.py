@@ -9,9 +9,9 @@ import contextlib
 import tempfile
 import time
 import webbrowser
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -25,6 +25,7 @@ from flashsale.processes import free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from orchestration.console import console, print_verdict, warn
+from orchestration.faults import FaultRunner, print_faults
 from orchestration.processes import prepare_run
 from orchestration.produce import metrics_server
 from producers.generator import Generator
@@ -34,6 +35,9 @@ from producers.sinks.kafka import OrderEmitter
 from streams.process import WorkerProcess, group_totals, unprocessed, wait_group_ready
 from verify.live import verify_live
 from verify.reconcile import VerifyResult
+
+if TYPE_CHECKING:
+    from dashboards.live.source import DashboardSource
 
 __all__ = ["DRAIN_STALL_TIMEOUT_S", "WORKER_READY_TIMEOUT_S", "run_demo"]
 
@@ -72,6 +76,9 @@ def run_demo(
             port = free_port(settings.web_host, settings.web_port + i)
             log = workdir / (f"worker-{i}.log" if workers > 1 else "worker.log")
             group.append(WorkerProcess(run_settings, port, log_path=log))
+        runner = FaultRunner(
+            scenario, run_settings, cluster=broker, workers=group, say=console.print
+        )
         with metrics_server(registry, settings.web_host, 0) as producer_port:
             console.print(f"producer metrics: http://{settings.web_host}:{producer_port}/metrics")
             try:
@@ -84,7 +91,17 @@ def run_demo(
                         group,
                         producer_url,
                         open_browser,
-                        _demo(run_settings, scenario, duration_s, metrics, group, workdir, acks),
+                        lambda source: _demo(
+                            run_settings,
+                            scenario,
+                            duration_s,
+                            metrics,
+                            group,
+                            workdir,
+                            runner,
+                            source,
+                            ack_log=acks,
+                        ),
                     )
                 )
             finally:
@@ -103,6 +120,9 @@ def run_demo(
     if result is None:
         return 1
     print_verdict(result)
+    if runner.faults:
+        result.summary["faults"] = runner.log()
+        print_faults(result.summary["faults"])
     if summary_json:
         summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
         console.print(f"run summary: {summary_json}")
@@ -114,7 +134,7 @@ async def _with_dashboard(
     group: list[WorkerProcess],
     producer_url: str,
     open_browser: bool,
-    run: Coroutine[Any, Any, VerifyResult | None],
+    run: Callable[[DashboardSource], Coroutine[Any, Any, VerifyResult | None]],
 ) -> VerifyResult | None:
     """Serve the live dashboard of the demo while `run` runs (and open it when asked)."""
     from dashboards.live.server import serve
@@ -131,7 +151,7 @@ async def _with_dashboard(
         console.print(f"dashboard: {url}")
         if open_browser and not webbrowser.open(url):
             console.print("no browser to open here: open the dashboard's URL yourself")
-        result = await run
+        result = await run(source)
         # The page keeps the final numbers: show the drained run before closing.
         await source.refreshed()
         return result
@@ -144,6 +164,8 @@ async def _demo(
     metrics: ProducerMetrics,
     group: list[WorkerProcess],
     workdir: Path,
+    runner: FaultRunner,
+    source: DashboardSource,
     ack_log: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
@@ -165,7 +187,10 @@ async def _demo(
     console.print(f"{what.removeprefix('the ')} ready in {took:.1f} s")
     emitter = OrderEmitter(settings, metrics, ack_log)
     await emitter.start()
+    runner.sent = lambda: emitter.stats.orders_sent
+    faulting: asyncio.Task[None] | None = None
     try:
+        t0 = time.monotonic()
         task = asyncio.create_task(
             produce_scenario(
                 emitter,
@@ -173,8 +198,12 @@ async def _demo(
                 duration_s,
                 None,
                 warn=warn,
+                start_at=t0,
+                gate=runner.producer_gate if runner.faults else None,
             )
         )
+        if runner.faults:
+            faulting = asyncio.create_task(runner.run(t0))
         with Live(console=console, refresh_per_second=4) as live:
             last = (time.monotonic(), 0)
             stalled_since = time.monotonic()
@@ -182,8 +211,17 @@ async def _demo(
             while True:
                 await asyncio.sleep(0.5)
                 totals = await asyncio.to_thread(group_totals, group)
-                ends = await end_offsets(bootstrap, settings.topic_orders, settings)
-                lag = unprocessed(totals, ends)
+                try:
+                    ends = await end_offsets(bootstrap, settings.topic_orders, settings)
+                except Exception:  # a broker the fault timeline took down: lag unknown
+                    if not runner.faults:
+                        raise
+                    ends = {}
+                lag = unprocessed(totals, ends) if ends else None
+                if runner.faults:
+                    runner.observe(
+                        lag, source.snapshot.get("latency_p99_ms"), emitter.stats.behind_s
+                    )
                 now = time.monotonic()
                 st = emitter.stats
                 rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
@@ -198,11 +236,18 @@ async def _demo(
                         f"lag {'?' if lag is None else f'{lag:,}'}"
                     )
                 )
-                if not all(w.alive() for w in group):
+                if any(not w.alive() and i not in runner.down_workers for i, w in enumerate(group)):
                     console.print(f"[red]a worker died; logs in {workdir}[/red]")
                     return None
                 if task.done():
                     task.result()  # re-raise a producer failure
+                    if faulting is not None:
+                        # Whatever the timeline still holds down comes back: the run drains.
+                        faulting.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await faulting
+                        faulting = None
+                        await runner.undo_all()
                     if lag == 0:
                         break
                     if lag != last_lag:
@@ -212,6 +257,11 @@ async def _demo(
                         break
                     last_lag = lag
     finally:
+        if faulting is not None:
+            faulting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await faulting
+        await runner.undo_all()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -134,7 +134,7 @@ def check_faults(
                     else "the brokers of --bootstrap-servers are not flashsale's to break"
                 )
                 raise FaultError(
-                    f"{what}: broker faults need a local Apache Kafka (--kafka --nodes 3); {where}"
+                    f"{what}: broker faults need a local Apache Kafka (--kafka --kafka-nodes 3); {where}"
                 )
             if target.node is not None and target.node > nodes:
                 raise FaultError(f"{what}: the cluster has {nodes} node(s)")
@@ -145,7 +145,7 @@ def check_faults(
                 )
             if nodes < 3 and spec.action != "stall":
                 raise FaultError(
-                    f"{what}: a {nodes}-node cluster has no replica to fail over to; --nodes 3"
+                    f"{what}: a {nodes}-node cluster has no replica to fail over to: --kafka-nodes 3"
                 )
         if target.kind == "worker" and (target.index or 0) > workers:
             raise FaultError(f"{what}: the run has {workers} worker(s)")

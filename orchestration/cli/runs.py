@@ -23,6 +23,7 @@ from orchestration.cli.app import (
     check_guarantee,
     check_new_run_dir,
     check_positive,
+    fail,
     need,
     pick_scenario,
     refuse_embedded_exactly_once,
@@ -31,8 +32,56 @@ from orchestration.cli.app import (
 
 if TYPE_CHECKING:
     from flashsale.acklog import AckedWrite
+    from flashsale.scenario import Scenario
+    from flashsale.settings import Settings
 
 __all__ = ["bench", "demo", "loadtest", "read_ack_logs", "soak", "verify"]
+
+
+KafkaNodesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--kafka-nodes",
+        help="With --kafka: nodes of the local Apache Kafka, 1 or 3 (replication factor 3, "
+        "min.insync.replicas 2) [default: FLASHSALE_KAFKA_NODES or 1].",
+    ),
+]
+
+KafkaNetworkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kafka-network",
+        help="With --kafka: loopback, or namespaces (each node in a network namespace of its "
+        "own, Linux and root: a fault timeline can cut one off) "
+        "[default: FLASHSALE_KAFKA_NETWORK or loopback].",
+    ),
+]
+
+
+def check_run_faults(
+    scenario: Scenario, settings: Settings, workers: int, gateway: bool = False
+) -> None:
+    """Stop with one line (exit 2) before anything starts when the scenario's fault timeline
+    asks for what this run will not have (docs/scenarios.md#faults)."""
+    from flashsale.brokers.netns import namespaces_unavailable
+    from orchestration.faults import FaultError, check_faults
+
+    local = not settings.bootstrap_servers and settings.local_broker == "kafka"
+    if local and settings.kafka_network == "namespaces":
+        why = namespaces_unavailable()
+        if why is not None:
+            raise fail(f"--kafka-network namespaces: {why}")
+    try:
+        check_faults(
+            scenario,
+            broker="external" if settings.bootstrap_servers else settings.local_broker,
+            nodes=settings.kafka_nodes,
+            network=settings.kafka_network,
+            workers=workers,
+            gateway=gateway,
+        )
+    except FaultError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -185,6 +234,8 @@ def demo(
             "the demo's folder of worker logs]; the verdict checks each on orders.",
         ),
     ] = None,
+    kafka_nodes: KafkaNodesOpt = None,
+    kafka_network: KafkaNetworkOpt = None,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from orchestration.demo import run_demo
@@ -205,6 +256,8 @@ def demo(
         kafka,
         client_config=client_config,
         processing_guarantee=processing_guarantee,
+        kafka_nodes=kafka_nodes,
+        kafka_network=kafka_network,
     ).model_copy(update={"pack": pack})
     refuse_embedded_exactly_once(settings)
     if workers > settings.partitions:
@@ -213,6 +266,7 @@ def demo(
             "raise FLASHSALE_PARTITIONS",
             param_hint="'--workers'",
         )
+    check_run_faults(chosen, settings, workers)
     raise typer.Exit(
         run_demo(settings, chosen, duration, summary_json, workers, open_browser, record, ack_log)
     )

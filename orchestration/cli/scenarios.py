@@ -29,8 +29,10 @@ app.add_typer(scenarios_app, name="scenarios")
 def scenarios(ctx: typer.Context) -> None:
     """List the scenario presets."""
     if ctx.invoked_subcommand is None:
-        for sc in list_presets():
-            print(f"{sc.name:<18} seed={sc.seed:<4} {sc.description}")
+        presets = list_presets()
+        width = max(len(sc.name) for sc in presets) + 1
+        for sc in presets:
+            print(f"{sc.name:<{width}} seed={sc.seed:<4} {sc.description}")
 
 
 @scenarios_app.command("show")

@@ -77,7 +77,15 @@ def test_scenarios_lists_the_presets() -> None:
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert names == sorted(
-        ["flash-drop", "singles-day-2014", "singles-day-2019", "singles-day-2020", "steady"]
+        [
+            "flash-drop",
+            "leader-kill-at-peak",
+            "partition-at-peak",
+            "singles-day-2014",
+            "singles-day-2019",
+            "singles-day-2020",
+            "steady",
+        ]
     )
 
 

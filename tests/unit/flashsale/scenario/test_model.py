@@ -82,6 +82,8 @@ def _write(folder: Path, name: str, text: str) -> Path:
 def test_presets_ship_inside_the_package_and_each_is_named_after_its_file() -> None:
     assert PRESET_FILES == [
         "flash-drop.yaml",
+        "leader-kill-at-peak.yaml",
+        "partition-at-peak.yaml",
         "singles-day-2014.yaml",
         "singles-day-2019.yaml",
         "singles-day-2020.yaml",
