@@ -8,6 +8,7 @@ write due states, export gauges and complete quiet partitions.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import tempfile
@@ -27,6 +28,7 @@ from streams.consumer import BulkApp
 from streams.metrics import WorkerMetrics
 from streams.packed import COMPILED
 from streams.processor import OrderProcessor
+from streams.transactions import check_transactions
 from streams.views import RunViews, add_pages
 from streams.worker import Worker, log_tracebacks_whole
 
@@ -133,27 +135,25 @@ def create_app(
         "enable_idempotence": settings.enable_idempotence,
         **aiokafka_properties(props, "producer"),
     }
+    if settings.processing_guarantee == "exactly_once":
+        # The batch loop commits the offsets of `orders` in its transactions
+        # (`streams.transactions`), and Faust's consumer reads committed records only.
+        app.transactional_topics = frozenset({settings.topic_orders})
     orders = app.topic(
         settings.topic_orders,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
     )
-    table = app.Table(
-        STATE_TABLE,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        # Should Faust create the changelog itself: the configs `ensure_run_topics` gives it.
-        extra_topic_configs={
-            **changelog_configs(),
-            **(
-                {"min.insync.replicas": str(settings.min_insync_replicas)}
-                if settings.min_insync_replicas
-                else {}
-            ),
-        },
+    table: Any = (
+        _table(app, settings)
+        if settings.processing_guarantee == "at_least_once"
+        # Exactly-once mode writes the changelog in its transactions and reads its tail
+        # itself; Faust's recovery of a table reads a changelog up to its end offset and
+        # waits for a record at the offset before it, and a transactional changelog ends in
+        # a commit marker, which no consumer returns (measured: a restarted worker waited
+        # there for minutes). So no Faust table, only the local store it would hold.
+        else LocalStates()
     )
     metrics = WorkerMetrics(metrics_registry)
     processor = OrderProcessor(app, settings, table, metrics)
@@ -231,6 +231,34 @@ def create_app(
     return app
 
 
+class LocalStates:
+    """The worker's copy of its states without a Faust table (exactly-once mode): what
+    `OrderProcessor` reads of a table, its store (`data`)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+
+def _table(app: faust.App, settings: Settings) -> Any:
+    """The Faust table of the partitions' states, changelogged (at-least-once mode)."""
+    return app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        # Should Faust create the changelog itself: the configs `ensure_run_topics` gives it.
+        extra_topic_configs={
+            **changelog_configs(),
+            **(
+                {"min.insync.replicas": str(settings.min_insync_replicas)}
+                if settings.min_insync_replicas
+                else {}
+            ),
+        },
+    )
+
+
 _LEVELS = {
     "crit": logging.CRITICAL,
     "error": logging.ERROR,
@@ -242,7 +270,10 @@ _LEVELS = {
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run one worker in the foreground until SIGINT/SIGTERM; it is gone at most
-    `streams.worker.STOP_DEADLINE_S` after the signal."""
+    `streams.worker.STOP_DEADLINE_S` after the signal. In exactly-once mode the brokers must
+    run a transaction first (`TransactionsUnsupported` otherwise, before anything starts)."""
+    if settings.processing_guarantee == "exactly_once":
+        asyncio.run(check_transactions(settings))
     with tempfile.TemporaryDirectory(prefix="flashsale-worker-") as datadir:
         app = create_app(settings, datadir=datadir)
 

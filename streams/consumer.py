@@ -66,12 +66,16 @@ class _ConsumerThread(AIOKafkaConsumerThread):
     choosing (Faust hard-codes 1.5 s; None keeps it)."""
 
     fetch_max_wait_ms: int | None = None
+    read_committed = False
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        # Both read by the consumer's fetcher when it starts, which is after this.
         if self.fetch_max_wait_ms is not None:
-            # Read by the consumer's fetcher when it starts, which is after this.
             consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        if self.read_committed:
+            # Faust sets it only for its own exactly-once mode (`app.in_transaction`).
+            consumer._isolation_level = "read_committed"
         return consumer
 
     async def on_thread_stop(self) -> None:
@@ -100,7 +104,21 @@ class BulkConsumer(AIOKafkaFaustConsumer):
         # Called by Faust's constructor, before `BulkApp` could set anything on us: the
         # setting is read from the app.
         thread.fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        thread.read_committed = bool(getattr(self.app, "transactional_topics", ()))
         return thread
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Faust's commit, but for the topics the worker commits in its own transactions
+        (`BulkApp.transactional_topics`): those offsets are noted as committed, not sent."""
+        ours: frozenset[str] = getattr(self.app, "transactional_topics", frozenset())
+        if not ours:
+            return await super()._commit_offsets(offsets, start_new_transaction)
+        skipped = {tp: offset for tp, offset in offsets.items() if tp.topic in ours}
+        self._committed_offset.update(skipped)
+        rest = {tp: offset for tp, offset in offsets.items() if tp.topic not in ours}
+        return bool(rest) and await super()._commit_offsets(rest, start_new_transaction)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust
         handler = self.bulk_handler
@@ -202,6 +220,9 @@ class BulkApp(faust.App):
     bulk_handler: BulkHandler | None = None
     fetch_max_wait_ms: int | None = None
     producer_extra: Mapping[str, Any] = {}
+    #: Topics whose consumed offsets the worker commits in its own transactions (exactly-once
+    #: mode), never Faust; non-empty also makes the consumer read committed records only.
+    transactional_topics: frozenset[str] = frozenset()
 
     def _new_producer(self) -> Any:
         return ConfiguredProducer(self.transport, loop=self.loop, beacon=self.beacon)

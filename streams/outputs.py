@@ -129,18 +129,30 @@ def packed_decision_record(
 
 
 class Outputs:
-    """The sends of one worker's records other than decisions."""
+    """The sends of one worker's records other than decisions: through Faust's producer, or
+    through `producer` (exactly-once mode: the transactional producer of one partition)."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, producer: AIOKafkaProducer | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.producer = producer
 
     def decisions(self) -> PartitionBatches:
         """Fresh batches for one processing batch's decisions."""
         return PartitionBatches(
-            self.app.producer._ensure_producer(),  # type: ignore[attr-defined]
+            self.producer or self.app.producer._ensure_producer(),  # type: ignore[attr-defined]
             self.settings.topic_decisions,
         )
+
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> Awaitable[Any]:
+        """Queue one record; the future resolves when the broker has acknowledged it."""
+        if self.producer is None:
+            return await self.app.producer.send(topic, key, value, None, None, headers)
+        return await self.producer.send(topic, value, key=key, headers=headers)
 
     async def late(
         self,
@@ -162,8 +174,7 @@ class Outputs:
         if index is not None:
             headers.append(("flashsale.index", str(index).encode()))
         headers.append(("flashsale.watermark_ms", str(watermark_ms).encode()))
-        send = self.app.producer.send
-        pending.append(await send(self.settings.topic_late, key, value, None, None, headers))
+        pending.append(await self._send(self.settings.topic_late, key, value, headers))
 
     async def dead_letter(
         self,
@@ -186,8 +197,7 @@ class Outputs:
         if index is not None:
             headers.append(("flashsale.index", str(index).encode()))
         body = msg.value if value is None else value
-        send = self.app.producer.send
-        pending.append(await send(self.settings.topic_dlq, msg.key, body, None, None, headers))
+        pending.append(await self._send(self.settings.topic_dlq, msg.key, body, headers))
 
     async def window(
         self,
@@ -202,7 +212,7 @@ class Outputs:
     ) -> None:
         """A closed window to its topic, and a closed minute's top SKUs to `hot-products`."""
         s = self.settings
-        send = self.app.producer.send
+        send = self._send
         record = orjson.dumps(
             {
                 "partition": partition,
@@ -215,14 +225,14 @@ class Outputs:
         )
         topic = s.topic_revenue_second if size == 1 else s.topic_revenue_minute
         key = f"{partition}:{start}".encode()
-        pending.append(await send(topic, key, record, None, None, None))
+        pending.append(await send(topic, key, record))
         if size == 60:
             hot = orjson.dumps({"partition": partition, "window_start_ms": start, "top": top})
-            pending.append(await send(s.topic_hot, key, hot, None, None, None))
+            pending.append(await send(s.topic_hot, key, hot))
 
     async def sold_out(self, state: PartitionState, first: int, pending: Pending) -> None:
         """The sell-outs of `state` from its `first`-th on, to `inventory-events`."""
-        send = self.app.producer.send
+        send = self._send
         for sku, sold_ts, offset, index, order_id, line in state.sell_outs[first:]:
             since = state.restocked_at.get(sku)
             event_doc = orjson.dumps(
@@ -241,6 +251,4 @@ class Outputs:
                     "processed_ns": time.time_ns(),
                 }
             )
-            pending.append(
-                await send(self.settings.topic_inventory, sku.encode(), event_doc, None, None, None)
-            )
+            pending.append(await send(self.settings.topic_inventory, sku.encode(), event_doc))

@@ -41,6 +41,7 @@ from streams.packed import apply_packed
 from streams.recovery import Recovery, fingerprint, partition_key
 from streams.rules import apply_event
 from streams.state import PartitionState
+from streams.transactions import Transactions
 from streams.windows import apply_window
 
 __all__ = ["OUTPUT_RETRY_PAUSE_S", "OrderProcessor"]
@@ -78,6 +79,10 @@ class OrderProcessor:
         self.metrics = metrics
         self.recovery = Recovery(settings, metrics)
         self.outputs = Outputs(app, settings)
+        # Exactly-once mode: a transactional producer per held partition (`_apply_in_txns`).
+        self.transactions = (
+            Transactions(app, settings) if settings.processing_guarantee == "exactly_once" else None
+        )
         # The live state of each held partition, confirmed once per assignment (`confirm`)
         # and then kept in memory: a batch neither decodes nor re-reads it.
         self.states: dict[int, PartitionState] = {}
@@ -119,7 +124,10 @@ class OrderProcessor:
 
     async def confirm_all(self, partitions: Sequence[int]) -> dict[int, PartitionState]:
         """Take the newest written state of each partition as its live state
-        (`Recovery.newest_states`)."""
+        (`Recovery.newest_states`). In exactly-once mode each partition's producer is fenced in
+        first, so the state read is the last one any earlier holder can commit."""
+        if self.transactions is not None:
+            await self.transactions.fence(partitions, self.epoch)
         newest = await self.recovery.newest_states(partitions, self.table.data)
         confirmed: dict[int, PartitionState] = {}
         for partition, (state, written) in newest.items():
@@ -132,8 +140,10 @@ class OrderProcessor:
         return confirmed
 
     async def close(self) -> None:
-        """Release the direct reader."""
+        """Release the direct reader (and the transactional producers)."""
         await self.recovery.close()
+        if self.transactions is not None:
+            await self.transactions.close()
 
     def save(self, state: PartitionState) -> None:
         """Write the state locally and to its changelog partition (= its source partition)."""
@@ -237,7 +247,10 @@ class OrderProcessor:
         """
         touched = sorted(set(by_partition) | set(upto))
         try:
-            await self._apply_batch(by_partition, upto)
+            if self.transactions is None:
+                await self._apply_batch(by_partition, upto)
+            else:
+                await self._apply_in_txns(by_partition, upto)
         except asyncio.CancelledError:
             # Cut short (Faust cancels the batch in hand when the worker stops): it may be
             # half applied to states whose outputs are not all sent, none of which may be
@@ -264,7 +277,6 @@ class OrderProcessor:
         s = self.settings
         out = self.outputs
         decisions = out.decisions()
-        decide = decisions.add
         m = self.metrics
         pending: list[Awaitable[Any]] = []
         changed: list[tuple[PartitionState, tuple[int, ...]]] = []
@@ -273,49 +285,12 @@ class OrderProcessor:
         if unconfirmed:
             await self.confirm_all(unconfirmed)
         for partition, delivered in by_partition.items():
-            state = self.states.get(partition)
-            if state is None:
-                state = await self.confirm(partition)
-            before = _counters(state)
-            messages = await self.recovery.contiguous(
-                partition, state.last_offset, delivered, upto.get(partition)
+            decided = await self._decide(
+                partition, delivered, upto.get(partition), out, decisions, pending, latencies
             )
-            for msg in messages:
-                if msg.offset <= state.last_offset:
-                    m.redelivered.inc()
-                    continue
-                state.last_offset = msg.offset
-                if msg.headers and packed_count(msg.headers) is not None:
-                    await self._apply_packed(state, msg, decisions, pending)
-                    continue
-                try:
-                    order = decode_event(msg.value)
-                except MalformedEvent as exc:
-                    await self._dead_letter(state, msg, exc, pending)
-                    continue
-                outcome, amount = apply_event(state, order)
-                now_ns = time.time_ns()
-                if order.type != "restock":
-                    latencies.append((now_ns - order.emit_ns) / 1e9)
-                decide(
-                    partition,
-                    msg.key,
-                    decision_record(order, outcome, amount, partition, msg.offset, now_ns),
-                )
-                if order.type == "restock" or outcome == DUPLICATE:
-                    continue
-                late, closed = apply_window(state, order, outcome, amount)
-                if late:
-                    m.late.inc()
-                    watermark = state.max_event_ms - state.grace_ms
-                    await out.late(partition, msg.key, msg.value, msg.offset, watermark, pending)
-                for size, start, accepted, paid, gmv, top in closed:
-                    await out.window(partition, size, start, accepted, paid, gmv, top, pending)
-            if state.last_offset == before[0]:
+            if decided is None:
                 continue  # every message was a re-delivery
-            fingerprint(state, before[0], messages)
-            await out.sold_out(state, before[-1], pending)
-            changed.append((state, before))
+            changed.append(decided)
             # This partition's decisions go out now, and the event loop turns once so the
             # producer writes them: the broker takes them in while the next partition is
             # decided, instead of all of a batch's at the end (a packed batch's decisions are
@@ -348,10 +323,105 @@ class OrderProcessor:
             observe(latency)
         m.batch_seconds.observe(time.perf_counter() - started)
 
+    async def _apply_in_txns(
+        self, by_partition: Mapping[int, Sequence[Any]], upto: dict[int, int]
+    ) -> None:
+        """`_apply_batch` in exactly-once mode: each partition's outputs, state record and
+        consumed offset in one transaction (`Transactions.run_batch`), every state written."""
+        started = time.perf_counter()
+        epoch = self.epoch
+        partitions = sorted(set(by_partition) | set(upto))
+        unconfirmed = [p for p in partitions if p not in self.states]
+        if unconfirmed:
+            await self.confirm_all(unconfirmed)
+        latencies: list[float] = []
+
+        def decide(p: int, out: Outputs, batches: PartitionBatches, pending: list[Any]) -> Any:
+            got = by_partition.get(p, ())
+            return self._decide(p, got, upto.get(p), out, batches, pending, latencies)
+
+        committed = await self.transactions.run_batch(  # type: ignore[union-attr]
+            partitions, decide, lambda: self.epoch == epoch
+        )
+        if committed is None:  # a rebalance came in between: nothing was committed
+            self._drop(partitions)
+            return
+        m = self.metrics
+        now = time.monotonic()
+        for state, before, value in committed:
+            partition = state.partition
+            self._store(partition, value)
+            self.durable[partition] = state.summary()
+            self.last_saved[partition] = now
+            m.state_writes.inc()
+            self._count(_counters(state), before)
+        observe = m.latency.observe
+        for latency in latencies:
+            observe(latency)
+        m.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _decide(
+        self,
+        partition: int,
+        delivered: Sequence[Any],
+        upto: int | None,
+        out: Outputs,
+        decisions: PartitionBatches,
+        pending: list[Awaitable[Any]],
+        latencies: list[float],
+    ) -> tuple[PartitionState, tuple[int, ...]] | None:
+        """Apply one partition's messages (and what the stream skipped before them) to its
+        state, its outputs added to `decisions` and sent through `out`; the state and its
+        counters before, or None when every message was a re-delivery."""
+        m = self.metrics
+        decide = decisions.add
+        state = self.states.get(partition)
+        if state is None:
+            state = await self.confirm(partition)
+        before = _counters(state)
+        messages = await self.recovery.contiguous(partition, state.last_offset, delivered, upto)
+        for msg in messages:
+            if msg.offset <= state.last_offset:
+                m.redelivered.inc()
+                continue
+            state.last_offset = msg.offset
+            if msg.headers and packed_count(msg.headers) is not None:
+                await self._apply_packed(state, msg, out, decisions, pending)
+                continue
+            try:
+                order = decode_event(msg.value)
+            except MalformedEvent as exc:
+                await self._dead_letter(state, msg, exc, out, pending)
+                continue
+            outcome, amount = apply_event(state, order)
+            now_ns = time.time_ns()
+            if order.type != "restock":
+                latencies.append((now_ns - order.emit_ns) / 1e9)
+            decide(
+                partition,
+                msg.key,
+                decision_record(order, outcome, amount, partition, msg.offset, now_ns),
+            )
+            if order.type == "restock" or outcome == DUPLICATE:
+                continue
+            late, closed = apply_window(state, order, outcome, amount)
+            if late:
+                m.late.inc()
+                watermark = state.max_event_ms - state.grace_ms
+                await out.late(partition, msg.key, msg.value, msg.offset, watermark, pending)
+            for size, start, accepted, paid, gmv, top in closed:
+                await out.window(partition, size, start, accepted, paid, gmv, top, pending)
+        if state.last_offset == before[0]:
+            return None
+        fingerprint(state, before[0], messages)
+        await out.sold_out(state, before[-1], pending)
+        return state, before
+
     async def _apply_packed(
         self,
         state: PartitionState,
         msg: Any,
+        out: Outputs,
         decisions: PartitionBatches,
         pending: list[Awaitable[Any]],
     ) -> None:
@@ -362,15 +432,14 @@ class OrderProcessor:
         goes there whole.
         """
         m = self.metrics
-        out = self.outputs
         partition = state.partition
         try:
             batch = decode_packed(msg.value)
         except MalformedEvent as exc:
-            await self._dead_letter(state, msg, exc, pending)
+            await self._dead_letter(state, msg, exc, out, pending)
             return
         for i, problem in batch.bad.items():
-            await self._dead_letter(state, msg, problem, pending, i, batch.encode_row(i))
+            await self._dead_letter(state, msg, problem, out, pending, i, batch.encode_row(i))
         result = apply_packed(state, batch)
         if not result.rows:
             return
@@ -410,6 +479,7 @@ class OrderProcessor:
         state: PartitionState,
         msg: Any,
         problem: MalformedEvent,
+        out: Outputs,
         pending: list[Awaitable[Any]],
         index: int | None = None,
         value: bytes | None = None,
@@ -418,7 +488,7 @@ class OrderProcessor:
         dead-letter topic (`Outputs.dead_letter`)."""
         state.dlq += 1
         self.metrics.dlq[problem.reason].inc()
-        await self.outputs.dead_letter(state.partition, msg, problem, pending, index, value)
+        await out.dead_letter(state.partition, msg, problem, pending, index, value)
 
     def _count(self, after: tuple[int, ...], before: tuple[int, ...]) -> None:
         """Advance the metrics by what one partition's batch changed."""

@@ -5,6 +5,16 @@ Tansu 0.6 answers ListOffsets(latest) with the base offset of a partition's last
 plus one, which is short of the end whenever that batch holds several records (measured: five
 records in one batch at offsets 3..7 reported an end of 4, not 8). A fetch response carries the
 real high watermark, so end offsets here come from a fetch; on real Kafka both agree.
+
+Every reader here reads committed records only (`isolation_level` read_committed): a worker in
+exactly-once mode writes its outputs and states in Kafka transactions, and what an aborted
+transaction wrote must not count. The end of a partition is then its last stable offset (the
+first offset of a transaction still open), as a fetch reports it; on a topic without
+transactions, and on Tansu (measured: the fetch's last stable offset equals its high
+watermark), that is the high watermark. Offsets of a transactional topic are not contiguous:
+each commit or abort takes an offset for its marker, which no reader returns, and the records
+of an aborted transaction are skipped; every read here goes by the consumer's position, not by
+counting records, and `last_records` looks further back when a partition ends in markers.
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ __all__ = [
     "start_reader",
 ]
 
+#: The isolation level of every reader here (see the module's docstring).
+ISOLATION = "read_committed"
+
 
 async def start_reader(
     bootstrap: str | list[str], settings: Settings | None = None
@@ -42,6 +55,7 @@ async def start_reader(
             "consumer",
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
+            isolation_level=ISOLATION,
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=STATE_RECORD_MAX_BYTES,
         )
@@ -57,6 +71,7 @@ def _consumer(bootstrap: str, settings: Settings | None) -> AIOKafkaConsumer:
             "consumer",
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
+            isolation_level=ISOLATION,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -67,7 +82,8 @@ def _consumer(bootstrap: str, settings: Settings | None) -> AIOKafkaConsumer:
 async def high_watermarks(
     consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], timeout_s: float = 10.0
 ) -> dict[TopicPartition, int]:
-    """True end offsets of `tps`, read from fetch responses (reassigns `consumer`)."""
+    """True end offsets of `tps`, read from fetch responses (reassigns `consumer`): the last
+    stable offsets of a read_committed consumer."""
     return (await _listed_and_true_ends(consumer, tps, timeout_s))[1]
 
 
@@ -87,8 +103,12 @@ async def _listed_and_true_ends(
         await consumer.getmany(*pending, timeout_ms=100, max_records=1)
         for tp in pending:
             hw = consumer.highwater(tp)
-            if hw is not None:
-                out[tp] = max(hw, listed[tp])
+            if hw is None:
+                continue
+            # A read_committed consumer can read up to the last stable offset only: past it
+            # lie records of a transaction still open (None or -1: not reported).
+            lso = consumer.last_stable_offset(tp)
+            out[tp] = lso if lso is not None and lso >= 0 else max(hw, listed[tp])
         if time.monotonic() > deadline:
             missing = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in out)
             raise TimeoutError(f"no fetch answer for {missing} in {timeout_s:.0f}s")
@@ -150,15 +170,36 @@ async def last_record(
 async def last_records(
     consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
 ) -> dict[TopicPartition, ConsumerRecord[bytes, bytes] | None]:
-    """The newest record of each partition (None for an empty one), all read together: one
-    ListOffsets, one round of fetches for the true ends, one read (reassigns `consumer`).
-    One partition at a time, each empty one costs a fetch wait of its own (measured: 16
-    partitions confirmed one by one took up to 5 s at a worker's start)."""
+    """The newest committed record of each partition (None for an empty one), all read
+    together: one ListOffsets, one round of fetches for the true ends, one read (reassigns
+    `consumer`). One partition at a time, each empty one costs a fetch wait of its own
+    (measured: 16 partitions confirmed one by one took up to 5 s at a worker's start).
+
+    A transactional topic ends in a commit marker (and may hold aborted records before it),
+    which no read returns: a partition whose last range holds no record is read again from
+    twice as far back, down to its first offset."""
     listed, ends = await _listed_and_true_ends(consumer, tps, 10.0)
     # Read each last batch whole: ListOffsets may point at its start, not its end.
-    ranges = {tp: (max(min(listed[tp], ends[tp]) - 1, 0), ends[tp]) for tp in tps}
-    got = await read_ranges(consumer, ranges)
-    return {tp: got[tp][-1] if got[tp] else None for tp in tps}
+    starts = {tp: max(min(listed[tp], ends[tp]) - 1, 0) for tp in tps}
+    newest: dict[TopicPartition, ConsumerRecord[bytes, bytes] | None] = {}
+    ranges = {tp: (starts[tp], ends[tp]) for tp in tps}
+    begins: dict[TopicPartition, int] | None = None
+    while ranges:
+        got = await read_ranges(consumer, ranges)
+        further: dict[TopicPartition, tuple[int, int]] = {}
+        for tp, (start, _) in ranges.items():
+            if got[tp]:
+                newest[tp] = got[tp][-1]
+                continue
+            if start > 0 and begins is None:
+                begins = await consumer.beginning_offsets(list(tps))
+            if start == 0 or begins is None or start <= begins[tp]:
+                newest[tp] = None
+                continue
+            # Only markers or aborted records from `start` on: look as far again before it.
+            further[tp] = (max(start - max(ends[tp] - start, 1), begins[tp]), start)
+        ranges = further
+    return {tp: newest[tp] for tp in tps}
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -16,6 +16,7 @@ from orchestration.cli.app import (
     SeedOpt,
     app,
     check_guarantee,
+    fail,
     pick_scenario,
     refuse_embedded_exactly_once,
     settings_for,
@@ -54,7 +55,12 @@ def worker(
         processing_guarantee=processing_guarantee,
     )
     refuse_embedded_exactly_once(settings)
-    run_worker_service(settings, log_level)
+    from streams.transactions import TransactionsUnsupported
+
+    try:
+        run_worker_service(settings, log_level)
+    except TransactionsUnsupported as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()

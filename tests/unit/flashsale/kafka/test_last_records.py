@@ -52,6 +52,9 @@ class _Consumer:
     def highwater(self, tp: TopicPartition) -> int | None:
         return self.ends[tp] if tp in self.fetched else None
 
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return None  # as an old broker: the high watermark is the end
+
     async def position(self, tp: TopicPartition) -> int:
         return self.pos[tp]
 
