@@ -1,7 +1,8 @@
 """A local Apache Kafka: a pinned release's jars from Maven Central, 1 or 3 KRaft nodes.
 
-Each node is one JVM, combined broker and controller, on free loopback ports, started as
-Kafka's own scripts start it (`kafka.tools.StorageTool format`, then `kafka.Kafka`). The jars
+Each node is one JVM, combined broker and controller, on free loopback ports (or, with
+`network="namespaces"`, in a network namespace of its own: `netns.py`), started as Kafka's own
+scripts start it (`kafka.tools.StorageTool format`, then `kafka.Kafka`). The jars
 are fetched once with Maven into a cache (~/.cache/flashsale/kafka/VERSION), checked against
 the SHA-256 sums written when they were fetched, and reused offline. Every JVM dies with the
 manager: on `stop()`, on exit, on Ctrl-C and SIGTERM (the CLI turns SIGTERM into Ctrl-C) and,
@@ -771,6 +772,7 @@ class KafkaCluster:
             except BrokerError as exc:
                 raise BrokerError(
                     f"Kafka node {node.node_id} did not start: {exc}; {node.log_tail()}"
+                    f"{self._reach_hint() if node.alive() else ''}"
                 ) from None
         last: list[int] = []
         while time.monotonic() < deadline:
@@ -786,16 +788,19 @@ class KafkaCluster:
             if last == expected:
                 return
             time.sleep(0.1)
-        hint = ""
-        if self._net is not None:
-            # Bridged frames pass the host's iptables when br_netfilter's switch is on.
-            hint = (
-                "; can the namespaces reach each other? A DROP in the host's iptables FORWARD "
-                "chain stops bridged traffic while net.bridge.bridge-nf-call-iptables is 1"
-            )
         raise BrokerError(
             f"Kafka's metadata lists brokers {last}, not {expected}, after "
-            f"{self.start_timeout_s:.0f} s{hint}"
+            f"{self.start_timeout_s:.0f} s{self._reach_hint()}"
+        )
+
+    def _reach_hint(self) -> str:
+        """What may keep namespaced nodes apart, for an error of a start that failed."""
+        if self._net is None:
+            return ""
+        # Bridged frames pass the host's iptables when br_netfilter's switch is on.
+        return (
+            "; can the namespaces reach each other? A DROP in the host's iptables FORWARD "
+            "chain stops bridged traffic while net.bridge.bridge-nf-call-iptables is 1"
         )
 
     # -- one node, for fault tests ---------------------------------------------------------

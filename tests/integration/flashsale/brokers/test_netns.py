@@ -146,8 +146,10 @@ def test_a_cut_leader_loses_its_partition_writes_go_on_and_it_rejoins_every_isr_
         _until("the resumed node's answer", lambda: _answers(follower.host, follower.port))
         with capsys.disabled():
             print(
-                f"\ncut to new leader {to_leader:.1f} s, heal to back in every ISR {to_isr:.1f} s"
+                f"\nstarted in {cluster.started_s:.1f} s, cut to new leader {to_leader:.1f} s, "
+                f"heal to back in every ISR {to_isr:.1f} s"
             )
+        cluster.cut_node(follower.node_id)  # stop() heals it, stops every node, removes all
     finally:
         cluster.stop()
     assert _ours(prefix) == []
