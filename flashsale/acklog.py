@@ -23,10 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["AckLogError", "AckLogWriter", "AckedWrite", "ack_line", "digest", "read_ack_log"]
+__all__ = [
+    "ACK_LINE",
+    "AckLogError",
+    "AckLogWriter",
+    "AckedWrite",
+    "ack_line",
+    "digest",
+    "read_ack_log",
+]
 
 _MAGIC = b"# flashsale ack log 1 topic="
 _COLUMNS = b"partition,offset,seq,crc32\n"
+
+#: One line of a write with a seq: `ACK_LINE % (partition, offset, seq, crc32)` (`ack_line`
+#: for any write; this for a producer's hot path).
+ACK_LINE = b"%d,%d,%d,%08x\n"
 
 
 class AckLogError(ValueError):

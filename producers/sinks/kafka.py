@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flashsale.acklog import AckLogWriter, ack_line
+from flashsale.acklog import ACK_LINE, AckLogWriter, ack_line
 from flashsale.events import PACKED_HEADER, OrderEvent, encode_event
 from flashsale.kafka.clients import aiokafka_producer
 from flashsale.settings import Settings
@@ -108,6 +108,7 @@ class OrderEmitter(CountingSink):
         assert self._ack_log is not None and self._sent_packed is not None
         lines: list[bytes] = []
         crc32 = zlib.crc32
+        line = ACK_LINE
         acked = errors = 0
         last_error = ""
         pending = self._pending
@@ -121,7 +122,9 @@ class OrderEmitter(CountingSink):
                 acked += 1
                 md = fut.result()
                 lines.append(
-                    ack_line(md.partition, md.offset, seq, crc32(value, crc32(key or b"")))
+                    line % (md.partition, md.offset, seq, crc32(value, crc32(key or b"")))
+                    if seq is not None
+                    else ack_line(md.partition, md.offset, seq, crc32(value, crc32(key or b"")))
                 )
         packed, sent_packed = self._packed, self._sent_packed
         while packed and packed[0][0].done():
@@ -134,7 +137,7 @@ class OrderEmitter(CountingSink):
             else:
                 acked += events
                 md = fut.result()
-                lines.append(ack_line(md.partition, md.offset, seq, crc32(value)))
+                lines.append(line % (md.partition, md.offset, seq, crc32(value)))
         self._ack_log.write(lines)
         return acked, errors, last_error
 
