@@ -1,9 +1,10 @@
 """The console every command prints to, and what several commands print: the verdict of a
-run, warnings and one-line errors."""
+run, the fault log of one, warnings and one-line errors."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from verify.reconcile import VerifyResult
 
 
-__all__ = ["console", "error", "print_verdict", "warn"]
+__all__ = ["console", "error", "print_faults", "print_verdict", "warn"]
 
 console = Console(highlight=False)
 _err_console = Console(stderr=True, highlight=False)
@@ -70,3 +71,31 @@ def error(message: str) -> int:
     """Print `flashsale: error: MESSAGE` as one line on stderr; the exit code of bad input, 2."""
     _err_console.print(f"flashsale: error: {message}", markup=False, soft_wrap=True)
     return 2
+
+
+def print_faults(log: Sequence[dict[str, Any]]) -> None:
+    """The fault log as a table: what, when, how long the pipeline took to recover."""
+    table = Table(title="faults", title_justify="left")
+    for name in ("at", "fault", "target", "started", "ended", "recovered after", "lag max",
+                 "events delayed"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("fault", "target") else "right")
+
+    def secs(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1f} s"
+
+    for entry in log:
+        recovered = entry.get("recovered_after_s")
+        table.add_row(
+            f"{entry['at_s']:g} s",
+            entry["action"] + (f" for {entry['for_s']:g} s" if entry.get("for_s") else ""),
+            entry.get("resolved") or entry["target"],
+            secs(entry.get("started_s")),
+            secs(entry.get("ended_s")),
+            "not recovered" if recovered is None else f"{recovered:.1f} s",
+            "—" if entry.get("lag_max") is None else f"{entry['lag_max']:,}",
+            "—" if entry.get("events_delayed") is None else f"{entry['events_delayed']:,}",
+        )
+    console.print(table)
+    for entry in log:
+        if entry.get("error"):
+            console.print(f"[red]fault {entry['action']} {entry['target']}: {entry['error']}[/red]")

@@ -24,8 +24,8 @@ from flashsale.kafka.reading import end_offsets
 from flashsale.processes import free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from orchestration.console import console, print_verdict, warn
-from orchestration.faults import FaultRunner, print_faults
+from orchestration.console import console, print_faults, print_verdict, warn
+from orchestration.faults import FaultRunner
 from orchestration.processes import prepare_run
 from orchestration.produce import metrics_server
 from producers.generator import Generator

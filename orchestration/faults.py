@@ -43,7 +43,6 @@ __all__ = [
     "FaultError",
     "FaultRunner",
     "check_faults",
-    "print_faults",
     "quorum_leader",
 ]
 
@@ -134,7 +133,8 @@ def check_faults(
                     else "the brokers of --bootstrap-servers are not flashsale's to break"
                 )
                 raise FaultError(
-                    f"{what}: broker faults need a local Apache Kafka (--kafka --kafka-nodes 3); {where}"
+                    f"{what}: broker faults need a local Apache Kafka "
+                    f"(--kafka --kafka-nodes 3); {where}"
                 )
             if target.node is not None and target.node > nodes:
                 raise FaultError(f"{what}: the cluster has {nodes} node(s)")
@@ -145,7 +145,8 @@ def check_faults(
                 )
             if nodes < 3 and spec.action != "stall":
                 raise FaultError(
-                    f"{what}: a {nodes}-node cluster has no replica to fail over to: --kafka-nodes 3"
+                    f"{what}: a {nodes}-node cluster has no replica to fail over to: "
+                    "--kafka-nodes 3"
                 )
         if target.kind == "worker" and (target.index or 0) > workers:
             raise FaultError(f"{what}: the run has {workers} worker(s)")
@@ -477,35 +478,3 @@ def _pause(pid: int) -> Callable[[], None]:
             os.kill(pid, signal.SIGCONT)
 
     return resume
-
-
-def print_faults(log: Sequence[dict[str, Any]]) -> None:
-    """The fault log as a table: what, when, how long the pipeline took to recover."""
-    from rich.table import Table
-
-    from orchestration.console import console
-
-    table = Table(title="faults", title_justify="left")
-    for name in ("at", "fault", "target", "started", "ended", "recovered after", "lag max",
-                 "events delayed"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("fault", "target") else "right")
-
-    def secs(value: float | None) -> str:
-        return "—" if value is None else f"{value:.1f} s"
-
-    for entry in log:
-        recovered = entry.get("recovered_after_s")
-        table.add_row(
-            f"{entry['at_s']:g} s",
-            entry["action"] + (f" for {entry['for_s']:g} s" if entry.get("for_s") else ""),
-            entry.get("resolved") or entry["target"],
-            secs(entry.get("started_s")),
-            secs(entry.get("ended_s")),
-            "not recovered" if recovered is None else f"{recovered:.1f} s",
-            "—" if entry.get("lag_max") is None else f"{entry['lag_max']:,}",
-            "—" if entry.get("events_delayed") is None else f"{entry['events_delayed']:,}",
-        )
-    console.print(table)
-    for entry in log:
-        if entry.get("error"):
-            console.print(f"[red]fault {entry['action']} {entry['target']}: {entry['error']}[/red]")
