@@ -476,9 +476,11 @@ def bench_process(
     n: int,
     workdir: Path,
     peers: tuple[str, ...] = ("bytewax_per_sku",),
+    exactly_once: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """One Faust worker per consume mode, a bare consume-and-aggregate loop and the `peers`
-    (names of `PEERS`), all on the same preloaded topic in one run."""
+    (names of `PEERS`), all on the same preloaded topic in one run; with `exactly_once`
+    (a broker with transactions) also the bulk worker in exactly-once mode."""
     run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6])
     asyncio.run(ensure_run_topics(run, bootstrap))
 
@@ -488,13 +490,19 @@ def bench_process(
     )
     rates: dict[str, Drain] = {}
     # Alternate the modes and keep each one's best round: the machine's load drifts.
+    modes = ("stream", "bulk", "exactly_once") if exactly_once else ("stream", "bulk")
     for _ in range(PROCESS_ROUNDS):
-        for mode in ("stream", "bulk"):
+        for mode in modes:
             # Each worker is a new consumer group with its own output topics, same input.
             tag = uuid.uuid4().hex[:6]
             outputs = _bench_topics(settings, bootstrap, tag)
+            guarantee = "exactly_once" if mode == "exactly_once" else "at_least_once"
             mode_run = outputs.model_copy(
-                update={"topic_orders": run.topic_orders, "consume_mode": mode}
+                update={
+                    "topic_orders": run.topic_orders,
+                    "consume_mode": "stream" if mode == "stream" else "bulk",
+                    "processing_guarantee": guarantee,
+                }
             )
             asyncio.run(ensure_run_topics(mode_run, bootstrap))
             drain = _drain_worker(mode_run, total, workdir)
@@ -508,6 +516,14 @@ def bench_process(
             "vs_stream": round(rates["bulk"].wall_per_s / rates["stream"].wall_per_s, 2),
         },
     }
+    if "exactly_once" in rates:
+        eos = rates["exactly_once"]
+        results["process_exactly_once"] = {
+            **_drain_stage(eos, ceiling, bare),
+            # The same bulk worker, same topic, in at-least-once mode.
+            "vs_at_least_once": round(eos.wall_per_s / rates["bulk"].wall_per_s, 2),
+            "steady_vs_at_least_once": round(eos.steady_per_s / rates["bulk"].steady_per_s, 2),
+        }
     for name in peers:
         peer = _peer(name, bootstrap, run.topic_orders, total)
         if peer is not None:
@@ -791,10 +807,14 @@ def _bench_stages(
         lambda: asyncio.run(bench_produce(on, bootstrap, sizes.aiokafka)),
     )
     names = ", ".join(PEERS[p][0] for p in peers)
+    eos = "" if label == "embedded" else ", bulk exactly_once"
     results.update(
         step(
-            f"process (stream, bulk, {names})",
-            lambda: bench_process(settings, bootstrap, sizes.process, workdir, peers),
+            f"process (stream, bulk{eos}, {names})",
+            # Transactions: not on the embedded broker (Tansu has none).
+            lambda: bench_process(
+                settings, bootstrap, sizes.process, workdir, peers, label != "embedded"
+            ),
         )
     )
     results["locust_kafka"] = step(
@@ -850,6 +870,16 @@ def _print_broker(label: str, half: dict[str, Any], quick: bool) -> None:
         f"{per_order['vs_stream']:.2f}x; CPU per event {_us(per_order, 0)} "
         f"(stream {_us(stream, 0)})"
     )
+    eos = results.get("process_exactly_once")
+    if eos is not None:
+        console.print(
+            f"[{label}] worker exactly_once (bulk, Kafka transactions) "
+            f"{eos['ours_per_s']:,.0f}/s vs at_least_once {per_order['ours_per_s']:,.0f}/s on "
+            f"the same topic: {eos['vs_at_least_once']:.2f}x (from first decision to last: "
+            f"{eos['steady_per_s']:,.0f}/s vs {per_order['steady_per_s']:,.0f}/s, "
+            f"{eos['steady_vs_at_least_once']:.2f}x); CPU per event {_us(eos, 0)} vs "
+            f"{_us(per_order, 0)}"
+        )
     packed = results["process_packed"]
     console.print(
         f"[{label}] worker packed: {packed['ours_per_s']:,.0f} events/s "
