@@ -169,6 +169,8 @@ async def _demo(
     ack_log: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
+    # Every server: a fault timeline may take down the first.
+    servers = settings.bootstrap_servers or bootstrap
     for worker in group:
         console.print(
             f"worker: {worker.url}/views/gmv (whole run; also /views/top-skus, "
@@ -211,12 +213,10 @@ async def _demo(
             while True:
                 await asyncio.sleep(0.5)
                 totals = await asyncio.to_thread(group_totals, group)
-                try:
+                if runner.faults:
+                    ends = await _ends_or_none(servers, settings)
+                else:
                     ends = await end_offsets(bootstrap, settings.topic_orders, settings)
-                except Exception:  # a broker the fault timeline took down: lag unknown
-                    if not runner.faults:
-                        raise
-                    ends = {}
                 lag = unprocessed(totals, ends) if ends else None
                 if runner.faults:
                     runner.observe(
@@ -282,3 +282,17 @@ async def _demo(
         acknowledged = read_ack_log(ack_log, settings.topic_orders)
         console.print(f"acknowledged writes logged in {ack_log}")
         return await verify_live(settings, bootstrap, acknowledged)
+
+
+async def _ends_or_none(bootstrap: str, settings: Settings) -> dict[int, int]:
+    """The end offsets of `orders`, or {} when the brokers do not answer within 10 s (a fault
+    timeline took a leader down). In a task of its own: aiokafka may end a consumer it stops
+    mid-retry with a CancelledError, which must not read as this run being cancelled."""
+    probe = asyncio.create_task(end_offsets(bootstrap, settings.topic_orders, settings))
+    done, _ = await asyncio.wait({probe}, timeout=10.0)
+    if not done:
+        probe.cancel()
+        return {}
+    if probe.cancelled() or probe.exception() is not None:
+        return {}
+    return probe.result()

@@ -9,18 +9,21 @@ import asyncio
 import os
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 from rich.table import Table
 
-from flashsale.brokers.local import bootstrap_for
+from dashboards.live.source import DashboardSource
+from flashsale.brokers.local import broker_for
 from flashsale.processes import die_with_parent, free_port, stop_process
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from orchestration.console import console
-from orchestration.processes import prepare_run, start_gateway
+from orchestration.console import console, print_faults
+from orchestration.faults import FaultRunner, FaultThread
+from orchestration.processes import GatewayProcess, prepare_run
 from streams.process import WorkerProcess
 from verify.live import verify_live
 
@@ -43,15 +46,16 @@ def run_loadtest(
     from loadtests import locust_command
 
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
-    with bootstrap_for(settings) as bootstrap:
+    with broker_for(settings) as (bootstrap, broker):
         run_settings = prepare_run(settings, bootstrap, scenario)
         worker = WorkerProcess(
             run_settings,
             free_port(settings.web_host, settings.web_port),
             log_path=workdir / "worker.log",
         )
-        gateway: subprocess.Popen[bytes] | None = None
+        gateway: GatewayProcess | None = None
         locust: subprocess.Popen[bytes] | None = None
+        faults: FaultThread | None = None
         scenario_file = workdir / "scenario.yaml"
         scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json", by_alias=True)))
         env = {
@@ -74,9 +78,10 @@ def run_loadtest(
             if target == "gateway":
                 port = free_port(settings.web_host, settings.gateway_port)
                 host = f"http://{settings.web_host}:{port}"
-                gateway = start_gateway(
+                gateway = GatewayProcess(
                     bootstrap, worker.url, scenario_file, settings.web_host, port, env, workdir
                 )
+                gateway.start()
                 console.print(f"gateway: {host}/orders")
             args = locust_command(
                 "--headless",
@@ -95,8 +100,24 @@ def run_loadtest(
                 args += ["--processes", str(processes)]
             args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
             console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
+            runner = FaultRunner(
+                scenario,
+                run_settings,
+                cluster=broker,
+                workers=[worker],
+                gateway=gateway,
+                say=console.print,
+            )
+            if runner.faults:
+                faults = FaultThread(
+                    runner, DashboardSource([worker.url], bootstrap, run_settings.topic_orders)
+                )
+                # The scenario clock starts with locust's shape.
+                faults.start(time.monotonic())
             locust = subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
             locust_rc = locust.wait()
+            if faults is not None:
+                faults.stop()  # what is still broken comes back: the run drains
             with console.status("waiting for the worker to apply every order..."):
                 worker.wait_drained(timeout_s=600)
             accepted = _gateway_accepted(host) if gateway is not None else None
@@ -105,9 +126,12 @@ def run_loadtest(
             console.print(f"[red]loadtest stopped: {exc}; logs in {workdir}[/red]")
             return 1
         finally:
-            for proc in (locust, gateway):
-                if proc is not None:
-                    stop_process(proc, 15.0)
+            if faults is not None:
+                faults.stop()
+            if locust is not None:
+                stop_process(locust, 15.0)
+            if gateway is not None:
+                gateway.stop()
             worker.stop()
     summary = result.summary
     table = Table(title="flashsale beside locust", show_header=False)
@@ -130,6 +154,9 @@ def run_loadtest(
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if faults is not None:
+        summary["faults"] = faults.runner.log()
+        print_faults(summary["faults"])
     if not result.reconciled:
         for line in result.differences:
             console.print(f"[red]{line}[/red]")

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import orjson
@@ -37,8 +37,9 @@ from flashsale.brokers.local import broker_for, describe_broker
 from flashsale.processes import free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from orchestration.console import console, print_verdict
-from orchestration.processes import prepare_run, start_gateway
+from orchestration.console import console, print_faults, print_verdict
+from orchestration.faults import FaultRunner
+from orchestration.processes import GatewayProcess, prepare_run
 from producers.generator import Generator
 from producers.pacing import produce_scenario
 from producers.sinks.kafka import OrderEmitter
@@ -157,6 +158,7 @@ async def _soak(
     worker: WorkerProcess,
     gateway_url: str,
     checkouts_per_s: float,
+    runner: FaultRunner,
 ) -> tuple[list[SoakSample], int]:
     from dashboards.live.source import DashboardSource
 
@@ -173,8 +175,22 @@ async def _soak(
     samples: list[SoakSample] = []
     started = time.monotonic()
     await source.start()  # polls the worker and the broker once a second
+    runner.sent = lambda: emitter.stats.orders_sent
+    faulting = observing = None
     try:
-        produce = asyncio.create_task(produce_scenario(emitter, generator, duration_s, None))
+        produce = asyncio.create_task(
+            produce_scenario(
+                emitter,
+                generator,
+                duration_s,
+                None,
+                start_at=started,
+                gate=runner.producer_gate if runner.faults else None,
+            )
+        )
+        if runner.faults:
+            faulting = asyncio.create_task(runner.run(started))
+            observing = asyncio.create_task(_observe(runner, source, emitter))
         posting = asyncio.create_task(
             _checkouts(gateway_url, skus, checkouts_per_s, stop_checkouts)
         )
@@ -199,10 +215,25 @@ async def _soak(
         stop_checkouts.set()
         accepted = await posting
     finally:
+        for task in (faulting, observing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # Whatever the timeline still holds down comes back: the run drains.
+        await runner.undo_all()
         stop_checkouts.set()
         await emitter.stop()
         await source.stop()
     return samples, accepted
+
+
+async def _observe(runner: FaultRunner, source: Any, emitter: OrderEmitter) -> None:
+    """Feed the fault runner the lag, the p99 and the producer's lateness twice a second."""
+    while True:
+        snap = source.snapshot
+        runner.observe(snap.get("lag"), snap.get("latency_p99_ms"), emitter.stats.behind_s)
+        await asyncio.sleep(0.5)
 
 
 def _status(sample: SoakSample, duration_s: float) -> Text:
@@ -245,7 +276,7 @@ def run_soak(
             with console.status("waiting for the worker to join the consumer group..."):
                 worker.wait_ready()
             port = free_port(settings.web_host, settings.gateway_port)
-            gateway = start_gateway(
+            gateway = GatewayProcess(
                 bootstrap,
                 worker.url,
                 scenario_file,
@@ -254,6 +285,15 @@ def run_soak(
                 {**os.environ, **run_settings.to_env()},
                 workdir,
                 "--no-restock",
+            )
+            gateway.start()
+            runner = FaultRunner(
+                scenario,
+                run_settings,
+                cluster=broker,
+                workers=[worker],
+                gateway=gateway,
+                say=console.print,
             )
             gateway_url = f"http://{settings.web_host}:{port}"
             console.print(
@@ -276,6 +316,7 @@ def run_soak(
                     worker,
                     gateway_url,
                     checkouts_per_s,
+                    runner,
                 )
             )
             with console.status("waiting for the worker to apply every order..."):
@@ -286,9 +327,7 @@ def run_soak(
             return 1
         finally:
             if gateway is not None:
-                from flashsale.processes import stop_process
-
-                stop_process(gateway, 15.0)
+                gateway.stop()
             worker.stop()
     problems = judge(samples, max_growth_mb)
     if not result.reconciled:
@@ -296,6 +335,7 @@ def run_soak(
     from recordings.plots import plot_soak
 
     plot = plot_soak(samples, max_growth_mb, out / "soak.png")
+    fault_log = runner.log()
     doc = {
         "scenario": scenario.name,
         "minutes": minutes,
@@ -304,11 +344,13 @@ def run_soak(
         "checkouts_accepted": accepted,
         "passed": not problems,
         "problems": problems,
-        "summary": result.summary,
+        "summary": result.summary | ({"faults": fault_log} if runner.faults else {}),
         "samples": [asdict(s) for s in samples],
     }
     (out / "soak.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     print_verdict(result)
+    if runner.faults:
+        print_faults(fault_log)
     console.print(_table(samples))
     console.print(f"soak: {plot} and {out / 'soak.json'}; {accepted:,} checkouts accepted")
     if problems:

@@ -59,7 +59,11 @@ KafkaNetworkOpt = Annotated[
 
 
 def check_run_faults(
-    scenario: Scenario, settings: Settings, workers: int, gateway: bool = False
+    scenario: Scenario,
+    settings: Settings,
+    workers: int,
+    gateway: bool = False,
+    producer: bool = True,
 ) -> None:
     """Stop with one line (exit 2) before anything starts when the scenario's fault timeline
     asks for what this run will not have (docs/scenarios.md#faults)."""
@@ -79,6 +83,7 @@ def check_run_faults(
             network=settings.kafka_network,
             workers=workers,
             gateway=gateway,
+            producer=producer,
         )
     except FaultError as exc:
         raise fail(str(exc)) from None
@@ -111,6 +116,8 @@ def loadtest(
         float,
         typer.Option("--rate", help="Kafka target: most orders/s per locust process; 0 = max."),
     ] = 0.0,
+    kafka_nodes: KafkaNodesOpt = None,
+    kafka_network: KafkaNetworkOpt = None,
 ) -> None:
     """Load-test with locust (headless): our stack, then locust's summary beside flashsale's."""
     need("loadtest", "flashsale loadtest")
@@ -131,7 +138,14 @@ def loadtest(
         if path is not None and not path.parent.resolve().is_dir():
             raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
+    settings = settings_for(
+        bootstrap_servers,
+        kafka,
+        client_config=client_config,
+        kafka_nodes=kafka_nodes,
+        kafka_network=kafka_network,
+    )
+    check_run_faults(chosen, settings, 1, gateway=target == "gateway", producer=False)
     raise typer.Exit(
         run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
     )
@@ -291,6 +305,8 @@ def soak(
     checkouts_per_s: Annotated[
         float, typer.Option("--checkouts-per-s", help="Checkouts posted to the gateway.")
     ] = 5.0,
+    kafka_nodes: KafkaNodesOpt = None,
+    kafka_network: KafkaNetworkOpt = None,
 ) -> None:
     """A long steady run: memory of every process, lag and latency sampled; fails on a leak,
     a worker falling behind, or a run that does not reconcile."""
@@ -305,7 +321,14 @@ def soak(
     ):
         check_positive(name, value)
     chosen = pick_scenario(scenario, seed)
-    settings = settings_for(bootstrap_servers, kafka, client_config=client_config)
+    settings = settings_for(
+        bootstrap_servers,
+        kafka,
+        client_config=client_config,
+        kafka_nodes=kafka_nodes,
+        kafka_network=kafka_network,
+    )
+    check_run_faults(chosen, settings, 1, gateway=True)
     raise typer.Exit(
         run_soak(settings, chosen, minutes, out, max_growth_mb, sample_s, checkouts_per_s)
     )

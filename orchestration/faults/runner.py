@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -36,15 +39,24 @@ from flashsale.brokers.apache import KafkaCluster
 from flashsale.scenario import Scenario
 from flashsale.scenario.faults import FaultSpec, FaultTarget
 from flashsale.settings import Settings
+from orchestration.faults.check import FaultError
 from streams.process import WorkerProcess
 
-__all__ = [
-    "LAG_LEVEL_FLOOR",
-    "FaultError",
-    "FaultRunner",
-    "check_faults",
-    "quorum_leader",
-]
+__all__ = ["LAG_LEVEL_FLOOR", "FaultRunner", "Sample", "quorum_leader"]
+
+T = TypeVar("T")
+
+#: The one thread every action runs on. It lives as long as the process: a child started on
+#: a thread gets its parent-death signal when that thread ends (PR_SET_PDEATHSIG follows the
+#: thread, see prctl(2)), so a worker or broker started again by a fault must not be started
+#: on a pool thread that asyncio shuts down with its loop.
+_ACTIONS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fault-actions")
+
+
+async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on the actions thread."""
+    return await asyncio.get_running_loop().run_in_executor(_ACTIONS, partial(fn, *args))
+
 
 #: The lag below which a pipeline counts as caught up whatever it was before the fault.
 LAG_LEVEL_FLOOR = 1000
@@ -52,10 +64,6 @@ LAG_LEVEL_FLOOR = 1000
 MAX_BEHIND_S = 1.0
 #: Seconds before a fault whose largest lag is its "level before".
 BEFORE_S = 5.0
-
-
-class FaultError(ValueError):
-    """A fault timeline this run cannot carry out; one line."""
 
 
 class Restartable(Protocol):
@@ -95,8 +103,6 @@ class FaultRecord:
 def quorum_leader(cluster: KafkaCluster) -> int | None:
     """The active controller of a local cluster: the KRaft quorum's leader, read from the
     `quorum-state` file each node keeps (the newest epoch among running nodes wins)."""
-    import json
-
     best: tuple[int, int] | None = None
     for node in cluster.nodes:
         if not node.alive():
@@ -108,50 +114,6 @@ def quorum_leader(cluster: KafkaCluster) -> int | None:
             if leader > 0 and (best is None or epoch > best[0]):
                 best = (epoch, leader)
     return None if best is None else best[1]
-
-
-def check_faults(
-    scenario: Scenario,
-    *,
-    broker: str,
-    nodes: int = 1,
-    network: str = "loopback",
-    workers: int = 1,
-    gateway: bool = False,
-) -> None:
-    """Raise `FaultError` (one line) for a fault of `scenario` a run cannot carry out, before
-    anything starts. `broker`: embedded, kafka (a local Apache Kafka flashsale starts, of
-    `nodes` on `network`) or external (--bootstrap-servers)."""
-    for spec in sorted(scenario.faults, key=lambda f: f.at):
-        target = spec.parsed_target
-        what = f"fault {spec.describe()}"
-        if target.kind in ("broker", "brokers"):
-            if broker != "kafka":
-                where = (
-                    "the embedded broker keeps its data in memory only"
-                    if broker == "embedded"
-                    else "the brokers of --bootstrap-servers are not flashsale's to break"
-                )
-                raise FaultError(
-                    f"{what}: broker faults need a local Apache Kafka "
-                    f"(--kafka --kafka-nodes 3); {where}"
-                )
-            if target.node is not None and target.node > nodes:
-                raise FaultError(f"{what}: the cluster has {nodes} node(s)")
-            if spec.action == "partition" and network != "namespaces":
-                raise FaultError(
-                    f"{what}: cutting a broker off the network needs the nodes in network "
-                    "namespaces of their own: --kafka-network namespaces (root)"
-                )
-            if nodes < 3 and spec.action != "stall":
-                raise FaultError(
-                    f"{what}: a {nodes}-node cluster has no replica to fail over to: "
-                    "--kafka-nodes 3"
-                )
-        if target.kind == "worker" and (target.index or 0) > workers:
-            raise FaultError(f"{what}: the run has {workers} worker(s)")
-        if target.kind == "gateway" and not gateway:
-            raise FaultError(f"{what}: this run has no gateway")
 
 
 class FaultRunner:
@@ -250,7 +212,7 @@ class FaultRunner:
         record = self.records[i]
         try:
             async with self._lock:
-                await asyncio.to_thread(undo)
+                await _blocking(undo)
         except Exception as exc:
             record.error = f"undo: {type(exc).__name__}: {exc}".splitlines()[0][:300]
         record.ended_s = round(self.now(), 3)
@@ -274,11 +236,11 @@ class FaultRunner:
             self._producer_open.clear()
             return self._producer_open.set
         if target.kind == "worker":
-            return await asyncio.to_thread(self._worker, spec, target, record)
+            return await _blocking(self._worker, spec, target, record)
         if target.kind == "gateway":
             assert self.gateway is not None
             record.target = "gateway"
-            return await asyncio.to_thread(self._process, spec, self.gateway)
+            return await _blocking(self._process, spec, self.gateway)
         if target.kind == "brokers":
             record.target = "brokers (rolling)"
             await self._rolling_restart(record)
@@ -287,7 +249,7 @@ class FaultRunner:
         record.target = f"broker-{node}"
         if target.role is not None:
             record.target += f" ({target})"
-        return await asyncio.to_thread(self._break_broker, spec.action, node)
+        return await _blocking(self._break_broker, spec.action, node)
 
     async def _broker(self, target: FaultTarget) -> int:
         """The node id a broker target names now."""
@@ -295,7 +257,7 @@ class FaultRunner:
         if target.node is not None:
             return target.node
         if target.role == "controller":
-            leader = await asyncio.to_thread(quorum_leader, self.cluster)
+            leader = await _blocking(quorum_leader, self.cluster)
             if leader is None:
                 raise FaultError("no active controller found in the quorum state")
             return leader
@@ -342,7 +304,7 @@ class FaultRunner:
         """Restart every broker in turn, each once the previous one is back in every ISR."""
         assert self.cluster is not None
         for node in self.cluster.nodes:
-            await asyncio.to_thread(self.cluster.restart_node, node.node_id)
+            await _blocking(self.cluster.restart_node, node.node_id)
             took = await self._wait_in_sync()
             record.notes.append(f"broker-{node.node_id} back in sync after {took:.1f} s")
 
