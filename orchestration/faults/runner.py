@@ -15,7 +15,8 @@ of the last seconds (the live dashboard's reading) is back under the fault's
 `recover_p99_ms`, and the producer is back on its schedule (at most a second behind), all at
 once, after the fault ended. The time to recover is counted from the
 fault's start. The events delayed are those the producer sent between the fault's start and
-the recovery: each waited longer than it would have before the fault.
+the recovery: each waited longer than it would have before the fault (unknown, null, when
+locust is the producer).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Sample:
     t_s: float
     lag: int | None
     p99_ms: float | None
-    sent: int
+    sent: int | None
     behind_s: float = 0.0
 
 
@@ -127,7 +128,7 @@ class FaultRunner:
         cluster: Any = None,
         workers: Sequence[WorkerProcess] = (),
         gateway: Restartable | None = None,
-        sent: Callable[[], int] = lambda: 0,
+        sent: Callable[[], int] | None = None,
         say: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.faults = sorted(scenario.faults, key=lambda f: f.at)
@@ -163,7 +164,8 @@ class FaultRunner:
         """One sample of the pipeline (the run's status loop calls it every half second):
         the consumer lag, the latency p99 of the last seconds, how far the producer is
         behind its schedule."""
-        self.samples.append(Sample(round(self.now(), 3), lag, p99_ms, self.sent(), behind_s))
+        sent = self.sent() if self.sent is not None else None
+        self.samples.append(Sample(round(self.now(), 3), lag, p99_ms, sent, behind_s))
 
     async def run(self, t0: float) -> None:
         """Carry out every fault at its time on the scenario clock, counted from `t0` (a
@@ -418,7 +420,7 @@ class FaultRunner:
             ),
             None,
         )
-        sent_at_start = next((s.sent for s in during), self.sent())
+        sent_at_start = during[0].sent if during else None
         until = recovered or (during[-1] if during else None)
         lags = [
             s.lag for s in during if s.lag is not None and (until is None or s.t_s <= until.t_s)
@@ -427,7 +429,11 @@ class FaultRunner:
             "recovered_after_s": None if recovered is None else round(recovered.t_s - start, 1),
             "lag_before": max(before, default=0),
             "lag_max": max(lags, default=None),
-            "events_delayed": None if until is None else max(until.sent - sent_at_start, 0),
+            "events_delayed": (
+                None
+                if until is None or until.sent is None or sent_at_start is None
+                else max(until.sent - sent_at_start, 0)
+            ),
         }
 
 
