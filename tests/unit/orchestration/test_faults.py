@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flashsale.scenario import parse_scenario
+from flashsale.scenario import load_scenario, parse_scenario
 from flashsale.settings import Settings
 from orchestration.faults import FaultError, FaultRunner, Sample, check_faults
+from tests.paths import ROOT
 
 
 def _scenario(*faults: dict[str, Any], compression: float = 1.0) -> Any:
@@ -207,3 +209,12 @@ def test_a_fault_that_failed_is_logged_with_its_error_and_no_recovery() -> None:
     entry = runner.log()[0]
     assert entry["error"] == "FaultError: no leader found"
     assert entry["recovered_after_s"] is None
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "faults").glob("*.yaml")), ids=str)
+def test_the_example_fault_scenarios_load_and_run_on_three_nodes(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.faults
+    check_faults(scenario, broker="kafka", nodes=3, network="namespaces")
+    # And each says how to run it.
+    assert "flashsale demo --kafka --kafka-nodes 3" in path.read_text()
