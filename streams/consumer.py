@@ -61,6 +61,10 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         await consumer._client.close()
 
 
+#: How old the worker consumer's cluster metadata may get before it is asked for again (ms).
+METADATA_MAX_AGE_MS = 5_000
+
+
 class _ConsumerThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, stopping when the broker is gone, with a fetch wait of our
     choosing (Faust hard-codes 1.5 s; None keeps it)."""
@@ -76,6 +80,13 @@ class _ConsumerThread(AIOKafkaConsumerThread):
         if self.read_committed:
             # Faust sets it only for its own exactly-once mode (`app.in_transaction`).
             consumer._isolation_level = "read_committed"
+        # aiokafka 0.14 resets a partition's position (`_update_fetch_positions`) without
+        # asking for new metadata when the broker it asks says it is not the leader: after a
+        # leader moved, the worker asked the old leader again and again until the periodic
+        # refresh, 5 minutes by default (seen after a broker was cut off the network and
+        # healed; Kafka's Java client refreshes there, KAFKA-9535). A refresh every few
+        # seconds bounds that wait; the synchronizer reads the age at each turn.
+        consumer._client._metadata_max_age_ms = METADATA_MAX_AGE_MS
         return consumer
 
     async def on_thread_stop(self) -> None:
