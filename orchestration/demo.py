@@ -190,6 +190,8 @@ async def _demo(
     emitter = OrderEmitter(settings, metrics, ack_log)
     await emitter.start()
     runner.sent = lambda: emitter.stats.orders_sent
+    if runner.faults:
+        source.marks = runner.marks
     faulting: asyncio.Task[None] | None = None
     try:
         t0 = time.monotonic()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +102,8 @@ class DashboardSource:
         self.producer_metrics = producer_metrics or []
         self.interval_s = interval_s
         self.snapshot: dict[str, Any] = {"ready": False}
+        #: The run's faults so far, for the chart (`orchestration.faults.FaultRunner.marks`).
+        self.marks: Callable[[], list[Any]] | None = None
         self.updated = asyncio.Event()
         self._history: deque[tuple[float, float]] = deque()
         self._applied: deque[tuple[float, int]] = deque()
@@ -220,6 +222,7 @@ class DashboardSource:
             "applied": applied,
             "rate_per_s": rate,
             "history": [[round(t - now, 1), round(r, 1)] for t, r in self._history],
+            "faults": self.marks() if self.marks is not None else [],
             "top_skus": top.get("top", []),
             "top_window_start_ms": top.get("window_start_ms"),
             "sold_out": sold,

@@ -167,6 +167,19 @@ class FaultRunner:
         sent = self.sent() if self.sent is not None else None
         self.samples.append(Sample(round(self.now(), 3), lag, p99_ms, sent, behind_s))
 
+    def marks(self) -> list[list[Any]]:
+        """The faults so far for a time axis: [seconds ago it began (≤ 0), seconds ago it
+        ended (None: still on), label], as the live dashboard draws them."""
+        now = self.now()
+        out: list[list[Any]] = []
+        for record in self.records:
+            if record.started_s is None:
+                continue
+            ended = None if record.ended_s is None else round(record.ended_s - now, 1)
+            label = f"{record.spec.action} {record.target or record.spec.target}"
+            out.append([round(record.started_s - now, 1), ended, label])
+        return out
+
     async def run(self, t0: float) -> None:
         """Carry out every fault at its time on the scenario clock, counted from `t0` (a
         `time.monotonic()` value: the producer's scenario time 0)."""

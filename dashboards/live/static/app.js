@@ -69,6 +69,7 @@ function rows(element, items) {
 }
 
 let history = [];
+let marks = [];
 function render(s) {
   if (!s.ready) {
     $("status").textContent = s.error ? "waiting: " + s.error : "waiting for the workers…";
@@ -108,10 +109,17 @@ function render(s) {
     ])
   );
   history = s.history;
-  lineChart($("chart"), history, { seconds: 300 });
+  marks = s.faults || [];
+  lineChart($("chart"), history, { seconds: 300, marks: marks });
+  $("faults").textContent = marks.length
+    ? "faults: " +
+      marks
+        .map((m) => m[2] + (m[1] === null ? " (on)" : " (" + (m[1] - m[0]).toFixed(1) + " s)"))
+        .join(" · ")
+    : "";
 }
 
-window.addEventListener("resize", () => lineChart($("chart"), history, { seconds: 300 }));
+window.addEventListener("resize", () => lineChart($("chart"), history, { seconds: 300, marks: marks }));
 
 const stream = new EventSource("/events");
 stream.onmessage = (event) => render(JSON.parse(event.data));

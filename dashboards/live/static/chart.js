@@ -1,5 +1,6 @@
 // A small line chart on <canvas>, written for this dashboard (no external library, no CDN).
-// lineChart(canvas, points, {seconds}) draws points [[secondsAgo (<= 0), value], ...].
+// lineChart(canvas, points, {seconds, marks}) draws points [[secondsAgo (<= 0), value], ...]
+// and shades each mark [startAgo, endAgo or null (still on), label]: a fault of the run.
 "use strict";
 
 function niceStep(max, ticks) {
@@ -52,6 +53,18 @@ function lineChart(canvas, points, options) {
   ctx.textBaseline = "top";
   for (let ago = -seconds; ago <= 0; ago += 60) {
     ctx.fillText(ago === 0 ? "now" : ago / 60 + " min", x(ago), height - bottom + 6);
+  }
+  for (const [start, end, label] of (options && options.marks) || []) {
+    const from = x(Math.max(start, -seconds));
+    const to = x(end === null ? 0 : Math.max(end, -seconds));
+    if (to < left) continue;
+    ctx.fillStyle = "rgba(255, 200, 60, 0.18)";
+    ctx.fillRect(from, top, Math.max(to - from, 2), plotH);
+    ctx.fillStyle = "#ffc83c";
+    // The label right of the band's start, or left of it where the plot ends first.
+    const fits = from + 4 + ctx.measureText(label).width <= width - right;
+    ctx.textAlign = fits ? "left" : "right";
+    ctx.fillText(label, fits ? from + 4 : from - 4, top + 2);
   }
   const shown = points.filter((p) => p[0] >= -seconds);
   if (shown.length < 2) return;

@@ -1,4 +1,5 @@
-"""`flashsale demo`'s live dashboard in real headless Chromium, on the embedded broker."""
+"""`flashsale demo`'s live dashboard in real headless Chromium, on the embedded broker, with a
+fault on the scenario's timeline (the producer stalled) marked on the page."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import orjson
 import pytest
 import yaml
 
+from flashsale.scenario.faults import FaultSpec
 from flashsale.settings import Settings
 from producers.generator import Generator
 from tests.conftest import skip_or_fail
@@ -23,6 +25,8 @@ from tests.integration.helpers import SELL_OUT
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
+
+STALL = FaultSpec.model_validate({"at": 3, "action": "stall", "target": "producer", "for": 2})
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Where the screenshot goes (CI keeps it as an artifact).
@@ -52,7 +56,9 @@ def _require_browser() -> None:
 def _demo(run_settings: Settings, tmp_path: Path) -> tuple[subprocess.Popen[str], Queue[str]]:
     """`flashsale demo` of the sell-out scenario on the test's broker and topics; its lines."""
     scenario = tmp_path / "sell-out.yaml"
-    scenario.write_text(yaml.safe_dump(SELL_OUT.model_dump(mode="json")))
+    # With a fault on its timeline: the producer stalled 2 s, 3 s in (the page marks it).
+    stalled = SELL_OUT.model_copy(update={"faults": (STALL,)})
+    scenario.write_text(yaml.safe_dump(stalled.model_dump(mode="json", by_alias=True)))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -158,6 +164,12 @@ def test_the_demo_page_counts_up_to_the_reconciled_gmv_and_shows_sell_outs(
                     " for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }"
                 )
                 assert drawn
+                # The fault is named under the chart with how long it lasted, and in the summary.
+                faults = page.inner_text("#faults")
+                assert re.fullmatch(r"faults: stall producer \(2\.\d s\)", faults), faults
+                (entry,) = summary["faults"]
+                assert (entry["action"], entry["resolved"]) == ("stall", "producer")
+                assert entry["ended_s"] - entry["started_s"] >= 2.0
 
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 shot = ARTIFACTS / "dashboard.png"
