@@ -32,6 +32,7 @@ from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.pacing import produce_scenario
 from producers.sinks.kafka import OrderEmitter
+from recordings.format import FAULTS_FILE
 from streams.process import WorkerProcess, group_totals, unprocessed, wait_group_ready
 from verify.live import verify_live
 from verify.reconcile import VerifyResult
@@ -123,6 +124,11 @@ def run_demo(
     if runner.faults:
         result.summary["faults"] = runner.log()
         print_faults(result.summary["faults"])
+        if record is not None:
+            # Beside the recorded topics: `flashsale report` marks the faults on its plots.
+            (record / FAULTS_FILE).write_bytes(
+                orjson.dumps(result.summary["faults"], option=orjson.OPT_INDENT_2)
+            )
     if summary_json:
         summary_json.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
         console.print(f"run summary: {summary_json}")

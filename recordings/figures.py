@@ -33,7 +33,7 @@ import orjson
 
 from flashsale.events import MalformedEvent, decode_packed, packed_count
 from flashsale.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
-from recordings.format import RecordedMessage, RecordedRun, RunDirError
+from recordings.format import RecordedMessage, RecordedRun, RunDirError, read_faults
 from recordings.offline import verify_recorded
 from verify.records import decision_docs
 
@@ -206,6 +206,9 @@ class RunFigures:
     sell_outs: list[tuple[str, float]]
     summary: dict[str, Any] = field(default_factory=dict)
     verify_differences: list[str] = field(default_factory=list)
+    #: The run's faults on the same axis: (start, end or None, label), wall seconds after
+    #: the first message on `orders` (`faults.json` of the run directory).
+    faults: list[tuple[float, float | None, str]] = field(default_factory=list)
 
 
 def scenario_of(run: RecordedRun) -> Scenario | None:
@@ -434,4 +437,27 @@ def figures_of(
         sell_outs=sell_outs,
         summary={"run": result.summary, "report": report},
         verify_differences=list(result.differences),
+        faults=faults_on_axis(read_faults(run.path), t0),
     )
+
+
+def faults_on_axis(
+    log: Sequence[Mapping[str, Any]], t0_ms: int
+) -> list[tuple[float, float | None, str]]:
+    """A run's fault log on its plots' axis: (start, end or None, label), wall seconds after
+    `t0_ms`, the first message on `orders`; entries without a start are left out."""
+    out: list[tuple[float, float | None, str]] = []
+    for entry in log:
+        start = entry.get("started_unix_s")
+        if not isinstance(start, int | float):
+            continue
+        end = entry.get("ended_unix_s")
+        label = f"{entry.get('action', '?')} {entry.get('resolved') or entry.get('target', '?')}"
+        out.append(
+            (
+                round(start - t0_ms / 1000, 3),
+                round(end - t0_ms / 1000, 3) if isinstance(end, int | float) else None,
+                label,
+            )
+        )
+    return out

@@ -8,6 +8,8 @@ Layout of RUN_DIR (docs/research.md):
                                          each part file with its rows and SHA-256; complete?
     topics/<topic>/part-NNNNN.parquet    one file per capture session: one row per message
                                          (partition, offset, key, value, headers, timestamp_ms)
+    faults.json                          when the run had a fault timeline: its fault log, as
+                                         in the run summary (`demo --record` writes it)
 
 `load_run` checks the manifest and the files against each other; anything missing,
 truncated or tampered raises `RunDirError` naming the file and the problem. `RunWriter` writes
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
+    "FAULTS_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "MANIFEST",
@@ -58,6 +61,8 @@ FORMAT_VERSION = 1
 
 
 MANIFEST = "manifest.json"
+#: The fault log of a run with a fault timeline, beside the manifest (optional).
+FAULTS_FILE = "faults.json"
 
 
 #: Columns of a part file, in order.
@@ -580,3 +585,18 @@ def _iso(t: float) -> str:
 
 def _now_iso() -> str:
     return _iso(time.time())
+
+
+def read_faults(path: str | Path) -> list[dict[str, Any]]:
+    """The fault log a run directory holds (`FAULTS_FILE`), or [] without one; a file that
+    is not a list of entries raises `RunDirError` naming it."""
+    file = Path(path) / FAULTS_FILE
+    try:
+        doc = orjson.loads(file.read_bytes())
+    except FileNotFoundError:
+        return []
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise RunDirError(f"{file}: not a fault log ({exc})") from None
+    if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
+        raise RunDirError(f"{file}: not a fault log (expected a list of entries)")
+    return doc

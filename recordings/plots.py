@@ -162,6 +162,8 @@ def _duration(seconds: float) -> str:
 
 #: One colour per overlaid run (run A, run B, ...).
 RUN_COLOURS: Final = ("#c0392b", "#2471a3", "#27ae60", "#8e44ad")
+#: The shading of each run's faults on a time axis.
+FAULT_COLOURS: Final = ("#d68910", "#7d3c98", "#1e8449", "#5d6d7e")
 _BARS: Final = 12  # most names in a GMV breakdown
 
 
@@ -196,9 +198,30 @@ def _euros(ax: Axes, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
-def _seconds(ax: Axes) -> None:
+def _seconds(ax: Axes, runs: Sequence[RunFigures] = ()) -> None:
     ax.set_xlabel("wall seconds after the run's first order message")
     ax.grid(True, alpha=0.3)
+    _faults(ax, runs)
+
+
+def _faults(ax: Axes, runs: Sequence[RunFigures]) -> None:
+    """Shade each run's faults on a time axis and name them at the top."""
+    for i, run in enumerate(runs):
+        colour = FAULT_COLOURS[i % len(FAULT_COLOURS)]
+        prefix = f"{run.label.split(':')[0]}: " if len(runs) > 1 else ""
+        for start, end, label in run.faults:
+            stop = end if end is not None and end > start else start + 0.5
+            ax.axvspan(start, stop, color=colour, alpha=0.18, linewidth=0)
+            ax.annotate(
+                prefix + label,
+                xy=(start, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                va="top",
+                fontsize=7,
+                color=colour,
+            )
 
 
 def plot_rates(runs: Sequence[RunFigures], path: str | Path) -> Path:
@@ -236,7 +259,7 @@ def plot_rates(runs: Sequence[RunFigures], path: str | Path) -> Path:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    _seconds(ax)
+    _seconds(ax, runs)
     _legend(fig, ax)
     if any(r.scenario is None for r in runs):
         ax.set_title("no scenario curve for a run whose scenario is not a preset", fontsize=9)
@@ -260,7 +283,7 @@ def plot_gmv(runs: Sequence[RunFigures], path: str | Path) -> Path:
     _euros(ax)
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    _seconds(ax)
+    _seconds(ax, runs)
     _legend(fig, ax)
     return _save(fig, path)
 
@@ -349,7 +372,7 @@ def plot_latency(runs: Sequence[RunFigures], path: str | Path) -> Path:
     ax.set_ylabel("end-to-end latency (ms)")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=0)
-    _seconds(ax)
+    _seconds(ax, runs)
     _legend(fig, ax)
     return _save(fig, path)
 
@@ -374,7 +397,7 @@ def plot_dead_and_late(runs: Sequence[RunFigures], path: str | Path) -> Path:
         ax.set_ylim(0, max([1, *(int(max(getattr(r, attr), default=0)) for r in runs)]) * 1.1)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(left=0)
-        _seconds(ax)
+        _seconds(ax, runs)
         ax.set_title(
             f"{what} per second ("
             + ", ".join(f"{int(sum(getattr(r, attr))):,}" for r in runs)

@@ -97,6 +97,9 @@ class FaultRecord:
     target: str = ""
     started_s: float | None = None
     ended_s: float | None = None
+    #: The same moments on the wall clock (Unix seconds), for a recorded run's report.
+    started_unix: float | None = None
+    ended_unix: float | None = None
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -198,17 +201,18 @@ class FaultRunner:
         record = self.records[i]
         spec = record.spec
         record.started_s = round(self.now(), 3)
+        record.started_unix = round(time.time(), 3)
         try:
             async with self._lock:
                 undo = await self._do(spec, record)
         except Exception as exc:  # a fault that could not be done is logged, not fatal
             record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            record.ended_s = round(self.now(), 3)
+            record.ended_s, record.ended_unix = round(self.now(), 3), round(time.time(), 3)
             self.say(f"fault {spec.describe()} failed: {record.error}")
             return
         self.say(f"fault at {record.started_s:.1f} s: {spec.action} {record.target}")
         if undo is None:
-            record.ended_s = round(self.now(), 3)
+            record.ended_s, record.ended_unix = round(self.now(), 3), round(time.time(), 3)
             return
         self._undo[i] = undo
         if spec.for_s is not None:
@@ -230,7 +234,7 @@ class FaultRunner:
                 await _blocking(undo)
         except Exception as exc:
             record.error = f"undo: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-        record.ended_s = round(self.now(), 3)
+        record.ended_s, record.ended_unix = round(self.now(), 3), round(time.time(), 3)
         self.say(f"fault over at {record.ended_s:.1f} s: {record.target} back")
 
     async def undo_all(self) -> None:
@@ -403,6 +407,8 @@ class FaultRunner:
                 "for_s": spec.for_s,
                 "started_s": record.started_s,
                 "ended_s": record.ended_s,
+                "started_unix_s": record.started_unix,
+                "ended_unix_s": record.ended_unix,
             }
             entry.update(self._recovery(record))
             if record.notes:

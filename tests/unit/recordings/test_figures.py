@@ -219,3 +219,44 @@ def test_packed_orders_and_decisions_count_row_by_row() -> None:
     assert fig.summary["report"]["peak_events_produced_per_s"] == 2
     assert [(b.start_s, b.count, b.p50_ms) for b in fig.latency] == [(1.0, 2, 7.0)]
     assert fig.summary["run"]["orders_accepted"] == 2
+
+
+def test_a_run_s_faults_land_on_its_time_axis_and_are_shaded_on_its_plots(
+    tmp_path: Path,
+) -> None:
+    from recordings.format import FAULTS_FILE
+    from recordings.plots import plot_rates
+
+    log = [
+        {"action": "kill", "target": "broker-leader-of:orders/0",
+         "resolved": "broker-2 (broker-leader-of:orders/0)",
+         "started_unix_s": T0 / 1000 + 1.25, "ended_unix_s": T0 / 1000 + 2.5},
+        {"action": "stall", "target": "producer", "resolved": "producer",
+         "started_unix_s": T0 / 1000 + 2.0, "ended_unix_s": None},
+        {"action": "kill", "target": "worker-1", "error": "not done", "started_unix_s": None},
+    ]  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / FAULTS_FILE).write_bytes(orjson.dumps(log))
+    plain = figures_of(_run())
+    faulty = figures_of(replace(_run(), path=run_dir))
+    assert plain.faults == []
+    assert faulty.faults == [
+        (1.25, 2.5, "kill broker-2 (broker-leader-of:orders/0)"),
+        (2.0, None, "stall producer"),
+    ]
+    a = plot_rates([plain], tmp_path / "plain.png").read_bytes()
+    b = plot_rates([faulty], tmp_path / "faulty.png").read_bytes()
+    assert a != b
+
+
+def test_a_fault_log_that_is_not_one_is_a_run_dir_error(tmp_path: Path) -> None:
+    from recordings.format import FAULTS_FILE, RunDirError, read_faults
+
+    assert read_faults(tmp_path) == []
+    (tmp_path / FAULTS_FILE).write_text('{"not": "a list"}')
+    with pytest.raises(RunDirError, match=r"faults\.json: not a fault log"):
+        read_faults(tmp_path)
+    (tmp_path / FAULTS_FILE).write_text("{")
+    with pytest.raises(RunDirError, match=r"faults\.json: not a fault log"):
+        read_faults(tmp_path)
