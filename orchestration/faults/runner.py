@@ -420,8 +420,10 @@ class FaultRunner:
 
     def _recovery(self, record: FaultRecord) -> dict[str, Any]:
         if record.started_s is None or record.error:
-            return {"recovered_after_s": None, "lag_before": None, "lag_max": None,
-                    "events_delayed": None}  # fmt: skip
+            return dict.fromkeys(
+                ("recovered_after_s", "lag_before", "lag_max", "p99_max_ms",
+                 "producer_behind_max_s", "events_delayed"),
+            )  # fmt: skip
         start = record.started_s
         end = record.ended_s if record.ended_s is not None else start
         before = [s.lag for s in self.samples if start - BEFORE_S <= s.t_s < start and s.lag]
@@ -441,13 +443,16 @@ class FaultRunner:
         )
         sent_at_start = during[0].sent if during else None
         until = recovered or (during[-1] if during else None)
-        lags = [
-            s.lag for s in during if s.lag is not None and (until is None or s.t_s <= until.t_s)
-        ]
+        upto = until.t_s if until is not None else float("inf")
+        window = [s for s in during if s.t_s <= upto]
+        lags = [s.lag for s in window if s.lag is not None]
+        p99s = [s.p99_ms for s in window if s.p99_ms is not None]
         return {
             "recovered_after_s": None if recovered is None else round(recovered.t_s - start, 1),
             "lag_before": max(before, default=0),
             "lag_max": max(lags, default=None),
+            "p99_max_ms": max(p99s, default=None),
+            "producer_behind_max_s": round(max((s.behind_s for s in window), default=0.0), 1),
             "events_delayed": (
                 None
                 if until is None or until.sent is None or sent_at_start is None

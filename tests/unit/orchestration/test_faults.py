@@ -181,6 +181,8 @@ def test_recovered_when_the_lag_is_back_at_its_level_before_the_fault() -> None:
     assert entry["lag_before"] == 1500
     assert entry["recovered_after_s"] == 10.0
     assert entry["lag_max"] == 30000
+    assert entry["p99_max_ms"] == 50.0
+    assert entry["producer_behind_max_s"] == 0.0
     assert entry["events_delayed"] == 1000  # sent between 10 s and 20 s
     # With the lag still 2,000 when the fault ends, recovery waits for it to come down.
     lags[20] = 2000
@@ -192,7 +194,9 @@ def test_recovered_when_the_lag_is_back_at_its_level_before_the_fault() -> None:
 def test_not_recovered_while_the_p99_or_the_producer_is_still_behind() -> None:
     lags = [100] * 10 + [5000] * 10 + [0] * 10
     assert _judged(_series(lags, p99=2500.0))["recovered_after_s"] is None
-    assert _judged(_series(lags, behind=3.0))["recovered_after_s"] is None
+    behind = _judged(_series(lags, behind=3.0))
+    assert behind["recovered_after_s"] is None
+    assert behind["producer_behind_max_s"] == 3.0
     # A quiet pipeline (no recent latency observations) with the lag at 0 has recovered.
     assert _judged(_series(lags, p99=None))["recovered_after_s"] == 10.0
 
