@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from flashsale.brokers.netns import namespaces_unavailable
-from flashsale.scenario import get_scenario
+from flashsale.scenario import get_scenario, load_scenario
 from tests.conftest import skip_or_fail
 from tests.paths import ROOT
 
@@ -46,14 +46,11 @@ def _scenario(tmp_path: Path, preset: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-@pytest.mark.parametrize("fault", ["kill", "partition"])
-def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
-    fault: str, guarantee: str, tmp_path: Path
-) -> None:
-    why = namespaces_unavailable()
-    if why is not None:
-        skip_or_fail(why)
+def _demo(
+    tmp_path: Path, scenario: Path, guarantee: str, network: str, duration_s: float
+) -> tuple[dict[str, Any], str]:
+    """`flashsale demo` of `scenario` on its own three-node Apache Kafka; its summary and
+    output (the assertion that it exited 0 shows the output's tail)."""
     summary_path = tmp_path / "summary.json"
     # The test's own broker and guarantee, whatever the environment says (its ports stay).
     mine = (
@@ -74,26 +71,37 @@ def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
             "--kafka-nodes",
             "3",
             "--kafka-network",
-            "namespaces",
+            network,
             "--scenario",
-            str(_scenario(tmp_path, PRESETS[fault])),
+            str(scenario),
             "--processing-guarantee",
             guarantee,
             "--duration",
-            "25",
+            str(duration_s),
             "--summary-json",
             str(summary_path),
         ],
         env={**env, "COLUMNS": "200"},
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=280 + 2 * duration_s,
         check=False,
         cwd=ROOT,
     )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
-    summary = orjson.loads(summary_path.read_bytes())
+    return orjson.loads(summary_path.read_bytes()), out
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+@pytest.mark.parametrize("fault", ["kill", "partition"])
+def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
+    fault: str, guarantee: str, tmp_path: Path
+) -> None:
+    why = namespaces_unavailable()
+    if why is not None:
+        skip_or_fail(why)
+    summary, out = _demo(tmp_path, _scenario(tmp_path, PRESETS[fault]), guarantee, "namespaces", 25)
     # Nothing lost, nothing counted twice: every decision, total and sell-out matches the
     # truth recomputed from orders, and every write a broker acknowledged is on orders once,
     # at its partition and offset, with its bytes.
@@ -116,3 +124,30 @@ def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
     assert f"fault at {entry['started_s']:.1f} s: {fault} {entry['resolved']}" in out
     for key in ("recovered_after_s", "lag_before", "lag_max", "events_delayed"):
         assert key in entry
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "example", sorted(p.stem for p in (ROOT / "examples" / "faults").glob("*.yaml"))
+)
+def test_the_example_fault_timelines_lose_and_double_count_nothing(
+    example: str, tmp_path: Path
+) -> None:
+    """The timelines of examples/faults/ (the controller killed at the peak, a rolling
+    restart, a worker killed while a broker is down) at 0.2% of the real orders, at least
+    once: every acknowledged write kept once, reconciled. `slow`: about two minutes each."""
+    doc: dict[str, Any] = load_scenario(
+        ROOT / "examples" / "faults" / f"{example}.yaml"
+    ).model_dump(mode="json", by_alias=True)
+    doc["scale"]["sample_ratio"] = 0.002
+    path = tmp_path / f"{example}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    summary, _ = _demo(
+        tmp_path, path, "at_least_once", "loopback", 90 if example == "rolling-restart" else 50
+    )
+    assert summary["reconciled"] is True
+    assert summary["acked_lost"] == 0
+    assert summary["acked_duplicated"] == 0
+    assert summary["acked_writes"] == summary["events_produced"] + 600
+    assert summary["faults"] and all("error" not in e for e in summary["faults"])
+    assert all(e["ended_s"] is not None for e in summary["faults"])
