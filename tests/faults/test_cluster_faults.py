@@ -28,19 +28,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 #: The preset of each fault, whose timeline the test keeps.
 PRESETS = {"kill": "leader-kill-at-peak", "partition": "partition-at-peak"}
 #: When the test's scenario peaks, and its fault happens (scenario seconds).
-PEAK_S = 10.0
+PEAK_S = 8.0
+#: How long its fault lasts (the presets' 10 s, shortened for the suite's time).
+FOR_S = 6.0
 
 
 def _scenario(tmp_path: Path, preset: str) -> Path:
-    """The preset at 0.2% of the real orders (about 1,170 orders/s at the peak) instead of
-    0.5%, its peak and its fault 10 s after midnight instead of 26 s: the same day shape and
-    the same fault, shorter and lighter on a two-core machine that runs other tests beside
-    it."""
+    """The preset at 0.1% of the real orders (about 580 orders/s at the peak) instead of
+    0.5%, its peak and its fault 8 s after midnight instead of 26 s, the fault 6 s long
+    instead of 10: the same day shape and the same fault, shorter and lighter on a two-core
+    machine that runs other tests beside it. docs/reliability.md has the presets' own runs."""
     doc: dict[str, Any] = get_scenario(preset).model_dump(mode="json", by_alias=True)
-    doc["scale"]["sample_ratio"] = 0.002
-    doc["curve"]["peak_offset_s"] = 10
+    doc["scale"]["sample_ratio"] = 0.001
+    doc["curve"]["peak_offset_s"] = PEAK_S
     (fault,) = doc["faults"]
     fault["at"] = PEAK_S
+    fault["for"] = FOR_S
     path = tmp_path / f"{preset}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -93,15 +96,24 @@ def _demo(
     return orjson.loads(summary_path.read_bytes()), out
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-@pytest.mark.parametrize("fault", ["kill", "partition"])
+@pytest.mark.parametrize(
+    ("fault", "guarantee"),
+    [
+        ("kill", "at_least_once"),
+        ("partition", "exactly_once"),
+        # The other two pairs cost `make test` another three minutes on two cores: they run
+        # with the slow tests (`make test-all`), and docs/reliability.md records them.
+        pytest.param("kill", "exactly_once", marks=pytest.mark.slow),
+        pytest.param("partition", "at_least_once", marks=pytest.mark.slow),
+    ],
+)
 def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
     fault: str, guarantee: str, tmp_path: Path
 ) -> None:
     why = namespaces_unavailable()
     if why is not None:
         skip_or_fail(why)
-    summary, out = _demo(tmp_path, _scenario(tmp_path, PRESETS[fault]), guarantee, "namespaces", 25)
+    summary, out = _demo(tmp_path, _scenario(tmp_path, PRESETS[fault]), guarantee, "namespaces", 18)
     # Nothing lost, nothing counted twice: every decision, total and sell-out matches the
     # truth recomputed from orders, and every write a broker acknowledged is on orders once,
     # at its partition and offset, with its bytes.
@@ -119,8 +131,8 @@ def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
     assert entry["resolved"].startswith("broker-")
     assert entry["resolved"].endswith("(broker-leader-of:orders/0)")
     assert PEAK_S <= entry["started_s"] <= PEAK_S + 2.0, entry
-    # Undone no earlier than 10 s later (a killed node is back once the metadata lists it).
-    assert entry["ended_s"] - entry["started_s"] >= 10.0, entry
+    # Undone no earlier than its time (a killed node is back once the metadata lists it).
+    assert entry["ended_s"] - entry["started_s"] >= FOR_S, entry
     assert f"fault at {entry['started_s']:.1f} s: {fault} {entry['resolved']}" in out
     for key in ("recovered_after_s", "lag_before", "lag_max", "events_delayed"):
         assert key in entry
