@@ -228,7 +228,9 @@ async def _demo(
                 lag = unprocessed(totals, ends) if ends else None
                 if runner.faults:
                     runner.observe(
-                        lag, source.snapshot.get("latency_p99_ms"), emitter.stats.behind_s
+                        lag,
+                        source.snapshot.get("latency_p99_ms"),
+                        runner.behind(emitter.stats.scenario_s, not task.done()),
                     )
                 now = time.monotonic()
                 st = emitter.stats

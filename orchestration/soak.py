@@ -232,7 +232,8 @@ async def _observe(runner: FaultRunner, source: Any, emitter: OrderEmitter) -> N
     """Feed the fault runner the lag, the p99 and the producer's lateness twice a second."""
     while True:
         snap = source.snapshot
-        runner.observe(snap.get("lag"), snap.get("latency_p99_ms"), emitter.stats.behind_s)
+        behind = runner.behind(emitter.stats.scenario_s)
+        runner.observe(snap.get("lag"), snap.get("latency_p99_ms"), behind)
         await asyncio.sleep(0.5)
 
 

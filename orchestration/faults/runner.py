@@ -163,6 +163,15 @@ class FaultRunner:
         """Wait while the producer is stalled (the producer awaits it before each block)."""
         await self._producer_open.wait()
 
+    def behind(self, scenario_s: float, producing: bool = True) -> float:
+        """How far the producer is behind its schedule now, from the scenario time it has
+        sent up to (`ProduceStats.scenario_s`): a producer stuck inside a send (its client
+        waiting for a partition without a leader) falls behind while it sends nothing,
+        which its own `behind_s`, updated between sends, does not show. 0 once it is done."""
+        if not producing:
+            return 0.0
+        return max(0.0, self.now() - scenario_s / self.compression)
+
     def observe(self, lag: int | None, p99_ms: float | None, behind_s: float = 0.0) -> None:
         """One sample of the pipeline (the run's status loop calls it every half second):
         the consumer lag, the latency p99 of the last seconds, how far the producer is

@@ -222,3 +222,12 @@ def test_the_example_fault_scenarios_load_and_run_on_three_nodes(path: Path) -> 
     check_faults(scenario, broker="kafka", nodes=3, network="namespaces")
     # And each says how to run it.
     assert "flashsale demo --kafka --kafka-nodes 3" in path.read_text()
+
+
+def test_the_producer_is_behind_by_the_schedule_it_has_not_sent() -> None:
+    runner = FaultRunner(_scenario(KILL_LEADER, compression=2.0), Settings())
+    runner._t0 = time.monotonic() - 10.0  # the run began 10 s ago
+    # Sent up to scenario second 12 = wall second 6 of the schedule: 4 s behind.
+    assert runner.behind(12.0) == pytest.approx(4.0, abs=0.1)
+    assert runner.behind(21.0) == 0.0  # ahead (a block leaves early) counts as on time
+    assert runner.behind(12.0, producing=False) == 0.0
