@@ -10,11 +10,12 @@ producer is done (a target killed or stopped for good is brought back, so the ru
 verifies) and put `log()` in the run summary.
 
 Recovered means: the consumer lag is back at its level before the fault (the largest lag of
-the 5 seconds before it, or 1,000 messages, whichever is more) and the end-to-end latency p99
-of the last seconds (the live dashboard's reading) is back under the fault's
-`recover_p99_ms`, and the producer is back on its schedule (at most a second behind), all at
-once, after the fault ended. The time to recover is counted from the
-fault's start. The events delayed are those the producer sent between the fault's start and
+the 5 seconds before it, or 1,000 messages, whichever is more), the end-to-end latency p99 of
+the last seconds (the live dashboard's reading) is back under the fault's `recover_p99_ms`,
+and the producer is back on its schedule (at most a second behind), all at once, and they
+stay so at least until the fault ended (a leader replaced while its broker is still down
+recovers before the broker is back). The time to recover is counted from the fault's start.
+The events delayed are those the producer sent between the fault's start and
 the recovery: each waited longer than it would have before the fault (unknown, null, when
 locust is the producer).
 """
@@ -438,18 +439,24 @@ class FaultRunner:
         before = [s.lag for s in self.samples if start - BEFORE_S <= s.t_s < start and s.lag]
         level = max([LAG_LEVEL_FLOOR, *before])
         during = [s for s in self.samples if s.t_s >= start]
-        recovered = next(
-            (
-                s
-                for s in during
-                if s.t_s >= end
-                and s.lag is not None
+        bound = record.spec.recover_p99_ms
+
+        def healthy(s: Sample) -> bool:
+            return (
+                s.lag is not None
                 and s.lag <= level
                 and s.behind_s <= MAX_BEHIND_S
-                and (s.p99_ms is None or s.p99_ms <= record.spec.recover_p99_ms)
-            ),
-            None,
-        )
+                and (s.p99_ms is None or s.p99_ms <= bound)
+            )
+
+        # The first moment from which the pipeline stays healthy at least until the fault
+        # ended: a killed leader replaced while its broker is still down counts from then,
+        # a healed broker that shakes things up again when it comes back does not.
+        recovered = None
+        for i, s in enumerate(during):
+            if healthy(s) and all(healthy(x) for x in during[i:] if x.t_s <= end):
+                recovered = s
+                break
         sent_at_start = during[0].sent if during else None
         until = recovered or (during[-1] if during else None)
         upto = until.t_s if until is not None else float("inf")

@@ -201,9 +201,15 @@ def test_not_recovered_while_the_p99_or_the_producer_is_still_behind() -> None:
     assert _judged(_series(lags, p99=None))["recovered_after_s"] == 10.0
 
 
-def test_a_lag_back_at_its_level_before_the_fault_ended_is_not_a_recovery() -> None:
-    lags = [100] * 30
-    assert _judged(_series(lags), started=10, ended=25)["recovered_after_s"] == 15.0
+def test_recovered_only_once_healthy_until_the_fault_ended() -> None:
+    # Healthy again at 14 s, while the fault lasts until 25 s: recovered after 4 s.
+    lags = [100] * 10 + [5000] * 4 + [100] * 16
+    assert _judged(_series(lags), started=10, ended=25)["recovered_after_s"] == 4.0
+    # Shaken again at 22 s, when the broker came back: recovered only after that.
+    lags[22] = 8000
+    assert _judged(_series(lags), started=10, ended=25)["recovered_after_s"] == 13.0
+    # A fault nothing shows: recovered at once.
+    assert _judged(_series([100] * 30), started=10, ended=25)["recovered_after_s"] == 0.0
 
 
 def test_a_fault_that_failed_is_logged_with_its_error_and_no_recovery() -> None:
