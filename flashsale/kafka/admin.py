@@ -55,14 +55,16 @@ def leader_topic(settings: Settings) -> str:
     return f"{settings.app_id}-__assignor-__leader"
 
 
-def resolve_replication(settings: Settings, brokers: int) -> Settings:
+def resolve_replication(settings: Settings, brokers: int, creating: bool = True) -> Settings:
     """`settings` with `replication_factor` (unset: min(3, brokers)) and
     `min_insync_replicas` (unset: 2 from a replication factor of 3, else 1) filled in;
-    `BrokerError` for an explicit replication factor above the cluster's brokers."""
+    `BrokerError` for an explicit replication factor above the cluster's brokers when topics
+    are to be created with it (`creating`). Topics that exist keep their replicas: a worker
+    restarted while one of three brokers is down must start, not count the brokers up."""
     rf = settings.replication_factor
     if rf is None:
         rf = max(min(3, brokers), 1)
-    elif rf > brokers:
+    elif rf > brokers and creating:
         raise BrokerError(
             f"replication factor {rf} needs {rf} brokers; the cluster has {brokers} "
             "(set FLASHSALE_REPLICATION_FACTOR to at most that)"
@@ -111,8 +113,9 @@ async def _ensure(
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        resolved = resolve_replication(s, len(cluster.get("brokers") or ()))
         existing = set(await admin.list_topics())
+        creating = any(topic not in existing for topic, _, _ in specs)
+        resolved = resolve_replication(s, len(cluster.get("brokers") or ()), creating)
         isr = {"min.insync.replicas": str(resolved.min_insync_replicas)}
         wanted = [
             NewTopic(

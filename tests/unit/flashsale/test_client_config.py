@@ -286,3 +286,12 @@ def test_a_malformed_file_is_one_line(tmp_path: Path, text: str, message: str) -
 def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot read client config .*missing"):
         Settings(client_config=tmp_path / "missing")
+
+
+def test_topics_that_exist_keep_their_replicas_when_a_broker_is_down() -> None:
+    # A worker restarted while one of three brokers is down: nothing to create, so the
+    # two brokers it sees do not refuse the replication factor its run was made with.
+    got = admin.resolve_replication(Settings(replication_factor=3), 2, creating=False)
+    assert (got.replication_factor, got.min_insync_replicas) == (3, 2)
+    with pytest.raises(BrokerError, match="replication factor 3 needs 3 brokers"):
+        admin.resolve_replication(Settings(replication_factor=3), 2, creating=True)
