@@ -152,6 +152,7 @@ class FaultRunner:
         self._producer_open.set()
         self._undo: dict[int, Callable[[], None]] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._undoing: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()
 
     # -- during the run ----------------------------------------------------------------
@@ -238,6 +239,13 @@ class FaultRunner:
         undo = self._undo.pop(i, None)
         if undo is None:
             return
+        # A task of its own, shielded: an undo under way (a broker starting again) finishes
+        # and is logged even when the timeline is cancelled because the producer is done.
+        task = asyncio.ensure_future(self._undo_one(i, undo))
+        self._undoing.add(task)
+        await asyncio.shield(task)
+
+    async def _undo_one(self, i: int, undo: Callable[[], None]) -> None:
         record = self.records[i]
         try:
             async with self._lock:
@@ -248,11 +256,14 @@ class FaultRunner:
         self.say(f"fault over at {record.ended_s:.1f} s: {record.target} back")
 
     async def undo_all(self) -> None:
-        """End every fault still in force (the producer is done: the run must drain)."""
+        """End every fault still in force and wait for every undo under way (the producer is
+        done: the run must drain)."""
         for task in list(self._pending):
             task.cancel()
         for i in sorted(self._undo):
             await self._end(i)
+        if self._undoing:
+            await asyncio.gather(*self._undoing, return_exceptions=True)
         self._producer_open.set()
 
     # -- the actions -------------------------------------------------------------------

@@ -4,6 +4,7 @@ the actions on the scenario clock, and how recovery is judged from the samples."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -237,3 +238,33 @@ def test_the_producer_is_behind_by_the_schedule_it_has_not_sent() -> None:
     assert runner.behind(12.0) == pytest.approx(4.0, abs=0.1)
     assert runner.behind(21.0) == 0.0  # ahead (a block leaves early) counts as on time
     assert runner.behind(12.0, producing=False) == 0.0
+
+
+def test_an_undo_under_way_when_the_timeline_is_cancelled_finishes_and_is_logged() -> None:
+    # The worker's start takes 0.3 s (a broker's takes tens of seconds); the producer is done
+    # and the timeline cancelled while it runs.
+    scenario = _scenario({"at": 0, "action": "kill", "target": "worker-1", "for": 0.05})
+    calls: list[tuple[str, float]] = []
+    worker = FakeWorker(calls)
+    start = worker.start
+
+    def slow_start() -> None:
+        time.sleep(0.3)
+        start()
+
+    worker.start = slow_start  # type: ignore[method-assign]
+    runner = FaultRunner(scenario, Settings(), workers=[worker])  # type: ignore[list-item]
+
+    async def main() -> None:
+        task = asyncio.create_task(runner.run(time.monotonic()))
+        await asyncio.sleep(0.15)  # the undo is under way
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.undo_all()
+
+    asyncio.run(main())
+    assert [name for name, _ in calls] == ["kill", "start"]
+    entry = runner.log()[0]
+    assert entry["ended_s"] is not None and entry["ended_s"] >= 0.3
+    assert runner.down_workers == set()
