@@ -1,4 +1,5 @@
-"""Verify a run on its broker: every topic of the run read from Kafka, then `reconcile`."""
+"""Verify a run on its broker: every topic of the run read from Kafka, then `reconcile`; or
+judge another system's output topic against `orders` (`judge_live`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from flashsale.acklog import AckedWrite
 from flashsale.kafka.reading import read_newest, read_topic
 from flashsale.settings import Settings
 from verify.acks import check_acks
+from verify.against import Judgement, judge
 from verify.reconcile import VerifyResult, reconcile
 
-__all__ = ["verify_live"]
+__all__ = ["NoSuchTopic", "judge_live", "verify_live"]
+
+
+class NoSuchTopic(LookupError):
+    """A topic verify must read is not on the broker."""
 
 
 async def verify_live(
@@ -38,3 +44,21 @@ async def verify_live(
     if acknowledged is not None:
         result.add_ack_check(check_acks(orders, acknowledged))
     return result
+
+
+async def judge_live(settings: Settings, bootstrap: str, topic: str, level: str) -> Judgement:
+    """Read `orders` and a system's output `topic` from the broker and judge the output at
+    `level` (docs/contract.md), with the settings' dedupe window and window grace."""
+    orders = await read_topic(bootstrap, settings.topic_orders, settings)
+    output = await read_topic(bootstrap, topic, settings)
+    for name, records in ((settings.topic_orders, orders), (topic, output)):
+        if not records:
+            raise NoSuchTopic(f"no topic {name!r} on {bootstrap}")
+    return judge(
+        orders,
+        output,
+        level,
+        topic,
+        window=settings.dedupe_window,
+        grace_ms=round(settings.window_grace_s * 1000),
+    )

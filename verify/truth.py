@@ -29,7 +29,7 @@ from flashsale.events import (
 )
 from verify.records import Position, Record
 
-__all__ = ["Truth", "compute_truth"]
+__all__ = ["Truth", "compute_truth", "events_of"]
 
 
 @dataclass
@@ -105,7 +105,7 @@ def compute_truth(
         # category, merchant, province)
         reserved: dict[tuple[str, int], _Line] = {}
         paid: OrderedDict[tuple[str, int], _Line] = OrderedDict()  # oldest first
-        for where, ev, rec in _events_of(partition, orders[partition]):
+        for where, ev, rec in events_of(partition, orders[partition]):
             if ev is None:
                 truth.outcomes[where] = "dlq"
                 truth.dlq += 1
@@ -220,7 +220,7 @@ class _Line(NamedTuple):
     province: str
 
 
-def _events_of(
+def events_of(
     partition: int, records: Sequence[Record]
 ) -> Iterator[tuple[Position, OrderEvent | None, Record]]:
     """Each event of a partition in order, with its position; None for a dead letter.
