@@ -10,10 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from verify.against import Judgement
     from verify.reconcile import VerifyResult
 
 
-__all__ = ["console", "error", "print_faults", "print_verdict", "warn"]
+__all__ = ["console", "error", "print_faults", "print_judgement", "print_verdict", "warn"]
 
 console = Console(highlight=False)
 _err_console = Console(stderr=True, highlight=False)
@@ -60,6 +61,44 @@ def print_verdict(result: VerifyResult) -> None:
             f"[green]acknowledged writes: all {writes:,} on orders at their partition and "
             "offset, with their seq and bytes, once[/green]"
         )
+
+
+def print_judgement(verdict: Judgement) -> None:
+    """The verdict on another system's output (`verify --against`): a row per anomaly class,
+    the latency, then one line."""
+    from verify.against import classes
+
+    console.print(
+        f"judged {verdict.topic} at the {verdict.level} level: {verdict.records:,} records "
+        f"against {verdict.events:,} events of orders"
+    )
+    table = Table(title="anomalies", title_justify="left")
+    table.add_column("class", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("meaning")
+    table.add_column("first offenders")
+    for name, meaning in classes(verdict.level).items():
+        count = verdict.counts[name]
+        table.add_row(
+            name,
+            f"[red]{count:,}[/red]" if count else "0",
+            meaning,
+            "; ".join(verdict.examples[name]),
+        )
+    console.print(table)
+    p50, p99, p999 = (verdict.latency(q) for q in (0.50, 0.99, 0.999))
+    if p50 is None:
+        console.print("latency from emit to the system's output: no figures")
+    else:
+        console.print(
+            f"latency from emit to the system's output: p50 {p50:,.1f} ms, p99 {p99:,.1f} ms, "
+            f"p99.9 {p999:,.1f} ms ({len(verdict.latencies_ms):,} measured)"
+        )
+    if verdict.passed:
+        console.print(f"[green]{verdict.topic}: no anomaly, every figure matches the truth[/green]")
+    else:
+        found = sum(verdict.counts.values())
+        console.print(f"[red]{verdict.topic}: {found:,} anomalies[/red]")
 
 
 def warn(line: str) -> None:

@@ -291,7 +291,11 @@ async def _demo(
     with console.status("verifying against the truth recomputed from topic orders..."):
         acknowledged = read_ack_log(ack_log, settings.topic_orders)
         console.print(f"acknowledged writes logged in {ack_log}")
-        return await verify_live(settings, bootstrap, acknowledged)
+        result = await verify_live(settings, bootstrap, acknowledged)
+    # Beside the verdict: whether the producer kept the scenario's schedule (`flashsale rate`
+    # holds a trial to it).
+    result.summary["producer"] = st.schedule()
+    return result
 
 
 async def _ends_or_none(bootstrap: str, settings: Settings) -> dict[int, int]:

@@ -22,13 +22,13 @@ from flashsale.brokers.local import broker_for, describe_broker, settings_on
 from flashsale.kafka.admin import ensure_run_topics
 from flashsale.processes import free_port
 from flashsale.settings import Settings
-from orchestration.console import console, print_verdict
+from orchestration.console import console, error, print_judgement, print_verdict
 from recordings.format import RecordedRun, RunDirError, load_run
 from recordings.offline import business_differences, verify_recorded
 from recordings.record import CaptureReport, capture
 from recordings.replay import ReplayStats, replay_orders
 from streams.process import WorkerProcess, wait_drained, wait_group_ready
-from verify.live import verify_live
+from verify.live import NoSuchTopic, judge_live, verify_live
 from verify.reconcile import VerifyResult
 
 __all__ = ["record_run", "run_record", "run_replay", "run_verify", "run_verify_dir"]
@@ -130,6 +130,22 @@ def run_verify(
     if json_path:
         json_path.write_bytes(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2))
     return 0 if result.passed else 1
+
+
+def run_verify_against(settings: Settings, topic: str, level: str, json_path: Path | None) -> int:
+    """`flashsale verify --against TOPIC`: judge another system's output topic against the
+    truth of `orders` (docs/contract.md). 0 without anomalies, 1 with, 2 when a topic is
+    missing."""
+    assert settings.bootstrap_servers, "verify reads an existing run"
+    with console.status(f"reading orders and {topic}, recomputing the truth..."):
+        try:
+            verdict = asyncio.run(judge_live(settings, settings.bootstrap_servers, topic, level))
+        except NoSuchTopic as exc:
+            return error(str(exc))
+    print_judgement(verdict)
+    if json_path:
+        json_path.write_bytes(orjson.dumps(verdict.to_json(), option=orjson.OPT_INDENT_2))
+    return 0 if verdict.passed else 1
 
 
 def run_verify_dir(run_dir: Path, json_path: Path | None) -> int:

@@ -185,8 +185,39 @@ def verify(
             "bytes, or verify exits 1 (docs/reliability.md).",
         ),
     ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="Judge another system's output topic, written to flashsale's contract "
+            "(docs/contract.md), instead of flashsale's workers.",
+        ),
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level",
+            help="With --against: decisions (one record per event) or totals (GMV, units and "
+            "stock, sell-outs) [default: decisions].",
+        ),
+    ] = None,
 ) -> None:
-    """Recompute the truth from topic `orders` and compare it with what the workers produced."""
+    """Recompute the truth from topic `orders` and compare it with what the workers produced,
+    or with another system's output (--against)."""
+    from verify.contract import LEVELS
+
+    if level is not None and against is None:
+        raise typer.BadParameter("only with --against", param_hint="'--level'")
+    level = level or "decisions"
+    if level not in LEVELS:
+        raise typer.BadParameter(
+            f"{level!r} is not one of {', '.join(LEVELS)}", param_hint="'--level'"
+        )
+    if against is not None and (run_dir is not None or ack_logs):
+        raise typer.BadParameter(
+            "judges a system's topic on its broker; not with RUN_DIR or --ack-log",
+            param_hint="'--against'",
+        )
     if run_dir is not None:
         if ack_logs:
             raise typer.BadParameter(
@@ -204,6 +235,10 @@ def verify(
             "verify reads an existing run: pass --bootstrap-servers or set "
             "FLASHSALE_BOOTSTRAP_SERVERS (a new embedded broker would be empty)"
         )
+    if against is not None:
+        from orchestration.recording import run_verify_against
+
+        raise typer.Exit(run_verify_against(settings, against, level, json_path))
     acknowledged = read_ack_logs(ack_logs, settings.topic_orders) if ack_logs else None
     raise typer.Exit(run_verify(settings, json_path, acknowledged))
 
@@ -250,10 +285,69 @@ def demo(
     ] = None,
     kafka_nodes: KafkaNodesOpt = None,
     kafka_network: KafkaNetworkOpt = None,
+    system: Annotated[
+        str | None,
+        typer.Option(
+            "--system",
+            help="Run this command, another team's stream processor, instead of flashsale's "
+            "workers ({bootstrap} and {orders} are replaced by the run's servers and orders "
+            "topic), and judge its output (needs --system-group and --against; "
+            "docs/contract.md).",
+        ),
+    ] = None,
+    system_group: Annotated[
+        str | None,
+        typer.Option(
+            "--system-group",
+            help="With --system: its consumer group on orders (joined: ready; committed to "
+            "the end: drained).",
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option("--against", help="With --system: the topic it writes to the contract."),
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option("--level", help="With --system: decisions or totals [default: decisions]."),
+    ] = None,
 ) -> None:
     """Broker, topics, workers, producer, metrics; run, verify, summarise, clean up."""
     from orchestration.demo import run_demo
 
+    if system is not None:
+        raise typer.Exit(
+            _system_demo(
+                system,
+                system_group,
+                against,
+                level,
+                bootstrap_servers=bootstrap_servers,
+                kafka=kafka,
+                client_config=client_config,
+                scenario=scenario,
+                seed=seed,
+                duration=duration,
+                summary_json=summary_json,
+                pack=pack,
+                kafka_nodes=kafka_nodes,
+                kafka_network=kafka_network,
+                refused={
+                    "--workers": workers != 1,
+                    "--open": open_browser,
+                    "--record": record is not None,
+                    "--processing-guarantee": processing_guarantee is not None,
+                    "--ack-log": ack_log is not None,
+                },
+            )
+        )
+    for name, given in (
+        ("--system-group", system_group),
+        ("--against", against),
+        ("--level", level),
+    ):
+        if given is not None:
+            raise typer.BadParameter("only with --system", param_hint=f"'{name}'")
     check_positive("--duration", duration)
     if record is not None:
         need("research", "flashsale demo --record")
@@ -283,6 +377,63 @@ def demo(
     check_run_faults(chosen, settings, workers)
     raise typer.Exit(
         run_demo(settings, chosen, duration, summary_json, workers, open_browser, record, ack_log)
+    )
+
+
+def _system_demo(
+    command: str,
+    group: str | None,
+    against: str | None,
+    level: str | None,
+    *,
+    bootstrap_servers: str | None,
+    kafka: bool,
+    client_config: Path | None,
+    scenario: str,
+    seed: int | None,
+    duration: float,
+    summary_json: Path | None,
+    pack: int,
+    kafka_nodes: int | None,
+    kafka_network: str | None,
+    refused: dict[str, bool],
+) -> int:
+    """`demo --system`: checks, then `orchestration.system.run_system_demo`."""
+    from orchestration.system import SystemUnderTest, run_system_demo
+    from verify.contract import LEVELS
+
+    for name, given in refused.items():
+        if given:
+            raise typer.BadParameter(
+                "is for flashsale's workers, not with --system", param_hint=f"'{name}'"
+            )
+    if not command.strip():
+        raise typer.BadParameter("is empty", param_hint="'--system'")
+    if group is None or against is None:
+        raise typer.BadParameter(
+            "needs --system-group (its consumer group) and --against (its output topic)",
+            param_hint="'--system'",
+        )
+    level = level or "decisions"
+    if level not in LEVELS:
+        raise typer.BadParameter(
+            f"{level!r} is not one of {', '.join(LEVELS)}", param_hint="'--level'"
+        )
+    check_positive("--duration", duration)
+    if not 0 <= pack <= MAX_PACK:
+        raise typer.BadParameter(f"{pack} is not in 0..{MAX_PACK}", param_hint="'--pack'")
+    chosen = pick_scenario(scenario, seed)
+    if chosen.faults:
+        raise fail("a fault timeline runs with flashsale's workers, not with --system")
+    settings = settings_for(
+        bootstrap_servers,
+        kafka,
+        client_config=client_config,
+        kafka_nodes=kafka_nodes,
+        kafka_network=kafka_network,
+    ).model_copy(update={"pack": pack})
+    return run_system_demo(
+        settings, chosen, duration, summary_json, SystemUnderTest(command, group, against, level)
     )
 
 

@@ -43,6 +43,16 @@ class ProduceStats:
     resumed_skipped: int = 0
     """Events (restocks too) a resumed run found on the broker already and did not send."""
 
+    def schedule(self) -> dict[str, float | int]:
+        """What was sent and whether it kept the scenario's schedule, for a run summary
+        (`flashsale rate` holds a trial to `behind_max_s`)."""
+        return {
+            "events_sent": self.orders_sent,
+            "restocks_sent": self.restocks_sent,
+            "duration_s": round(self.duration_s, 3),
+            "behind_max_s": round(self.max_behind_s, 3),
+        }
+
     @property
     def in_flight(self) -> int:
         """Sent and neither acknowledged nor failed."""
