@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from rich.live import Live
 from rich.text import Text
@@ -56,7 +56,8 @@ class SystemUnderTest:
     #: The command line; `{bootstrap}` and `{orders}` are replaced by the run's servers and
     #: orders topic (also in its environment: FLASHSALE_BOOTSTRAP_SERVERS, FLASHSALE_TOPIC_ORDERS).
     command: str
-    #: Its consumer group on `orders`: joined = ready; committed up to the end = drained.
+    #: Its consumer group on `orders`: joined = ready; committed up to the end of every topic
+    #: it reads = drained.
     group: str
     #: Its output topic, and the contract's level it writes.
     against: str
@@ -144,7 +145,10 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 async def _group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, int]:
     """The consumer group's state (`Stable`, `PreparingRebalance`, `Empty`, `Dead`, ...) and
     its member count."""
-    described = await admin.describe_consumer_groups([group])
+    try:
+        described = await admin.describe_consumer_groups([group])
+    except KafkaError:  # no coordinator yet: a fresh cluster creates its offsets topic
+        return "Unknown", 0
     for response in described:
         for entry in response.groups:
             # (error_code, group_id, state, protocol_type, protocol, members, ...)
@@ -156,14 +160,21 @@ async def _group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, int
 async def _lag(
     admin: AIOKafkaAdminClient, bootstrap: str, settings: Settings, group: str
 ) -> int | None:
-    """Messages of `orders` past the group's committed offsets (None: ends unknown)."""
-    ends = await end_offsets(bootstrap, settings.topic_orders, settings)
-    if not ends:
+    """Messages past the group's committed offsets on `orders` and on every other topic the
+    group commits (a system that repartitions reads its own topics too: drained means those
+    as well). None while the ends are unknown."""
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    except KafkaError:  # the coordinator moving: ask again at the next look
         return None
-    tps = [TopicPartition(settings.topic_orders, p) for p in ends]
-    committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-    done = {tp.partition: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
-    return sum(max(end - done.get(p, 0), 0) for p, end in ends.items())
+    done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+    lag = 0
+    for topic in {settings.topic_orders} | {tp.topic for tp in committed}:
+        ends = await end_offsets(bootstrap, topic, settings)
+        if not ends:
+            return None
+        lag += sum(max(end - max(done.get((topic, p), 0), 0), 0) for p, end in ends.items())
+    return lag
 
 
 async def _run(
