@@ -119,6 +119,9 @@ def test_demo_on_three_nodes_reconciles_with_every_topic_replicated_three_times(
     }
 
 
+# `slow` (about two minutes on two cores): the three-node demo above, and the fault runs of
+# tests/faults/test_cluster_faults.py, hold three nodes in `make test`.
+@pytest.mark.slow
 def test_load_test_and_soak_on_three_nodes_reconcile(kafka3: TestBroker, tmp_path: Path) -> None:
     settings = kafka3.fresh_settings(
         web_port=free_port(), gateway_port=free_port(), dashboard_port=free_port()

@@ -98,6 +98,9 @@ def test_a_topic_and_its_records_survive_restarts_of_the_cluster_and_of_its_fold
         KafkaCluster(nodes=3, data=data).start()
 
 
+# `slow`: tests/faults/test_cluster_faults.py's kill run SIGKILLs and restarts a node of three
+# in `make test`, with every acknowledged write found again.
+@pytest.mark.slow
 def test_three_nodes_lose_and_regain_one_node_and_replicated_data_stays_readable() -> None:
     cluster = start_kafka(3)
     try:

@@ -86,6 +86,9 @@ def _ours(cluster_prefix: str) -> list[str]:
     return [w for w in (listed + links).replace(":", " ").split() if w.startswith(cluster_prefix)]
 
 
+# `slow`: tests/faults/test_cluster_faults.py's partition run cuts a leader off and heals it
+# (back in every ISR) in `make test`.
+@pytest.mark.slow
 def test_a_cut_leader_loses_its_partition_writes_go_on_and_it_rejoins_every_isr_when_healed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
