@@ -54,6 +54,7 @@ HELP_ORDER: Final = (
     "compare",
     "scenarios",
     "bench",
+    "rate",
     "broker",
     "kafka",
 )
