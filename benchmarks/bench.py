@@ -1025,3 +1025,19 @@ def run_bench(
         json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         console.print(f"figures: {json_path}")
     return 1 if wrong else 0
+
+
+def bare_ceiling(settings: Settings, bootstrap: str, n: int, pack: int = 0) -> dict[str, Any]:
+    """The bare-client ceiling `flashsale rate` puts its rating beside: the bench scenario's
+    first `n` events on a fresh topic of `bootstrap` (packed when `pack`), then the bare
+    aiokafka consume-and-aggregate loop of the process stage reading them, events/s."""
+    run = _bench_topics(settings, bootstrap, uuid.uuid4().hex[:6]).model_copy(update={"pack": pack})
+    asyncio.run(ensure_run_topics(run, bootstrap))
+    total = asyncio.run(_preload(run, n))
+    if pack:
+        rate = asyncio.run(_bare_consume_packed(bootstrap, run.topic_orders, total, run.partitions))
+        what = f"a bare aiokafka loop decoding packed messages ({pack} events) and summing"
+    else:
+        rate, _ = asyncio.run(_bare_consume(bootstrap, run.topic_orders, total, run.partitions))
+        what = "a bare aiokafka loop decoding each order and summing paid cents per SKU"
+    return {"events": total, "events_per_s": round(rate, 1), "what": what}

@@ -10,13 +10,12 @@ the peak of the scenario (emitted orders per wall second) at the highest ratio t
 
 from __future__ import annotations
 
-import math
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,119 +26,23 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from flashsale.processes import die_with_parent, stop_process
 from flashsale.scenario import Scenario, parse_scenario
+from orchestration.bisection import Search, search
 from orchestration.console import console
 
 __all__ = [
     "INTERRUPT_WAIT_S",
     "RateOptions",
     "RatingStopped",
-    "Search",
     "Trial",
     "judge",
     "packing",
     "run_rate",
     "run_trial",
     "scaled",
-    "search",
 ]
 
 #: How long a trial's demo may take to clean up after rate's SIGINT before it is killed.
 INTERRUPT_WAIT_S: Final = 60.0
-
-#: How a search ended: one trial held and one failed within the precision; the trial budget
-#: ran out; the ratio held at its cap (the scenario's whole real rate, or the most a scenario
-#: may emit); or no ratio down to the floor held.
-STOPS: Final = ("bracketed", "max-trials", "cap", "floor")
-
-
-# --- the search ----------------------------------------------------------------------------
-
-
-@dataclass
-class Search:
-    """What a search tried, in order, and where it stopped."""
-
-    tried: list[tuple[float, bool]] = field(default_factory=list)
-    held: float | None = None
-    """The highest ratio that held (None: none did)."""
-    failed: float | None = None
-    """The lowest ratio above `held` that failed (None: none did)."""
-    stopped: str = ""
-    """One of `STOPS`."""
-
-
-def _round(ratio: float) -> float:
-    """`ratio` to 4 significant digits: trial files and lines stay readable."""
-    return float(f"{ratio:.4g}")
-
-
-def _between(lo: float, hi: float) -> float:
-    """The geometric middle of `lo` and `hi`, rounded when that keeps it strictly inside."""
-    mid = math.sqrt(lo * hi)
-    short = _round(mid)
-    return short if lo < short < hi else mid
-
-
-def search(
-    holds: Callable[[float], bool],
-    start: float,
-    *,
-    min_ratio: float = 1e-5,
-    max_ratio: float = 1.0,
-    precision: float = 0.1,
-    max_trials: int = 8,
-) -> Search:
-    """Find the highest sample ratio at which `holds(ratio)` is true, calling it at most
-    `max_trials` times: from `start`, double while it holds (to `max_ratio` at most) or halve
-    while it fails (to `min_ratio` at least), then bisect geometrically until the ratio that
-    failed is within `1 + precision` of the one that held."""
-    found = Search()
-
-    def attempt(ratio: float) -> bool:
-        held = holds(ratio)
-        found.tried.append((ratio, held))
-        return held
-
-    def stop(reason: str, lo: float | None, hi: float | None) -> Search:
-        found.held, found.failed, found.stopped = lo, hi, reason
-        return found
-
-    lo: float | None = None
-    hi: float | None = None
-    if attempt(start):
-        lo = start
-        while hi is None:
-            if lo >= max_ratio:
-                return stop("cap", lo, None)
-            if len(found.tried) >= max_trials:
-                return stop("max-trials", lo, None)
-            ratio = min(_round(lo * 2), max_ratio)
-            if attempt(ratio):
-                lo = ratio
-            else:
-                hi = ratio
-    else:
-        hi = start
-        while lo is None:
-            if hi <= min_ratio:
-                return stop("floor", None, hi)
-            if len(found.tried) >= max_trials:
-                return stop("max-trials", None, hi)
-            ratio = max(_round(hi / 2), min_ratio)
-            if attempt(ratio):
-                lo = ratio
-            else:
-                hi = ratio
-    while hi / lo > 1 + precision:
-        if len(found.tried) >= max_trials:
-            return stop("max-trials", lo, hi)
-        ratio = _between(lo, hi)
-        if attempt(ratio):
-            lo = ratio
-        else:
-            hi = ratio
-    return stop("bracketed", lo, hi)
-
 
 # --- one trial -----------------------------------------------------------------------------
 
@@ -289,6 +192,10 @@ class RateOptions:
     system: dict[str, Any] | None = None
     demo_args: tuple[str, ...] = ()
     json_path: Path | None = None
+    #: The bare-client ceiling measured before the trials (`orchestration.ceiling`), and the
+    #: events the scenario's busiest second holds per order at the curve's peak.
+    ceiling: dict[str, Any] | None = None
+    events_per_peak_order: float | None = None
 
 
 class RatingStopped(Exception):
@@ -403,6 +310,10 @@ def _document(opts: RateOptions, trials: list[Trial], stopped: str) -> dict[str,
             if above is None
             else {"sample_ratio": above.ratio, "peak_orders_per_s": round(above.peak_per_s, 1)},
         }
+        if opts.ceiling and opts.events_per_peak_order:
+            events = best.peak_per_s * opts.events_per_peak_order
+            rating["peak_events_per_s"] = round(events, 1)
+            rating["of_ceiling"] = round(events / opts.ceiling["events_per_s"], 3)
     return {
         "scenario": opts.scenario.name,
         "broker": opts.broker,
@@ -414,6 +325,7 @@ def _document(opts: RateOptions, trials: list[Trial], stopped: str) -> dict[str,
         "precision": opts.precision,
         "max_trials": opts.max_trials,
         "stopped": stopped,
+        "ceiling": opts.ceiling,
         "trials": [t.to_json() for t in trials],
         "rating": rating,
     }

@@ -31,15 +31,14 @@ from orchestration.cli.app import (
 )
 from orchestration.cli.runs import check_run_faults
 from orchestration.console import console, error
+from verify.contract import LEVELS
 
 if TYPE_CHECKING:
     from flashsale.scenario import Scenario
+    from flashsale.settings import Settings
     from orchestration.rate import RateOptions, Search, Trial
 
 __all__ = ["rate"]
-
-#: The values of `--level`: what of the system under test is compared.
-LEVELS = ("decisions", "totals")
 
 
 def _max_ratio(scenario: Scenario) -> float:
@@ -231,6 +230,7 @@ def rate(
         json_path=json_path,
     )
     try:
+        _measure_ceiling(opts, settings)
         trials, found = run_rate(opts)
     except RatingStopped as exc:
         error(str(exc))
@@ -244,6 +244,27 @@ def rate(
         raise typer.Exit(130) from None
     console.print(_table(trials))
     raise typer.Exit(_conclude(opts, trials, found))
+
+
+def _measure_ceiling(opts: RateOptions, settings: Settings) -> None:
+    """The bare-client ceiling on a broker of the rating's kind, in this run, before the
+    trials; and the events per order of the scenario's busiest second, to compare with it."""
+    from orchestration.ceiling import measure_ceiling, peak_events_per_s
+    from orchestration.rate import scaled
+
+    with console.status("measuring the bare-client ceiling on this kind of broker..."):
+        opts.ceiling = measure_ceiling(settings, opts.pack)
+        # Events grow with the ratio as orders do: counted once, at a small ratio.
+        small = scaled(opts.scenario, min(opts.start_ratio, 0.005))[0]
+        opts.events_per_peak_order = peak_events_per_s(small, opts.duration_s) / max(
+            small.peak_wall_rate, 1e-9
+        )
+    console.print(
+        f"ceiling: {opts.ceiling['what']} reads {opts.ceiling['events_per_s']:,.0f} events/s "
+        f"on this broker; the scenario sends {opts.events_per_peak_order:.2f} events per order "
+        "in its busiest second",
+        soft_wrap=True,
+    )
 
 
 def _table(trials: list[Trial]) -> Any:
@@ -283,6 +304,14 @@ def _conclude(opts: RateOptions, trials: list[Trial], found: Search) -> int:
         f"{best.ratio:g}, {where})",
         soft_wrap=True,
     )
+    if opts.ceiling and opts.events_per_peak_order:
+        events = best.peak_per_s * opts.events_per_peak_order
+        console.print(
+            f"that is {events:,.0f} events/s in the busiest second: "
+            f"{events / opts.ceiling['events_per_s']:.2f} of the bare-client ceiling "
+            f"({opts.ceiling['events_per_s']:,.0f} events/s)",
+            soft_wrap=True,
+        )
     if found.failed is not None:
         failed = next(t for t in trials if not t.held and t.ratio == found.failed)
         how = "within the precision" if found.stopped == "bracketed" else "trials used up"

@@ -64,3 +64,10 @@ def test_two_trials_on_the_embedded_broker_rate_the_peak_held(tmp_path: Path) ->
         f"highest peak held: {peak} orders/s (sample ratio {held['sample_ratio']:g}, scenario "
         "singles-day-2014, broker embedded, per-order)"
     ) in done.stdout.splitlines()
+    # Beside the bare-client ceiling measured in the same run, on the same kind of broker.
+    ceiling = doc["ceiling"]
+    assert ceiling["events"] >= 100_000 and ceiling["events_per_s"] > 1_000
+    assert rating["of_ceiling"] == pytest.approx(
+        rating["peak_events_per_s"] / ceiling["events_per_s"], abs=1e-3
+    )
+    assert "of the bare-client ceiling" in done.stdout

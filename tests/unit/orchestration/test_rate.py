@@ -17,11 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import orchestration.ceiling as ceiling_module
 import orchestration.rate as rate_module
 from flashsale.scenario import list_presets, load_scenario
+from orchestration.bisection import STOPS, search
 from orchestration.cli import app
 from orchestration.cli.rate import _max_ratio
-from orchestration.rate import RateOptions, RatingStopped, Trial, judge, scaled, search
+from orchestration.rate import RateOptions, RatingStopped, Trial, judge, scaled
 
 
 def below(threshold: float) -> Callable[[float], bool]:
@@ -115,7 +117,7 @@ def test_the_search_brackets_the_threshold_within_its_budget(
     found = search(holds, start, min_ratio=1e-5, precision=precision, max_trials=max_trials)
     assert len(calls) == len(found.tried) <= max_trials
     assert all(1e-5 <= r <= 1.0 for r in calls)
-    assert found.stopped in rate_module.STOPS
+    assert found.stopped in STOPS
     if found.held is not None:
         assert found.held <= threshold
         assert found.held == max(r for r, held in found.tried if held)
@@ -244,6 +246,12 @@ def fake_trials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dic
         return Trial(number, ratio, peak, code, 1.0, run, held, why, log, missed)
 
     monkeypatch.setattr(rate_module, "run_trial", run_trial)
+    # The bare-client ceiling without a broker: a loop that reads 50,000 events/s.
+    monkeypatch.setattr(
+        ceiling_module,
+        "measure_ceiling",
+        lambda settings, pack: {"events": 1_000, "events_per_s": 50_000.0, "what": "a bare loop"},
+    )
     yield state
 
 
@@ -281,6 +289,13 @@ def test_the_rating_is_the_peak_at_the_highest_ratio_held(
     assert rating["reconciled"] is True and rating["events_sent"] == 1000
     assert rating["e2e_latency_p99_ms"] == pytest.approx(1000 * 0.01189 / 0.0123)
     assert rating["failed_at"]["sample_ratio"] == 0.01297
+    # Beside the ceiling measured in the same run: the busiest second's events per order
+    # (about 2.1 in this scenario: payments, retries and cancellations follow the orders).
+    assert doc["ceiling"]["events_per_s"] == 50_000.0
+    assert 2.0 < rating["peak_events_per_s"] / rating["peak_orders_per_s"] < 2.3
+    assert rating["of_ceiling"] == pytest.approx(rating["peak_events_per_s"] / 50_000, abs=1e-3)
+    assert any(line.startswith("ceiling: a bare loop reads 50,000 events/s") for line in lines)
+    assert any("of the bare-client ceiling (50,000 events/s)" in line for line in lines)
     opts = fake_trials["seen"][0][0]
     assert (opts.duration_s, opts.start_ratio, opts.max_trials, opts.demo_args) == (
         40.0, 0.005, 8, ()
