@@ -10,11 +10,20 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from producers.sinks.base import ProduceStats
     from verify.against import Judgement
     from verify.reconcile import VerifyResult
 
 
-__all__ = ["console", "error", "print_faults", "print_judgement", "print_verdict", "warn"]
+__all__ = [
+    "console",
+    "error",
+    "print_faults",
+    "print_judgement",
+    "print_produced",
+    "print_verdict",
+    "warn",
+]
 
 console = Console(highlight=False)
 _err_console = Console(stderr=True, highlight=False)
@@ -60,6 +69,22 @@ def print_verdict(result: VerifyResult) -> None:
         console.print(
             f"[green]acknowledged writes: all {writes:,} on orders at their partition and "
             "offset, with their seq and bytes, once[/green]"
+        )
+
+
+def print_produced(st: ProduceStats, acknowledged: bool = True) -> None:
+    """What a run's producer sent (with `acknowledged`: what the broker acknowledged), after
+    the live status line, and whether it fell behind the scenario's schedule."""
+    if not console.is_terminal:
+        console.line()  # a piped status line ends without one
+    acks = f"; {st.acked:,} messages acknowledged, {st.errors:,} failed" if acknowledged else ""
+    console.print(
+        f"produced {st.orders_sent:,} order events ({st.restocks_sent:,} restocks) in "
+        f"{st.duration_s:.1f} s{acks}"
+    )
+    if st.max_behind_s > 1.0:
+        console.print(
+            f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
         )
 
 

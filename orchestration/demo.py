@@ -24,7 +24,7 @@ from flashsale.kafka.reading import end_offsets
 from flashsale.processes import free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from orchestration.console import console, print_faults, print_verdict, warn
+from orchestration.console import console, print_faults, print_produced, print_verdict, warn
 from orchestration.faults import FaultRunner
 from orchestration.processes import prepare_run
 from orchestration.produce import metrics_server
@@ -277,17 +277,8 @@ async def _demo(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await emitter.stop()
-    if not console.is_terminal:
-        console.line()  # a piped status line ends without one
     st = emitter.stats
-    console.print(
-        f"produced {st.orders_sent:,} order events ({st.restocks_sent:,} restocks) in "
-        f"{st.duration_s:.1f} s; {st.acked:,} messages acknowledged, {st.errors:,} failed"
-    )
-    if st.max_behind_s > 1.0:
-        console.print(
-            f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
-        )
+    print_produced(st)
     with console.status("verifying against the truth recomputed from topic orders..."):
         acknowledged = read_ack_log(ack_log, settings.topic_orders)
         console.print(f"acknowledged writes logged in {ack_log}")

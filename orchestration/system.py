@@ -32,7 +32,7 @@ from flashsale.kafka.reading import end_offsets
 from flashsale.processes import die_with_parent
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
-from orchestration.console import console, print_judgement, warn
+from orchestration.console import console, print_judgement, print_produced, warn
 from orchestration.processes import prepare_run
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
@@ -274,17 +274,8 @@ async def _feed_and_judge(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await emitter.stop()
-    if not console.is_terminal:
-        console.line()  # a piped status line ends without one
     st = emitter.stats
-    console.print(
-        f"produced {st.orders_sent:,} order events ({st.restocks_sent:,} restocks) in "
-        f"{st.duration_s:.1f} s"
-    )
-    if st.max_behind_s > 1.0:
-        console.print(
-            f"[yellow]the producer fell up to {st.max_behind_s:.1f} s behind schedule[/yellow]"
-        )
+    print_produced(st, acknowledged=False)
     producer = st.schedule()
     with console.status(f"judging {system.against} against the truth recomputed from orders..."):
         try:
