@@ -63,6 +63,9 @@ async def _replication(bootstrap: str, topics: list[str]) -> dict[str, tuple[int
     return out
 
 
+# `slow` (two to three minutes on two cores, with the cluster's start): the fault runs of
+# tests/faults/test_cluster_faults.py run `flashsale demo` on three nodes in `make test`.
+@pytest.mark.slow
 def test_demo_on_three_nodes_reconciles_with_every_topic_replicated_three_times(
     kafka3: TestBroker, tmp_path: Path
 ) -> None:
