@@ -27,7 +27,7 @@ from flashsale.settings import Settings
 from orchestration.console import console, print_faults, print_produced, print_verdict, warn
 from orchestration.faults import FaultRunner
 from orchestration.processes import prepare_run
-from orchestration.produce import metrics_server
+from orchestration.produce import RunPace, metrics_server
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.pacing import produce_scenario
@@ -215,9 +215,7 @@ async def _demo(
         if runner.faults:
             faulting = asyncio.create_task(runner.run(t0))
         with Live(console=console, refresh_per_second=4) as live:
-            last = (time.monotonic(), 0)
-            stalled_since = time.monotonic()
-            last_lag: int | None = None
+            pace = RunPace(emitter.stats, DRAIN_STALL_TIMEOUT_S)
             while True:
                 await asyncio.sleep(0.5)
                 totals = await asyncio.to_thread(group_totals, group)
@@ -232,15 +230,12 @@ async def _demo(
                         source.snapshot.get("latency_p99_ms"),
                         runner.behind(emitter.stats.scenario_s, not task.done()),
                     )
-                now = time.monotonic()
                 st = emitter.stats
-                rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
-                last = (now, st.orders_sent)
                 phase = "producing" if not task.done() else "draining"
                 live.update(
                     Text(
-                        f"{phase} {scenario.name}  {now - started:5.1f}s  "
-                        f"orders/s {rate:8,.0f}  sent {st.orders_sent:,}  "
+                        f"{phase} {scenario.name}  {time.monotonic() - started:5.1f}s  "
+                        f"orders/s {pace.orders_per_s():8,.0f}  sent {st.orders_sent:,}  "
                         f"GMV €{totals.get('gmv_cents', 0) / 100:,.2f}  "
                         f"sold out {totals.get('sold_out_skus', 0)}  "
                         f"lag {'?' if lag is None else f'{lag:,}'}"
@@ -260,12 +255,9 @@ async def _demo(
                         await runner.undo_all()
                     if lag == 0:
                         break
-                    if lag != last_lag:
-                        stalled_since = now
-                    elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
+                    if pace.stalled(lag):
                         console.print("[red]the worker stopped making progress[/red]")
                         break
-                    last_lag = lag
     finally:
         if faulting is not None:
             faulting.cancel()

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -27,7 +28,35 @@ from producers.resume import acknowledged_positions
 from producers.sinks import open_sink
 from producers.sinks.base import ProduceStats
 
-__all__ = ["metrics_server", "run_produce"]
+__all__ = ["RunPace", "metrics_server", "run_produce"]
+
+
+@dataclass
+class RunPace:
+    """What the live status line of a run (the demo's, the system demo's) shows and watches:
+    orders sent per second since the last look, and a drain whose lag has not moved for
+    `stall_s`."""
+
+    stats: ProduceStats
+    stall_s: float
+    _looked: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
+    _lag: int | None = None
+    _moved: float = field(default_factory=time.monotonic)
+
+    def orders_per_s(self) -> float:
+        """Orders sent per second since the last call."""
+        now, sent = time.monotonic(), self.stats.orders_sent
+        rate = (sent - self._looked[1]) / max(now - self._looked[0], 1e-6)
+        self._looked = (now, sent)
+        return rate
+
+    def stalled(self, lag: int | None) -> bool:
+        """True once `lag` has stayed the same for longer than `stall_s`."""
+        now = time.monotonic()
+        if lag != self._lag:
+            self._lag, self._moved = lag, now
+            return False
+        return now - self._moved > self.stall_s
 
 
 @contextlib.contextmanager

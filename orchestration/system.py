@@ -34,6 +34,7 @@ from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from orchestration.console import console, print_judgement, print_produced, warn
 from orchestration.processes import prepare_run
+from orchestration.produce import RunPace
 from producers.generator import Generator
 from producers.metrics import ProducerMetrics
 from producers.pacing import produce_scenario
@@ -234,21 +235,17 @@ async def _feed_and_judge(
             produce_scenario(emitter, Generator(scenario), duration_s, None, warn=warn)
         )
         with Live(console=console, refresh_per_second=4) as live:
-            last = (time.monotonic(), 0)
-            last_lag: int | None = None
-            stalled_since = time.monotonic()
+            pace = RunPace(emitter.stats, DRAIN_STALL_TIMEOUT_S)
             while True:
                 await asyncio.sleep(0.5)
                 lag = await _lag(admin, bootstrap, settings, system.group)
-                now = time.monotonic()
                 st = emitter.stats
-                rate = (st.orders_sent - last[1]) / max(now - last[0], 1e-6)
-                last = (now, st.orders_sent)
                 phase = "producing" if not task.done() else "draining"
                 live.update(
                     Text(
-                        f"{phase} {scenario.name}  {now - started:5.1f}s  orders/s {rate:8,.0f}"
-                        f"  sent {st.orders_sent:,}  system lag "
+                        f"{phase} {scenario.name}  {time.monotonic() - started:5.1f}s  "
+                        f"orders/s {pace.orders_per_s():8,.0f}  sent {st.orders_sent:,}  "
+                        "system lag "
                         f"{'?' if lag is None else f'{lag:,}'}"
                     )
                 )
@@ -262,12 +259,9 @@ async def _feed_and_judge(
                 task.result()  # re-raise a producer failure
                 if lag == 0:
                     break
-                if lag != last_lag:
-                    stalled_since = now
-                elif now - stalled_since > DRAIN_STALL_TIMEOUT_S:
+                if pace.stalled(lag):
                     console.print("[red]the system stopped committing; judging what it wrote[/red]")
                     break
-                last_lag = lag
     finally:
         if not task.done():
             task.cancel()
