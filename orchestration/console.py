@@ -35,7 +35,13 @@ def print_verdict(result: VerifyResult) -> None:
     table = Table(title="flashsale run summary", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", justify="right")
-    for key, value in s.items():
+    # A section (the demo's `producer`) shows as one row per field.
+    rows = [
+        (f"{key}.{sub}", inner) if isinstance(value, dict) else (key, value)
+        for key, value in s.items()
+        for sub, inner in (value.items() if isinstance(value, dict) else [(None, value)])
+    ]
+    for key, value in rows:
         if "_cents" in key and isinstance(value, int):
             shown = f"{value:,} (€{value / 100:,.2f})"
         elif isinstance(value, bool):
