@@ -757,9 +757,13 @@ class KafkaCluster:
                 start_new_session=True,
             )
 
-    def wait_ready(self, nodes: Iterable[KafkaNode] | None = None) -> None:
-        """Block until each running node answers metadata listing every running node."""
-        deadline = time.monotonic() + self.start_timeout_s
+    def wait_ready(
+        self, nodes: Iterable[KafkaNode] | None = None, timeout_s: float | None = None
+    ) -> None:
+        """Block until each running node answers metadata listing every running node (at
+        most `timeout_s`, by default the cluster's `start_timeout_s`)."""
+        timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         wanted = [n for n in (nodes or self.nodes) if n.proc is not None]
         expected = sorted(n.node_id for n in self.nodes if n.alive())
         for node in wanted:
@@ -790,7 +794,7 @@ class KafkaCluster:
             time.sleep(0.1)
         raise BrokerError(
             f"Kafka's metadata lists brokers {last}, not {expected}, after "
-            f"{self.start_timeout_s:.0f} s{self._reach_hint()}"
+            f"{timeout_s:.0f} s{self._reach_hint()}"
         )
 
     def _reach_hint(self) -> str:
@@ -896,23 +900,26 @@ class KafkaCluster:
         """Stop one node with SIGTERM (a controlled shutdown: its leaders move first)."""
         self._stop_all([self.node(node_id)], timeout_s)
 
-    def start_node(self, node_id: int, wait: bool = True) -> None:
+    def start_node(self, node_id: int, wait: bool = True, timeout_s: float | None = None) -> None:
         """Start a stopped or killed node again on its data and ports; wait until the
-        metadata lists it (unless `wait` is false)."""
+        metadata lists it (unless `wait` is false), at most `timeout_s` (by default the
+        cluster's `start_timeout_s`)."""
         node = self.node(node_id)
         if node.alive():
             return
         self._spawn(node)
         if wait:
-            self.wait_ready([node])
+            self.wait_ready([node], timeout_s)
 
-    def restart_node(self, node_id: int, kill: bool = False) -> None:
-        """Stop (or SIGKILL) one node and start it again."""
+    def restart_node(
+        self, node_id: int, kill: bool = False, timeout_s: float | None = None
+    ) -> None:
+        """Stop (or SIGKILL) one node and start it again (see `start_node` for `timeout_s`)."""
         if kill:
             self.kill_node(node_id)
         else:
             self.stop_node(node_id)
-        self.start_node(node_id)
+        self.start_node(node_id, timeout_s=timeout_s)
 
     def restart(self) -> None:
         """Stop every node and start the cluster again on its data (topics survive)."""

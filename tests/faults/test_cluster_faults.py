@@ -126,7 +126,7 @@ def test_a_broker_fault_at_the_peak_loses_and_double_counts_nothing(
     assert summary["events_processed"] == summary["events_produced"]
     # The fault happened at the peak, to the broker leading orders/0 then, and was undone.
     (entry,) = summary["faults"]
-    assert "error" not in entry, entry
+    assert "error" not in entry, entry["error"]
     assert entry["action"] == fault
     assert entry["resolved"].startswith("broker-")
     assert entry["resolved"].endswith("(broker-leader-of:orders/0)")
