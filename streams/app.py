@@ -32,7 +32,7 @@ from streams.transactions import check_transactions
 from streams.views import RunViews, add_pages
 from streams.worker import Worker, log_tracebacks_whole
 
-__all__ = ["broker_credentials", "create_app", "run_worker"]
+__all__ = ["broker_credentials", "create_app", "run_worker", "worker_app"]
 
 _log = logging.getLogger(__name__)
 
@@ -259,13 +259,26 @@ def _table(app: faust.App, settings: Settings) -> Any:
     )
 
 
-_LEVELS = {
-    "crit": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
+def worker_app(settings: Settings, datadir: str) -> faust.App:
+    """`create_app` with the tuning of a worker process: the app `flashsale worker` runs, and
+    `faust -A streams.faust_app worker` (`streams.faust_app`)."""
+    app = create_app(settings, datadir=datadir)
+
+    @app.task
+    async def tune_process() -> None:
+        # The objects of start-up (Faust, aiokafka, the app) live as long as the worker:
+        # out of the collector's scans. A young generation of 100,000 objects instead of
+        # 700 scans once per a few packed messages instead of several times in each.
+        # Together 0.2 µs of CPU per packed event (5.6 instead of 5.8-7.2, three runs).
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 1_000)
+        if not (COMPILED and COLUMNS_COMPILED):
+            _log.warning(
+                "the packed path runs uncompiled (no C compiler when flashsale was "
+                "installed): packed messages cost about 1.5 µs more CPU per event"
+            )
+
+    return app
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
@@ -275,26 +288,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     if settings.processing_guarantee == "exactly_once":
         asyncio.run(check_transactions(settings))
     with tempfile.TemporaryDirectory(prefix="flashsale-worker-") as datadir:
-        app = create_app(settings, datadir=datadir)
-
-        @app.task
-        async def tune_process() -> None:
-            # mode leaves the root logger at DEBUG and filters in its handler, so every
-            # library debug call (aiokafka logs each send) builds a record only to drop it:
-            # about 5% of a worker's CPU, measured with cProfile.
-            logging.getLogger().setLevel(_LEVELS.get(loglevel, logging.WARNING))
-            # The objects of start-up (Faust, aiokafka, the app) live as long as the worker:
-            # out of the collector's scans. A young generation of 100,000 objects instead of
-            # 700 scans once per a few packed messages instead of several times in each.
-            # Together 0.2 µs of CPU per packed event (5.6 instead of 5.8-7.2, three runs).
-            gc.freeze()
-            gc.set_threshold(100_000, 50, 1_000)
-            if not (COMPILED and COLUMNS_COMPILED):
-                _log.warning(
-                    "the packed path runs uncompiled (no C compiler when flashsale was "
-                    "installed): packed messages cost about 1.5 µs more CPU per event"
-                )
-
+        app = worker_app(settings, datadir)
         log_tracebacks_whole()
         worker = Worker(app, loglevel=loglevel, quiet=True, tempdir=datadir)
         worker.execute_from_commandline()

@@ -26,14 +26,23 @@ __all__ = ["WorkerProcess", "group_totals", "unprocessed", "wait_drained", "wait
 
 
 class WorkerProcess:
-    """`flashsale worker` as a child process on its own web port, run with `settings`."""
+    """`flashsale worker` as a child process on its own web port, run with `settings`; or,
+    `faust_cli`, the same worker through Faust's own command line
+    (`faust -A streams.faust_app worker`)."""
 
-    def __init__(self, settings: Settings, web_port: int, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        web_port: int,
+        log_path: Path | None = None,
+        faust_cli: bool = False,
+    ) -> None:
         if not settings.bootstrap_servers:
             raise ValueError("a worker process needs bootstrap servers")
         self.settings = settings
         self.web_port = web_port
         self.log_path = log_path
+        self.faust_cli = faust_cli
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,9 +54,14 @@ class WorkerProcess:
         """Spawn the worker."""
         env = {**os.environ, **self.settings.to_env()}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        command = (
+            ["-m", "faust", "-A", "streams.faust_app", "worker", "-l", "warn"]
+            if self.faust_cli
+            else ["-m", "orchestration", "worker"]
+        )
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestration", "worker", "--web-port", str(self.web_port)],
+                [sys.executable, *command, "--web-port", str(self.web_port)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -56,6 +56,15 @@ class Worker(faust.Worker):
         self.stop_deadline_s = stop_deadline_s
         self._deadline: threading.Timer | None = None
 
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Faust's set-up, then the root logger at the worker's level: Faust leaves it at
+        DEBUG for its terminal spinner and filters in its handlers, so every library debug
+        call (aiokafka logs each send) built a record only to drop it, about 5% of a worker's
+        CPU (measured with cProfile)."""
+        super().on_setup_root_logger(logger, level)
+        if level:
+            logger.setLevel(level)
+
     def _on_sigterm(self) -> None:
         self._start_deadline(signal.SIGTERM)
         super()._on_sigterm()

@@ -458,6 +458,9 @@ class KafkaCluster:
         self.host = host
         self.heap_mb = heap_mb
         self.start_timeout_s = start_timeout_s
+        #: A node started again after a stop or a kill replays its logs first, and the run
+        #: around it goes on: on a busy two-core machine, more than a first start's minute.
+        self.node_back_timeout_s = max(start_timeout_s, 180.0)
         self.secure = secure
         self.advertised = dict(advertised or {})
         self.ports = dict(ports or {})
@@ -761,7 +764,7 @@ class KafkaCluster:
         self, nodes: Iterable[KafkaNode] | None = None, timeout_s: float | None = None
     ) -> None:
         """Block until each running node answers metadata listing every running node (at
-        most `timeout_s`, by default the cluster's `start_timeout_s`)."""
+        most `timeout_s`, by default `start_timeout_s`)."""
         timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         wanted = [n for n in (nodes or self.nodes) if n.proc is not None]
@@ -900,26 +903,23 @@ class KafkaCluster:
         """Stop one node with SIGTERM (a controlled shutdown: its leaders move first)."""
         self._stop_all([self.node(node_id)], timeout_s)
 
-    def start_node(self, node_id: int, wait: bool = True, timeout_s: float | None = None) -> None:
+    def start_node(self, node_id: int, wait: bool = True) -> None:
         """Start a stopped or killed node again on its data and ports; wait until the
-        metadata lists it (unless `wait` is false), at most `timeout_s` (by default the
-        cluster's `start_timeout_s`)."""
+        metadata lists it (unless `wait` is false), at most `node_back_timeout_s`."""
         node = self.node(node_id)
         if node.alive():
             return
         self._spawn(node)
         if wait:
-            self.wait_ready([node], timeout_s)
+            self.wait_ready([node], self.node_back_timeout_s)
 
-    def restart_node(
-        self, node_id: int, kill: bool = False, timeout_s: float | None = None
-    ) -> None:
-        """Stop (or SIGKILL) one node and start it again (see `start_node` for `timeout_s`)."""
+    def restart_node(self, node_id: int, kill: bool = False) -> None:
+        """Stop (or SIGKILL) one node and start it again."""
         if kill:
             self.kill_node(node_id)
         else:
             self.stop_node(node_id)
-        self.start_node(node_id, timeout_s=timeout_s)
+        self.start_node(node_id)
 
     def restart(self) -> None:
         """Stop every node and start the cluster again on its data (topics survive)."""

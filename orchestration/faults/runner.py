@@ -62,11 +62,6 @@ async def _blocking(fn: Callable[..., T], *args: Any) -> T:
 
 #: The lag below which a pipeline counts as caught up whatever it was before the fault.
 LAG_LEVEL_FLOOR = 1000
-#: How long a broker a fault stopped or killed may take to be listed again once started: a
-#: node killed at the peak replays its logs first, and on a busy machine that outlasts the
-#: minute a cluster's first start gets. The run goes on meanwhile; past it, the fault's entry
-#: carries the error.
-BROKER_BACK_TIMEOUT_S = 180.0
 #: How far behind its schedule the producer may be and the pipeline still count as recovered.
 MAX_BEHIND_S = 1.0
 #: Seconds before a fault whose largest lag is its "level before".
@@ -330,17 +325,14 @@ class FaultRunner:
     def _break_broker(self, action: str, node: int) -> Callable[[], None] | None:
         cluster = self.cluster
         assert cluster is not None
-        def back() -> None:
-            cluster.start_node(node, timeout_s=BROKER_BACK_TIMEOUT_S)
-
         if action == "kill":
             cluster.kill_node(node)
-            return back
+            return lambda: cluster.start_node(node)
         if action == "stop":
             cluster.stop_node(node)
-            return back
+            return lambda: cluster.start_node(node)
         if action == "restart":
-            cluster.restart_node(node, timeout_s=BROKER_BACK_TIMEOUT_S)
+            cluster.restart_node(node)
             return None
         if action == "partition":
             cluster.cut_node(node)
@@ -352,7 +344,7 @@ class FaultRunner:
         """Restart every broker in turn, each once the previous one is back in every ISR."""
         assert self.cluster is not None
         for node in self.cluster.nodes:
-            await _blocking(self.cluster.restart_node, node.node_id, False, BROKER_BACK_TIMEOUT_S)
+            await _blocking(self.cluster.restart_node, node.node_id)
             took = await self._wait_in_sync()
             record.notes.append(f"broker-{node.node_id} back in sync after {took:.1f} s")
 

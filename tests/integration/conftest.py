@@ -24,12 +24,14 @@ StartWorker = Callable[..., WorkerProcess]
 @contextlib.contextmanager
 def worker_starter(settings: Settings, workdir: Path) -> Iterator[StartWorker]:
     """A function starting workers with `settings` (waiting until ready unless told not to,
-    `overrides` changing some settings); every worker it started is stopped on exit."""
+    through Faust's command line if told to, `overrides` changing some settings); every
+    worker it started is stopped on exit."""
     started: list[WorkerProcess] = []
 
-    def start(wait: bool = True, **overrides: object) -> WorkerProcess:
+    def start(wait: bool = True, faust_cli: bool = False, **overrides: object) -> WorkerProcess:
         mine = settings.model_copy(update=overrides) if overrides else settings
-        worker = WorkerProcess(mine, free_port(), log_path=workdir / f"worker-{len(started)}.log")
+        log = workdir / f"worker-{len(started)}.log"
+        worker = WorkerProcess(mine, free_port(), log_path=log, faust_cli=faust_cli)
         worker.start()
         started.append(worker)
         if wait:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,6 +17,7 @@ from flashsale.events import PACKED_COLUMNS, PACKED_HEADER, encode_event, encode
 from flashsale.kafka.reading import read_newest, read_topic
 from flashsale.settings import Settings
 from streams.process import WorkerProcess
+from streams.worker import STOP_DEADLINE_S
 from tests.factories import make_order, make_restock
 from tests.integration.conftest import StartWorker
 from tests.integration.helpers import FAST_CLOCK, SMALL, produce
@@ -128,10 +131,13 @@ def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
     assert result.summary["windows_closed"] > 0  # windows survived the SIGKILL, exactly
 
 
-def test_worker_metrics_count_what_it_processed(
-    run_settings: Settings, start_worker: StartWorker
+def test_the_worker_faust_runs_with_dash_a_counts_what_it_processed(
+    run_settings: Settings, start_worker: StartWorker, tmp_path: Path
 ) -> None:
-    worker = start_worker()
+    """`faust -A streams.faust_app worker` runs the worker `flashsale worker` runs: its
+    /metrics count what it processed, verify agrees, and a SIGTERM ends it in time, its data
+    directory removed."""
+    worker = start_worker(faust_cli=True)
     produced = asyncio.run(produce(run_settings, SMALL, 2_000))
     worker.wait_drained()
     text = worker_metrics(worker)
@@ -153,6 +159,14 @@ def test_worker_metrics_count_what_it_processed(
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
     assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
     assert samples["flashsale_refunded_cents_total"] == result.summary["refunded_cents"]
+    assert result.differences == [], "\n".join(result.differences)
+    # Faust's banner names the data directory the module made; a stop removes it.
+    (datadir,) = re.findall(r"datadir\s+\|\s+(\S+)", (tmp_path / "worker-0.log").read_text())
+    assert Path(datadir).is_dir()
+    started = time.monotonic()
+    worker.stop()
+    assert time.monotonic() - started < STOP_DEADLINE_S + 2
+    assert not Path(datadir).exists()
 
 
 async def _committed(settings: Settings) -> dict[int, int | None]:
