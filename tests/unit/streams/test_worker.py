@@ -3,6 +3,8 @@ catch, a warning) each as one record, whole, in the worker's log format."""
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 
@@ -59,3 +61,42 @@ def test_tracebacks_python_prints_itself_are_one_record_each_in_the_log() -> Non
     assert finaliser.startswith("Exception ignored in: ")
     assert finaliser.rstrip().endswith("ValueError: in a finaliser")
     assert "RuntimeWarning: coroutine 'sleep' was never awaited" in warning
+
+
+def test_faust_dash_a_without_bootstrap_servers_stops_with_one_line() -> None:
+    """`faust -A streams.faust_app worker` needs the servers Faust's command line cannot
+    start: one line naming the variable, exit status 1, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "faust", "-A", "streams.faust_app", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "streams.faust_app: set FLASHSALE_BOOTSTRAP_SERVERS to the Kafka cluster's bootstrap "
+        "servers (Faust's command line starts no broker)"
+    ]
+
+
+def test_the_worker_sets_the_root_logger_to_its_level_though_faust_spins_at_debug() -> None:
+    """Faust leaves the root logger at DEBUG for its spinner: a worker at `warn` must not
+    build a record for every library debug call."""
+    from flashsale.settings import Settings
+    from streams.app import create_app
+    from streams.worker import Worker
+
+    app = create_app(Settings(bootstrap_servers="127.0.0.1:1"))
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        Worker(app, loglevel="warn", quiet=True)._setup_logging()
+        assert root.level == logging.WARNING
+        assert not root.isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
