@@ -120,6 +120,9 @@ def run_produce(
         )
         ticker = _Ticker(progress, task, metrics if workers > 1 else None)
         if workers > 1:
+            # Split producers have no metrics of their own: the ticker counts what they
+            # send into this registry, and the run is named here.
+            metrics.describe_run(scenario)
             restocks = ProduceStats()
             stats = ParallelRun(
                 run_settings, scenario, workers, duration_s, max_events, sink, client

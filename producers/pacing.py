@@ -85,6 +85,7 @@ async def produce_scenario(
     start = time.monotonic() if start_at is None else start_at
     last_warned = -BEHIND_WARN_EVERY_S
     if metrics:
+        metrics.describe_run(generator.scenario)
         horizon = generator.scenario.curve.horizon_s
         end = horizon if duration_s is None else min(duration_s * compression, horizon)
         metrics.scenario_end_seconds.set(end)

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 
+from flashsale import __version__
 from flashsale.counters import MONEY, OUTCOME_COUNTS, OUTCOMES
 
 # Counters would also export a `_created` timestamp series each, doubling what ops scrape
 # and what docs/metrics.md must list; none of our panels or alerts needs it.
 disable_created_metrics()
 
-__all__ = ["DLQ_REASONS", "LATENCY_BUCKETS", "WorkerMetrics", "observe_many"]
+__all__ = [
+    "DEAD_LETTER",
+    "DLQ_REASONS",
+    "LATENCY_BUCKETS",
+    "DeadLetterCount",
+    "WorkerMetrics",
+    "observe_many",
+]
 
 # End-to-end latency spans a healthy few milliseconds to a worker that is minutes behind.
 LATENCY_BUCKETS = (
@@ -47,15 +62,39 @@ DLQ_REASONS = (
     "out_of_range",
 )
 
+#: The `outcome` of a malformed message on the events-processed counter: with the decisions'
+#: outcomes it sums to the run summary's `events_processed`.
+DEAD_LETTER = "dead_letter"
+
+
+class DeadLetterCount:
+    """One dead-letter reason's count: `inc` counts the message by its reason and as an event
+    processed with the outcome `dead_letter`."""
+
+    __slots__ = ("by_reason", "processed")
+
+    def __init__(self, by_reason: Counter, processed: Counter) -> None:
+        self.by_reason = by_reason
+        self.processed = processed
+
+    def inc(self, amount: float = 1) -> None:
+        """Count `amount` malformed messages of this reason."""
+        self.by_reason.inc(amount)
+        self.processed.inc(amount)
+
 
 class WorkerMetrics:
     """Counters and histograms a Faust worker exports on `/metrics`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Events, not order lines: every lifecycle step of a line is one event, as the run
+        # summary's `events_processed` counts them (its `orders_*` fields count lines).
         processed = Counter(
-            "flashsale_orders_processed_total",
-            "Events decided, by outcome (applied restocks are counted apart).",
+            "flashsale_events_processed_total",
+            "Events decided, by outcome, and malformed messages dead-lettered (outcome "
+            "dead_letter); restocks are counted apart. Summed: the run summary's "
+            "events_processed.",
             ["outcome"],
             registry=registry,
         )
@@ -80,8 +119,9 @@ class WorkerMetrics:
             registry=registry,
         )
         self.sold_out = Counter(
-            "flashsale_sold_out_skus_total",
-            "Times a SKU's stock reached zero.",
+            "flashsale_sell_outs_total",
+            "Times a SKU's stock reached zero (a SKU sells out again after a cancellation gave "
+            "units back).",
             registry=registry,
         )
         dlq = Counter(
@@ -90,7 +130,8 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
-        self.dlq = {r: dlq.labels(r) for r in DLQ_REASONS}
+        dead_letters = processed.labels(DEAD_LETTER)
+        self.dlq = {r: DeadLetterCount(dlq.labels(r), dead_letters) for r in DLQ_REASONS}
         self.redelivered = Counter(
             "flashsale_redelivered_skipped_total",
             "Messages at or below a partition's applied offset, seen again after a restart "
@@ -143,16 +184,20 @@ class WorkerMetrics:
             "of its last fetch minus the applied offset).",
             registry=registry,
         )
-        self.gmv_by_country = Gauge(
-            "flashsale_gmv_by_country_cents",
+        # Two gauges, not one with both labels: the states keep GMV by country and by
+        # category apart (not by the pair), and one metric holding both breakdowns would
+        # count every cent twice in `sum()`.
+        self.country_gmv = Gauge(
+            "flashsale_country_gmv_cents",
             "GMV of paid lines in this worker's partitions by the seller's country, euro cents "
-            "(summed over workers: the whole run).",
+            "(summed over workers and countries: the whole run's).",
             ["country"],
             registry=registry,
         )
-        self.gmv_by_category = Gauge(
-            "flashsale_gmv_by_category_cents",
-            "GMV of paid lines in this worker's partitions by product category, euro cents.",
+        self.category_gmv = Gauge(
+            "flashsale_category_gmv_cents",
+            "GMV of paid lines in this worker's partitions by product category, euro cents "
+            "(summed over workers and categories: the whole run's).",
             ["category"],
             registry=registry,
         )
@@ -161,6 +206,13 @@ class WorkerMetrics:
             "SKUs in this worker's partitions whose stock is below zero (never expected).",
             registry=registry,
         )
+        # A worker serves whichever run is on its topics: it knows its version, not the
+        # run's scenario and seed (the producer's `flashsale_run_info` carries those).
+        Info(
+            "flashsale_run",
+            "This process: flashsale's version (a producer adds the run's scenario and seed).",
+            registry=registry,
+        ).info({"version": __version__})
         #: The counter each counter of a partition state advances (`flashsale.counters`);
         #: dead letters are counted by reason, late events one by one.
         self.of_state: dict[str, Counter] = {
@@ -170,8 +222,8 @@ class WorkerMetrics:
         }
         #: The GMV dimensions exported as gauges, each by its label.
         self.gmv_by: dict[str, Gauge] = {
-            "country": self.gmv_by_country,
-            "category": self.gmv_by_category,
+            "country": self.country_gmv,
+            "category": self.category_gmv,
         }
 
 

@@ -126,7 +126,7 @@ class CountingSink:
         st.orders_sent += n - restocks
         st.restocks_sent += restocks
         if self.metrics and n:
-            self.metrics.sent.inc(n)
+            self.metrics.count_sent(n, restocks)
 
     def _count_settled(self, acked: int, errors: int, last_error: str = "") -> None:
         st = self.stats
@@ -134,13 +134,8 @@ class CountingSink:
         st.errors += errors
         if last_error:
             st.last_error = last_error
-        m = self.metrics
-        if m:
-            if acked:
-                m.acked.inc(acked)
-            if errors:
-                m.errors.inc(errors)
-            m.in_flight.set(st.in_flight)
+        if self.metrics:
+            self.metrics.count_settled(acked, errors, st.in_flight)
 
     async def send(
         self,

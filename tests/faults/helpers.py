@@ -86,7 +86,7 @@ def assert_alive_and_answering(worker: WorkerProcess) -> None:
     """No worker death: the process runs and its /metrics answers."""
     assert worker.alive(), f"worker exited with {worker.proc and worker.proc.returncode}"
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as resp:
-        assert b"flashsale_orders_processed_total" in resp.read()
+        assert b"flashsale_events_processed_total" in resp.read()
 
 
 def verify(settings: Settings) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from producers.generator import Generator
+from producers.metrics import ProducerMetrics
 from producers.pacing import produce_scenario
 from producers.sinks.kafka import OrderEmitter
 
@@ -36,10 +37,17 @@ FAST_CLOCK = SMALL.model_copy(
 )
 
 
-async def produce(settings: Settings, scenario: Scenario, events: int, pack: int = 0) -> int:
+async def produce(
+    settings: Settings,
+    scenario: Scenario,
+    events: int,
+    pack: int = 0,
+    metrics: ProducerMetrics | None = None,
+) -> int:
     """Emit the scenario's first `events` events on schedule (in packed messages of up to
-    `pack` events when `pack` > 0); the number of events sent."""
-    emitter = OrderEmitter(settings.model_copy(update={"pack": pack}))
+    `pack` events when `pack` > 0), counted in `metrics` when given; the number of events
+    sent."""
+    emitter = OrderEmitter(settings.model_copy(update={"pack": pack}), metrics)
     await emitter.start()
     try:
         stats = await produce_scenario(emitter, Generator(scenario), None, events)

@@ -15,14 +15,14 @@ CATALOGUE = ROOT / "docs" / "metrics.md"
 
 
 def _exported() -> dict[str, str]:
-    registry = CollectorRegistry()
-    WorkerMetrics(registry)
-    ProducerMetrics(registry)
-    GatewayMetrics(registry)
     names = {}
-    for family in registry.collect():
-        name = family.name + ("_total" if family.type == "counter" else "")
-        names[name] = family.type
+    # A registry each: the worker and the producer both export `flashsale_run_info`.
+    for metrics in (WorkerMetrics, ProducerMetrics, GatewayMetrics):
+        registry = CollectorRegistry()
+        metrics(registry)
+        for family in registry.collect():
+            name = family.name + {"counter": "_total", "info": "_info"}.get(family.type, "")
+            names[name] = family.type
     return names
 
 
@@ -35,8 +35,11 @@ def test_metric_names_follow_the_conventions() -> None:
     for name, kind in _exported().items():
         assert name.startswith("flashsale_")
         assert name.endswith("_total") == (kind == "counter"), name
+        assert name.endswith("_info") == (kind == "info"), name
         if kind == "histogram":
             assert name.endswith("_seconds"), name
+        # A unit, where there is one, comes last (before `_total`): no dimension in a name.
+        assert "_by_" not in name, name
 
 
 def test_counters_export_no_created_series() -> None:

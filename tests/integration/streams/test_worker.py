@@ -11,11 +11,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
+from flashsale import __version__
 from flashsale.counters import OUTCOMES
 from flashsale.events import PACKED_COLUMNS, PACKED_HEADER, encode_event, encode_packed
 from flashsale.kafka.reading import read_newest, read_topic
 from flashsale.settings import Settings
+from producers.metrics import ProducerMetrics
 from streams.process import WorkerProcess
 from streams.worker import STOP_DEADLINE_S
 from tests.factories import make_order, make_restock
@@ -93,6 +96,10 @@ def test_malformed_messages_land_in_the_dlq_and_processing_goes_on(
     metrics = worker_metrics(worker)
     assert 'flashsale_dlq_messages_total{reason="not_json"} 1.0' in metrics
     assert 'flashsale_dlq_messages_total{reason="out_of_range"} 1.0' in metrics
+    # Dead letters are events processed too, as the run summary counts them.
+    samples = metric_samples(metrics)
+    assert samples['flashsale_events_processed_total{outcome="dead_letter"}'] == 5
+    assert summed(samples, "flashsale_events_processed_total") == result.summary["events_processed"]
 
 
 def worker_metrics(worker: WorkerProcess) -> str:
@@ -102,6 +109,20 @@ def worker_metrics(worker: WorkerProcess) -> str:
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as resp:
         assert resp.headers["Content-Type"].startswith("text/plain")
         return resp.read().decode()
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Each sample of a Prometheus text page, by its name and labels as written."""
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def summed(samples: dict[str, float], name: str) -> float:
+    """The sum of every series of metric `name`, whatever its labels."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 def test_worker_sigkilled_mid_run_and_restarted_reconciles_exactly(
@@ -138,28 +159,43 @@ def test_the_worker_faust_runs_with_dash_a_counts_what_it_processed(
     /metrics count what it processed, verify agrees, and a SIGTERM ends it in time, its data
     directory removed."""
     worker = start_worker(faust_cli=True)
-    produced = asyncio.run(produce(run_settings, SMALL, 2_000))
+    registry = CollectorRegistry()
+    produced = asyncio.run(produce(run_settings, SMALL, 2_000, metrics=ProducerMetrics(registry)))
     worker.wait_drained()
-    text = worker_metrics(worker)
-    samples = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
-    outcomes = sum(samples[f'flashsale_orders_processed_total{{outcome="{o}"}}'] for o in OUTCOMES)
+    samples = metric_samples(worker_metrics(worker))
+    outcomes = sum(samples[f'flashsale_events_processed_total{{outcome="{o}"}}'] for o in OUTCOMES)
     assert outcomes == produced
     # Every event, duplicates included, has its end-to-end latency observed; restocks do not.
     assert samples["flashsale_e2e_latency_seconds_count"] == produced
     assert samples["flashsale_oversold_skus"] == 0
+    assert samples[f'flashsale_run_info{{version="{__version__}"}}'] == 1
     # Drained: the lag gauge (updated every second) comes down to 0.
     deadline = time.monotonic() + 10
     while "flashsale_consumer_lag_messages 0.0" not in worker_metrics(worker):
         assert time.monotonic() < deadline, "lag gauge never reached 0"
         time.sleep(0.5)
     result = asyncio.run(verify_live(run_settings, run_settings.bootstrap_servers or ""))
-    assert samples["flashsale_gmv_cents_total"] == result.summary["gmv_cents_expected"]
-    assert samples["flashsale_refunded_cents_total"] == result.summary["refunded_cents"]
     assert result.differences == [], "\n".join(result.differences)
+    summary = result.summary
+    # The metrics' words are the run summary's, and so are their numbers.
+    assert summed(samples, "flashsale_events_processed_total") == summary["events_processed"]
+    assert samples["flashsale_gmv_cents_total"] == summary["gmv_cents_expected"]
+    assert samples["flashsale_refunded_cents_total"] == summary["refunded_cents"]
+    # The GMV gauges, read from the states every second, come to the run's GMV: summed by
+    # country and by category alike.
+    gmv = summary["gmv_cents_expected"]
+    deadline = time.monotonic() + 10
+    gauges = metric_samples(worker_metrics(worker))
+    while summed(gauges, "flashsale_country_gmv_cents") != gmv:
+        assert time.monotonic() < deadline, "the GMV by country never reached the run's GMV"
+        time.sleep(0.5)
+        gauges = metric_samples(worker_metrics(worker))
+    assert summed(gauges, "flashsale_category_gmv_cents") == gmv
+    sent = registry.get_sample_value("flashsale_events_sent_total")
+    assert sent == registry.get_sample_value("flashsale_events_acked_total") == produced
+    assert sent == summary["events_produced"]
+    run = {"scenario": summary["scenario"], "seed": str(summary["seed"]), "version": __version__}
+    assert registry.get_sample_value("flashsale_run_info", run) == 1
     # Faust's banner names the data directory the module made; a stop removes it.
     (datadir,) = re.findall(r"datadir\s+\|\s+(\S+)", (tmp_path / "worker-0.log").read_text())
     assert Path(datadir).is_dir()

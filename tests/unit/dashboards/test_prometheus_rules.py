@@ -41,17 +41,18 @@ def test_every_alert_fires_when_it_should_and_only_then() -> None:
 
 def _series_names() -> set[str]:
     """Every series name the code exports, as Prometheus stores them."""
-    registry = CollectorRegistry()
-    WorkerMetrics(registry)
-    ProducerMetrics(registry)
     names = set()
-    for family in registry.collect():
-        # A labelled family without children yet has no samples: name it all the same.
-        names.add(family.name + ("_total" if family.type == "counter" else ""))
-        for sample in family.samples:
-            names.add(sample.name)
-        if family.type == "histogram":
-            names |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
+    # A registry each: both processes export `flashsale_run_info`.
+    for metrics in (WorkerMetrics, ProducerMetrics):
+        registry = CollectorRegistry()
+        metrics(registry)
+        for family in registry.collect():
+            # A labelled family without children yet has no samples: name it all the same.
+            names.add(family.name + {"counter": "_total", "info": "_info"}.get(family.type, ""))
+            for sample in family.samples:
+                names.add(sample.name)
+            if family.type == "histogram":
+                names |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
     return names
 
 

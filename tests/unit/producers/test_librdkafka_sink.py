@@ -35,7 +35,7 @@ def test_an_event_in_the_queue_does_not_count_acknowledgements_down() -> None:
     st = sink.stats
 
     def acked_metric() -> Any:
-        return registry.get_sample_value("flashsale_orders_acked_total")
+        return registry.get_sample_value("flashsale_events_acked_total")
 
     st.sent = 100
     fake.waiting = 40
