@@ -1,10 +1,9 @@
-"""Grafana provisioning and dashboard, docker-compose.yml and the Dockerfile: checked here
-because no Docker engine runs on the development machine."""
+"""docker-compose.yml and the Dockerfile: checked here because no Docker engine runs on the
+development machine (the Grafana dashboard and its provisioning: test_grafana_dashboard.py)."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tomllib
 import zipfile
@@ -17,53 +16,7 @@ import yaml
 from orchestration.cli.app import app as cli_app
 from tests.conftest import skip_or_fail
 from tests.paths import ROOT
-from tests.unit.dashboards.test_prometheus_rules import PROMETHEUS, _promtool, _series_names
-
-ROOT = ROOT
-GRAFANA = ROOT / "dashboards" / "grafana"
-
-
-def _exprs() -> list[str]:
-    dashboard = json.loads((GRAFANA / "dashboards" / "flashsale.json").read_text())
-    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-
-
-def test_every_grafana_query_names_only_exported_metrics() -> None:
-    exported = _series_names()
-    exprs = _exprs()
-    assert len(exprs) >= 13
-    for expr in exprs:
-        named = set(re.findall(r"\bflashsale_[a-z0-9_]+", expr))
-        assert named <= exported, (expr, named - exported)
-        assert named or 'up{job="flashsale-workers"}' in expr, expr
-
-
-def test_every_grafana_query_parses_as_promql(tmp_path: Path) -> None:
-    # promtool parses the expressions of recording rules: one rule per query.
-    rules = {
-        "groups": [
-            {
-                "name": "grafana-queries",
-                "rules": [
-                    {"record": f"check:query_{i}", "expr": e} for i, e in enumerate(_exprs())
-                ],
-            }
-        ]
-    }
-    path = tmp_path / "queries.yml"
-    path.write_text(yaml.safe_dump(rules))
-    assert f"{len(_exprs())} rules found" in _promtool("check", "rules", str(path))
-
-
-def test_grafana_provisioning_points_at_the_dashboard_and_prometheus() -> None:
-    datasource = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
-    (source,) = datasource["datasources"]
-    assert source["type"] == "prometheus"
-    dashboard = json.loads((GRAFANA / "dashboards" / "flashsale.json").read_text())
-    uids = {p["datasource"]["uid"] for p in dashboard["panels"]}
-    assert uids == {source["uid"]}
-    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/flashsale.yml").read_text())
-    assert provider["providers"][0]["type"] == "file"
+from tests.unit.dashboards.test_prometheus_rules import PROMETHEUS, _promtool
 
 
 def _compose() -> dict:
