@@ -52,6 +52,7 @@ HELP_ORDER: Final = (
     "replay",
     "report",
     "compare",
+    "export",
     "scenarios",
     "bench",
     "rate",

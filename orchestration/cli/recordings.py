@@ -1,4 +1,4 @@
-"""`flashsale record`, `replay`, `report` and `compare`: recorded runs."""
+"""`flashsale record`, `replay`, `report`, `compare` and `export`: recorded runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from orchestration.cli.app import (
     settings_for,
 )
 
-__all__ = ["compare", "record", "replay", "report"]
+__all__ = ["compare", "export", "record", "replay", "report"]
 
 
 @app.command()
@@ -124,6 +124,30 @@ def report(
     from orchestration.reports import run_report
 
     raise typer.Exit(run_report(run_dir, out))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by flashsale record.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The export folder: new or empty (missing folders are created), or an "
+            "earlier export with --force.",
+        ),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the earlier export that --out holds."),
+    ] = False,
+) -> None:
+    """A recorded run as typed Parquet, one row per event with its decision, and the report's
+    per-second series as CSV, for DuckDB, pandas or Arrow."""
+    need("research", "flashsale export")
+    from orchestration.exports import run_export
+
+    raise typer.Exit(run_export(run_dir, out, force))
 
 
 @app.command()
