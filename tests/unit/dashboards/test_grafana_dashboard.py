@@ -162,6 +162,53 @@ def test_annotations_mark_each_run_and_the_sell_outs() -> None:
     assert window is not None and f"{window.group(1)}s" == sell_outs["step"]
 
 
+def test_the_annotation_queries_find_the_run_and_its_sell_outs(tmp_path: Path) -> None:
+    """Prometheus evaluates each annotation's query (`promtool test rules`) on a producer that
+    emits from 10 s to 35 s, a worker up throughout, and a SKU selling out at 30 s: the
+    run is found while its producer is up, the worker is no run, the sell-out is marked
+    within a window of it."""
+    annotations = {a["name"]: a for a in _dashboard()["annotations"]["list"]}
+    # As Grafana sends them with every job chosen.
+    runs, sell_outs = (annotations[n]["expr"].replace("$job", ".+") for n in ("Runs", "Sell-outs"))
+    producer = 'job="flashsale-producer",instance="p:9100"'
+    worker = 'job="flashsale-workers",instance="w:6066"'
+
+    def found(expr: str, at_s: int, expected: bool) -> dict[str, Any]:
+        samples = [{"value": 1}] if expected else []
+        return {"expr": f"count({expr})", "eval_time": f"{at_s}s", "exp_samples": samples}
+
+    cases = {
+        "evaluation_interval": "5s",
+        "tests": [
+            {
+                "interval": "5s",
+                "input_series": [
+                    {
+                        "series": f'flashsale_run_info{{{producer},scenario="flash-drop",'
+                        f'seed="11",version="0.1.0"}}',
+                        "values": "_ _ 1x5 stale",
+                    },
+                    {"series": f'flashsale_run_info{{{worker},version="0.1.0"}}', "values": "1x20"},
+                    {"series": f"flashsale_sell_outs_total{{{worker}}}", "values": "0x5 1x15"},
+                ],
+                "promql_expr_test": [
+                    found(runs, 5, False),
+                    found(runs, 10, True),
+                    found(runs, 35, True),
+                    found(runs, 45, False),
+                    found(sell_outs, 25, False),
+                    found(sell_outs, 30, True),
+                    found(sell_outs, 55, True),
+                    found(sell_outs, 65, False),
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "annotations_test.yml"
+    path.write_text(yaml.safe_dump(cases))
+    assert "SUCCESS" in _promtool("test", "rules", str(path))
+
+
 def test_the_export_for_sharing_block_names_what_the_dashboard_needs() -> None:
     dashboard = _dashboard()
     # No input to fill in on import: the datasource is chosen in the dashboard itself
