@@ -200,7 +200,7 @@ def check_out(out: Path, force: bool) -> None:
 class _Joined(NamedTuple):
     """The decision on every event, by its position on `orders`."""
 
-    #: position -> (outcome, amount in cents, processed_ns or None, emit_ns of the decision)
+    #: position -> (outcome, amount in cents, processed_ns: None for the truth)
     decided: dict[Position, tuple[str, int, int | None]]
     dead: set[Position]
     late: set[Position]

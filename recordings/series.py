@@ -84,7 +84,7 @@ def _latency(fig: RunFigures) -> Rows:
 
 
 def _ms(*values: float) -> tuple[float, ...]:
-    """Milliseconds to the microsecond, as the report's figures are read."""
+    """Milliseconds, rounded to the microsecond."""
     return tuple(round(v, 3) for v in values)
 
 
