@@ -101,6 +101,7 @@ main()
         ("matplotlib", ["compare", "a", "b"], "research"),
         ("pyarrow", ["record", "--out", "x", "--bootstrap-servers", "127.0.0.1:1"], "research"),
         ("pyarrow", ["replay", "some-run"], "research"),
+        ("pyarrow", ["export", "some-run", "--out", "x"], "research"),
         ("pyarrow", ["verify", "some-run"], "research"),
         ("pyarrow", ["demo", "--record", "some-run"], "research"),
         ("matplotlib", ["scenarios", "show", "steady", "--plot", "c.png"], "research"),
