@@ -175,6 +175,7 @@ async def _demo(
     ack_log: Path,
 ) -> VerifyResult | None:
     bootstrap = settings.bootstrap_list()[0]
+    source.scenario_start = scenario.start  # the page shows its times in the scenario's zone
     # Every server: a fault timeline may take down the first.
     servers = settings.bootstrap_servers or bootstrap
     for worker in group:

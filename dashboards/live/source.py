@@ -3,16 +3,20 @@
 It never reads orders: GMV, breakdowns, hot products and sell-outs come from a worker's
 whole-run views (any worker answers for the whole run); latency, dead letters and late events
 from every worker's `/metrics`; lag from the broker's end offsets of `orders` against the
-offsets the workers have applied; the scenario clock from the producer's `/metrics`.
+offsets the workers have applied; the scenario clock from the producer's `/metrics`. It keeps
+the run's history for the charts (events produced and applied per second, lag, p99 latency)
+from its first answer on, and numbers each SKU's sell-outs so a repeat says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,10 +25,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flashsale.kafka.reading import high_watermarks, start_reader
 
-__all__ = ["DashboardSource", "Scrape", "histogram_quantile", "parse_metrics"]
+__all__ = [
+    "DashboardSource",
+    "Scrape",
+    "histogram_quantile",
+    "number_sell_outs",
+    "parse_metrics",
+    "scenario_zone",
+]
 
-#: Seconds of orders/s history the chart shows.
-HISTORY_S = 300
+#: Points of history the charts get at most: past this, neighbouring points merge in pairs
+#: (a run of any length fits its axis and a snapshot stays small).
+MAX_POINTS = 1800
+#: Sell-outs asked of a worker per poll (the view's maximum), and those the feed shows.
+SOLD_OUT_ASKED = 1000
+SOLD_OUT_SHOWN = 15
 #: Latency percentiles are over the observations of about this many recent seconds.
 LATENCY_WINDOW_S = 10
 
@@ -83,8 +98,55 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
     return lower
 
 
+def scenario_zone(start: datetime | None) -> tuple[int, str]:
+    """The scenario's time zone as (seconds east of UTC, label such as "UTC+8").
+
+    A scenario's clock counts from its 00:00 (the Singles' Day presets start at 16:00 UTC, 00:00
+    China time), so its zone is the one, from UTC-11 to UTC+12, in which its start is
+    midnight. A start that is no local midnight anywhere (not on a quarter hour) keeps the
+    offset it was written with (UTC for `Z`); without a start, UTC.
+    """
+    if start is None:
+        return 0, "UTC"
+    utc = start.astimezone(UTC)
+    offset = -(utc.hour * 3600 + utc.minute * 60 + utc.second) % 86_400
+    if offset > 12 * 3600:  # of the two offsets a day apart, the one in UTC-11..UTC+12
+        offset -= 86_400
+    if offset % 900 or utc.microsecond:
+        own = start.utcoffset()
+        offset = 0 if own is None else int(own.total_seconds())
+    if offset == 0:
+        return 0, "UTC"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    sign = "+" if offset > 0 else "-"
+    return offset, f"UTC{sign}{hours}" + (f":{minutes:02d}" if minutes else "")
+
+
+def number_sell_outs(
+    rows: Iterable[Mapping[str, Any]], seen: dict[str, list[int]], shown: int = SOLD_OUT_SHOWN
+) -> list[dict[str, Any]]:
+    """The newest `shown` sell-outs, each with `nth`: which sell-out of its SKU it is (1 the
+    first, 2 when it sold out again after units came back...).
+
+    `rows` are a worker's sell-outs, newest first; `seen` keeps every sell-out time (event ms)
+    of each SKU met so far, poll after poll, so a sell-out keeps its number after older ones
+    drop out of the view's list.
+    """
+    rows = list(rows)
+    for row in rows:
+        stamps = seen.setdefault(row["sku"], [])
+        ts = int(row["event_ts_ms"])
+        at = bisect.bisect_left(stamps, ts)
+        if at == len(stamps) or stamps[at] != ts:
+            stamps.insert(at, ts)
+    return [
+        {**row, "nth": bisect.bisect_right(seen[row["sku"]], int(row["event_ts_ms"]))}
+        for row in rows[:shown]
+    ]
+
+
 class DashboardSource:
-    """Polls the run once a second and keeps the newest snapshot and the orders/s history."""
+    """Polls the run once a second and keeps the newest snapshot and the run's history."""
 
     def __init__(
         self,
@@ -104,9 +166,17 @@ class DashboardSource:
         self.snapshot: dict[str, Any] = {"ready": False}
         #: The run's faults so far, for the chart (`orchestration.faults.FaultRunner.marks`).
         self.marks: Callable[[], list[Any]] | None = None
+        #: The scenario's time 0 (`Scenario.start`): the page shows its times in its zone.
+        self.scenario_start: datetime | None = None
         self.updated = asyncio.Event()
-        self._history: deque[tuple[float, float]] = deque()
-        self._applied: deque[tuple[float, int]] = deque()
+        #: Wall time of the first answer: 0 on the charts' axis.
+        self._t0: float | None = None
+        #: [run s, produced/s, applied/s, lag, p99 ms] a poll (see `MAX_POINTS`).
+        self._history: list[list[float | None]] = []
+        #: (wall time, offsets applied, end offsets) of the last two polls, for the rates.
+        self._offsets: deque[tuple[float, int, int | None]] = deque()
+        #: Every sell-out time (event ms) of each SKU seen so far, to number repeats.
+        self._sold: dict[str, list[int]] = {}
         self._latency: deque[tuple[float, dict[float, float]]] = deque()
         self._session: aiohttp.ClientSession | None = None
         self._reader: AIOKafkaConsumer | None = None
@@ -163,7 +233,7 @@ class DashboardSource:
                 return await asyncio.gather(
                     self._get(f"{url}/views/gmv"),
                     self._get(f"{url}/views/top-skus"),
-                    self._get(f"{url}/views/sold-out?limit=15"),
+                    self._get(f"{url}/views/sold-out?limit={SOLD_OUT_ASKED}"),
                 )
             except (TimeoutError, aiohttp.ClientError) as exc:
                 last = exc
@@ -198,19 +268,31 @@ class DashboardSource:
             self._views(), self._metrics(), self._ends()
         )
         now = time.time()
+        if self._t0 is None:
+            self._t0 = now
+        run_s = now - self._t0
         applied_offsets = {int(p): int(o) for p, o in gmv.get("partitions", {}).items()}
         applied = sum(o + 1 for o in applied_offsets.values() if o >= 0)
-        rate = self._rate(now, applied)
+        # No partitions yet (the topic is not there): nothing known, rather than 0 produced.
+        produced = sum(ends.values()) if ends else None
+        rate, produced_rate = self._rates(now, applied, produced)
         lag = None
         if ends is not None:
             lag = sum(max(end - (applied_offsets.get(p, -1) + 1), 0) for p, end in ends.items())
         p50, p99 = self._latency_quantiles(now, scrape.latency_buckets)
+        p99_ms = None if p99 is None else round(p99 * 1000, 1)
+        self._record([round(run_s, 1), produced_rate, rate, lag, p99_ms])
         progress = None
         if scrape.scenario_s is not None and scrape.scenario_end_s:
             progress = min(scrape.scenario_s / scrape.scenario_end_s, 1.0)
+        offset_s, zone = scenario_zone(self.scenario_start)
+        start = self.scenario_start
         return {
             "ready": True,
             "t": now,
+            "run_s": round(run_s, 1),
+            "zone": {"offset_s": offset_s, "label": zone},
+            "scenario_start_ms": None if start is None else round(start.timestamp() * 1000),
             "gmv_cents": gmv["gmv_cents"],
             "accepted": gmv["accepted"],
             "paid": gmv["paid"],
@@ -220,14 +302,15 @@ class DashboardSource:
             "by_country": _top(gmv.get("by_country", {})),
             "by_category": _top(gmv.get("by_category", {})),
             "applied": applied,
-            "rate_per_s": rate,
-            "history": [[round(t - now, 1), round(r, 1)] for t, r in self._history],
-            "faults": self.marks() if self.marks is not None else [],
+            "rate_per_s": rate or 0.0,
+            "produced_per_s": produced_rate,
+            "series": self.series(),
+            "faults": self._faults(run_s),
             "top_skus": top.get("top", []),
             "top_window_start_ms": top.get("window_start_ms"),
-            "sold_out": sold,
+            "sold_out": number_sell_outs(sold, self._sold),
             "latency_p50_ms": None if p50 is None else round(p50 * 1000, 1),
-            "latency_p99_ms": None if p99 is None else round(p99 * 1000, 1),
+            "latency_p99_ms": p99_ms,
             "lag": lag,
             "dlq": int(scrape.dlq),
             "late": int(gmv.get("late", scrape.late)),
@@ -238,20 +321,49 @@ class DashboardSource:
             "workers": len(self.worker_urls),
         }
 
-    def _rate(self, now: float, applied: int) -> float:
-        """Messages applied per second since the previous poll; kept in the history."""
-        samples = self._applied
-        samples.append((now, applied))
+    def _rates(
+        self, now: float, applied: int, produced: int | None
+    ) -> tuple[float | None, float | None]:
+        """Messages of `orders` applied and produced per second since the previous poll
+        (None on the first poll, and produced None without the broker's end offsets)."""
+        samples = self._offsets
+        samples.append((now, applied, produced))
         while len(samples) > 2:
             samples.popleft()
-        rate = 0.0
-        if len(samples) == 2:
-            (t0, a0), (t1, a1) = samples
-            rate = max(a1 - a0, 0) / max(t1 - t0, 1e-6)
-            self._history.append((now, rate))
-        while self._history and now - self._history[0][0] > HISTORY_S:
-            self._history.popleft()
-        return rate
+        if len(samples) < 2:
+            return None, None
+        (t0, a0, p0), (t1, a1, p1) = samples
+        dt = max(t1 - t0, 1e-6)
+        applied_rate = max(a1 - a0, 0) / dt
+        produced_rate = None if p0 is None or p1 is None else max(p1 - p0, 0) / dt
+        return applied_rate, produced_rate
+
+    def _record(self, point: list[float | None]) -> None:
+        """Keep one poll's point; past `MAX_POINTS`, merge neighbours in pairs."""
+        history = self._history
+        history.append(point)
+        if len(history) > MAX_POINTS:
+            merged = [_merge(a, b) for a, b in zip(history[::2], history[1::2], strict=False)]
+            self._history = merged + ([history[-1]] if len(history) % 2 else [])
+
+    def series(self) -> dict[str, list[float | None]]:
+        """The run's history as columns (x first), as the page's charts take them."""
+        columns = list(zip(*self._history, strict=True)) or [(), (), (), (), ()]
+        names = ("t", "produced_per_s", "applied_per_s", "lag", "p99_ms")
+        return {
+            name: [v if v is None else round(v, 1) for v in column]
+            for name, column in zip(names, columns, strict=True)
+        }
+
+    def _faults(self, run_s: float) -> list[list[Any]]:
+        """The run's faults as [start, end or None (still on), label], in seconds on the
+        charts' axis."""
+        if self.marks is None:
+            return []
+        return [
+            [round(run_s + began, 1), None if ended is None else round(run_s + ended, 1), label]
+            for began, ended, label in self.marks()
+        ]
 
     def _latency_quantiles(
         self, now: float, buckets: dict[float, float]
@@ -267,6 +379,19 @@ class DashboardSource:
         if not recent or max(recent.values()) <= 0:
             recent = buckets
         return histogram_quantile(0.5, recent), histogram_quantile(0.99, recent)
+
+
+def _merge(a: list[float | None], b: list[float | None]) -> list[float | None]:
+    """Two neighbouring points as one, at the later time: rates averaged, lag and p99 the
+    larger (a peak stays on the chart)."""
+
+    def mean(x: float | None, y: float | None) -> float | None:
+        return x if y is None else y if x is None else (x + y) / 2
+
+    def most(x: float | None, y: float | None) -> float | None:
+        return x if y is None else y if x is None else max(x, y)
+
+    return [b[0], mean(a[1], b[1]), mean(a[2], b[2]), most(a[3], b[3]), most(a[4], b[4])]
 
 
 def _top(by: Mapping[str, int], n: int = 8) -> list[list[Any]]:

@@ -1,4 +1,6 @@
-// The live page: one snapshot per second over Server-Sent Events from /events.
+// The live page: one snapshot per second over Server-Sent Events from /events. Every time
+// it shows is in the scenario's time zone (the snapshot's `zone`), labelled; the charts are
+// in charts.js.
 "use strict";
 
 const euro = new Intl.NumberFormat("en-IE", { style: "currency", currency: "EUR" });
@@ -16,18 +18,40 @@ function tick(now) {
 }
 requestAnimationFrame(tick);
 
-function ms(v) {
-  if (v === null || v === undefined) return "—";
-  return v >= 1000 ? (v / 1000).toFixed(2) + " s" : v.toFixed(0) + " ms";
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+// An instant (epoch ms) on the scenario's wall clock: {date: "11 Nov 2020", time: "00:00:26"}.
+// Computed from the zone's offset, never from the browser's own time zone.
+function zoned(epochMs, zone) {
+  const d = new Date(epochMs + zone.offset_s * 1000);
+  return {
+    date: `${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()}`,
+    time: d.toISOString().slice(11, 19),
+  };
 }
 
-function clock(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  const s = Math.floor(seconds);
-  const hh = String(Math.floor(s / 3600)).padStart(2, "0");
-  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
-  const ss = String(s % 60).padStart(2, "0");
-  return `00:00 + ${hh}:${mm}:${ss}`;
+// The scenario clock: its date and time when the scenario's start is known, else the time
+// since its 00:00.
+function clock(s) {
+  if (s.scenario_s === null || s.scenario_s === undefined) return "—";
+  if (s.scenario_start_ms !== null && s.scenario_start_ms !== undefined) {
+    const at = zoned(s.scenario_start_ms + Math.floor(s.scenario_s) * 1000, s.zone);
+    return `${at.date}, ${at.time}`;
+  }
+  return "00:00 + " + new Date(Math.floor(s.scenario_s) * 1000).toISOString().slice(11, 19);
+}
+
+function ordinal(n) {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] || "th";
+  return n + suffix;
+}
+
+// A sell-out's note: how long the SKU's stock lasted, or which repeat this is (units came
+// back, from cancellations or a restock, and sold out again).
+function sellOutNote(r) {
+  if (r.nth > 1) return `again (${ordinal(r.nth)} time)`;
+  return r.time_to_sell_out_s === null ? "" : "after " + r.time_to_sell_out_s.toFixed(1) + " s";
 }
 
 function bars(element, rows) {
@@ -53,10 +77,12 @@ function bars(element, rows) {
   );
 }
 
-function rows(element, items) {
+// Table rows of text cells (the first left, the others right); `classes[i]` on the i-th row.
+function rows(element, items, classes) {
   element.replaceChildren(
-    ...items.map((cells) => {
+    ...items.map((cells, row) => {
       const tr = document.createElement("tr");
+      if (classes && classes[row]) tr.className = classes[row];
       cells.forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
@@ -68,15 +94,23 @@ function rows(element, items) {
   );
 }
 
-let history = [];
-let marks = [];
+const charts = runCharts({
+  events: $("chart-events"),
+  lag: $("chart-lag"),
+  p99: $("chart-p99"),
+});
+// For scripts and the browser test: the uPlot instances and the snapshot shown.
+window.flashsaleCharts = charts.charts;
+window.flashsaleSnapshot = null;
+
 function render(s) {
   if (!s.ready) {
     $("status").textContent = s.error ? "waiting: " + s.error : "waiting for the workers…";
     $("status").className = "status down";
     return;
   }
-  $("status").textContent = "live · updated " + new Date(s.t * 1000).toLocaleTimeString();
+  window.flashsaleSnapshot = s;
+  $("status").textContent = "live · run " + runTime(s.run_s);
   $("status").className = "status live";
   if (s.gmv_cents !== gmv.target) {
     gmv.from = gmv.shown;
@@ -85,32 +119,33 @@ function render(s) {
   }
   $("gmv").dataset.target = String(s.gmv_cents);
   $("rate").textContent = count.format(s.rate_per_s);
-  $("p50").textContent = ms(s.latency_p50_ms);
-  $("p99").textContent = ms(s.latency_p99_ms);
+  $("p50").textContent = millis(s.latency_p50_ms);
+  $("p99").textContent = millis(s.latency_p99_ms);
   $("lag").textContent = s.lag === null ? "—" : count.format(s.lag);
   $("dlq").textContent = count.format(s.dlq);
   $("late").textContent = count.format(s.late);
   $("conversion").textContent =
     s.paid_to_created === null ? "—" : (100 * s.paid_to_created).toFixed(1) + "%";
   $("workers").textContent = `${s.workers_up}/${s.workers}`;
-  $("clock").textContent = clock(s.scenario_s);
+  $("clock").textContent = clock(s);
+  // The zone beside the clock only when the clock shows a time of day.
+  $("clock-zone").textContent =
+    s.scenario_s === null || s.scenario_start_ms === null ? "" : s.zone.label;
+  $("sold-out-zone").textContent = s.zone.label;
   $("progress").style.width = s.progress === null ? "0" : (100 * s.progress).toFixed(1) + "%";
   bars($("by-country"), s.by_country);
   bars($("by-category"), s.by_category);
   $("minute").textContent = s.top_window_start_ms
-    ? "minute of " + new Date(s.top_window_start_ms).toISOString().slice(11, 16) + " UTC"
+    ? "minute of " + zoned(s.top_window_start_ms, s.zone).time.slice(0, 5) + " " + s.zone.label
     : "";
   rows($("top"), s.top_skus.map((r) => [r.sku, count.format(r.units)]));
   rows(
     $("sold-out"),
-    s.sold_out.map((r) => [
-      r.sku,
-      r.time_to_sell_out_s === null ? "—" : r.time_to_sell_out_s.toFixed(1) + " s",
-    ])
+    s.sold_out.map((r) => [r.sku, zoned(r.event_ts_ms, s.zone).time, sellOutNote(r)]),
+    s.sold_out.map((r) => (r.nth > 1 ? "again" : ""))
   );
-  history = s.history;
-  marks = s.faults || [];
-  lineChart($("chart"), history, { seconds: 300, marks: marks });
+  const marks = s.faults || [];
+  charts.update(s.series, marks);
   $("faults").textContent = marks.length
     ? "faults: " +
       marks
@@ -118,8 +153,6 @@ function render(s) {
         .join(" · ")
     : "";
 }
-
-window.addEventListener("resize", () => lineChart($("chart"), history, { seconds: 300, marks: marks }));
 
 const stream = new EventSource("/events");
 stream.onmessage = (event) => render(JSON.parse(event.data));

@@ -1,5 +1,6 @@
 """`flashsale demo`'s live dashboard in real headless Chromium, on the embedded broker, with a
-fault on the scenario's timeline (the producer stalled) marked on the page."""
+fault on the scenario's timeline (the producer stalled) marked on the page: uPlot's charts over
+the run, numbered repeat sell-outs, every time in the scenario's zone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 from queue import Empty, Queue
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -23,6 +25,9 @@ from producers.generator import Generator
 from tests.conftest import skip_or_fail
 from tests.integration.helpers import SELL_OUT
 from tests.paths import ROOT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +111,94 @@ def _dashboard_url(proc: subprocess.Popen[str], lines: Queue[str]) -> str:
     raise AssertionError("the demo printed no dashboard URL:\n" + "".join(seen))
 
 
+def _assert_repeat_sell_outs_are_numbered(page: Page) -> None:
+    """A SKU that sold out again says which time it is (the scenario's unpaid lines give their
+    units back, and the bots buy them out again); a first sell-out says how long it took."""
+    feed = page.eval_on_selector_all(
+        "#sold-out tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert feed, "no sell-out shown"
+    numbers: dict[str, list[int]] = {}
+    for sku, at, note in feed:
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", at), at
+        again = re.fullmatch(r"again \((\d+)(st|nd|rd|th) time\)", note)
+        assert again or re.fullmatch(r"after \d+\.\d s", note), note
+        numbers.setdefault(sku, []).append(int(again.group(1)) if again else 1)
+    # Newest first: each SKU's rows count down one by one, so no repeat goes unexplained
+    # (its oldest sell-outs may have scrolled off the feed).
+    for sku, ns in numbers.items():
+        assert ns == list(range(ns[0], ns[0] - len(ns), -1)), (sku, ns, feed)
+    assert any(n > 1 for ns in numbers.values() for n in ns), feed
+    assert page.locator("#sold-out tr.again").count() == sum(
+        n > 1 for ns in numbers.values() for n in ns
+    )
+
+
+def _assert_one_time_zone(page: Page) -> None:
+    """The scenario starts at 16:00 UTC, 00:00 on 11 November in China: every time on the page
+    is in UTC+8 and says so, and no other zone appears."""
+    text = page.inner_text("body")
+    zones = re.findall(r"\b(?:UTC|GMT)[+-]?[\d:]*", text)
+    assert zones and set(zones) == {"UTC+8"}, zones
+    assert len(zones) >= 3  # the clock, the hot products' minute, the sell-outs
+    assert re.fullmatch(r"11 Nov 2020, 00:00:\d\d", page.inner_text("#clock"))
+    assert page.inner_text("#clock-zone") == "UTC+8"
+    assert re.fullmatch(r"minute of 00:0\d UTC\+8", page.text_content("#minute") or "")
+
+
+def _assert_charts_fit_the_run(page: Page, elapsed_s: float) -> None:
+    """uPlot drew the three charts, their axis runs from the run's start to its end (not a fixed
+    window), hovering one shows the values of all, and the fault is shaded where it was."""
+    charts = page.evaluate(
+        """() => Object.fromEntries(Object.entries(window.flashsaleCharts).map(([k, u]) => [k, {
+            labels: u.series.map(s => s.label), min: u.scales.x.min, max: u.scales.x.max,
+            t: u.data[0], peaks: u.data.slice(1).map(d => Math.max(...d.filter(v => v !== null)))
+        }]))"""
+    )
+    assert {k: c["labels"] for k, c in charts.items()} == {
+        "events": ["run time", "produced/s", "applied/s"],
+        "lag": ["run time", "lag"],
+        "p99": ["run time", "p99"],
+    }
+    for name in ("events", "lag", "p99"):
+        assert page.locator(f"#chart-{name} .uplot canvas").count() == 1
+    events = charts["events"]
+    t = events["t"]
+    assert len(t) > 5 and t[0] == 0 and t == sorted(t)
+    # The axis starts at the run's start and ends at its newest second: the whole run fills it.
+    assert events["min"] == 0
+    assert events["max"] == max(t[-1], 10)
+    assert t[-1] <= elapsed_s + 1, (t[-1], elapsed_s)
+    produced_peak, applied_peak = events["peaks"]
+    assert produced_peak > 100 and applied_peak > 100, events["peaks"]
+    assert charts["lag"]["peaks"][0] >= 0 and charts["p99"]["peaks"][0] > 0
+
+    # Hover the middle of the events chart: its legend and the synced lag chart's show that
+    # second's values.
+    box = page.locator("#chart-events .u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    shown = page.eval_on_selector_all(
+        "#chart-events .u-value, #chart-lag .u-value", "cells => cells.map(c => c.textContent)"
+    )
+    when, produced, applied, when_lag, _lag = shown
+    assert re.fullmatch(r"\d+:\d\d", when) and when == when_lag, shown
+    assert produced != "—" and applied != "—", shown
+
+    # The stall is shaded on the chart: the plot's top edge inside the band is amber.
+    pixel = page.evaluate(
+        """() => {
+            const u = window.flashsaleCharts.events;
+            const [start, end] = window.flashsaleSnapshot.faults[0];
+            const x = Math.round(u.valToPos((start + end) / 2, "x", true));
+            const y = Math.round(u.bbox.top + uPlot.pxRatio);
+            return [...u.ctx.getImageData(x, y, 1, 1).data];
+        }"""
+    )
+    red, green, blue, alpha = pixel
+    assert alpha > 0 and red > green > blue, pixel
+
+
 def test_the_demo_page_counts_up_to_the_reconciled_gmv_and_shows_sell_outs(
     run_settings: Settings, tmp_path: Path
 ) -> None:
@@ -113,6 +206,7 @@ def test_the_demo_page_counts_up_to_the_reconciled_gmv_and_shows_sell_outs(
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
+    started = time.monotonic()
     proc, lines = _demo(run_settings, tmp_path)
     try:
         url = _dashboard_url(proc, lines)
@@ -156,14 +250,9 @@ def test_the_demo_page_counts_up_to_the_reconciled_gmv_and_shows_sell_outs(
                     "#sold-out tr td:first-child", "cells => cells.map(c => c.textContent)"
                 )
                 assert flash & set(sold), (sold, sorted(flash)[:5])
-                assert page.inner_text("#clock").startswith("00:00 + 00:00:")
-                # The chart has been drawn: the canvas is not blank.
-                drawn = page.evaluate(
-                    "() => { const c = document.getElementById('chart');"
-                    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                    " for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }"
-                )
-                assert drawn
+                _assert_repeat_sell_outs_are_numbered(page)
+                _assert_one_time_zone(page)
+                _assert_charts_fit_the_run(page, elapsed_s=time.monotonic() - started)
                 # The fault is named under the chart with how long it lasted, and in the summary.
                 faults = page.inner_text("#faults")
                 assert re.fullmatch(r"faults: stall producer \(2\.\d s\)", faults), faults
