@@ -40,6 +40,8 @@ MAX_POINTS = 1800
 #: Sell-outs asked of a worker per poll (the view's maximum), and those the feed shows.
 SOLD_OUT_ASKED = 1000
 SOLD_OUT_SHOWN = 15
+#: Rates are measured over at least this many poll intervals.
+RATE_MIN_INTERVALS = 0.8
 #: Latency percentiles are over the observations of about this many recent seconds.
 LATENCY_WINDOW_S = 10
 
@@ -324,15 +326,17 @@ class DashboardSource:
     def _rates(
         self, now: float, applied: int, produced: int | None
     ) -> tuple[float | None, float | None]:
-        """Messages of `orders` applied and produced per second since the previous poll
-        (None on the first poll, and produced None without the broker's end offsets)."""
+        """Messages of `orders` applied and produced per second since the newest poll at least
+        `RATE_MIN_INTERVALS` poll intervals back (None on the first poll, and produced None
+        without the broker's end offsets): measured from a poll right after a slow one, a
+        burst (the catalog's restocks) would show as a rate it never had over a second."""
         samples = self._offsets
         samples.append((now, applied, produced))
-        while len(samples) > 2:
+        while len(samples) > 2 and now - samples[1][0] >= RATE_MIN_INTERVALS * self.interval_s:
             samples.popleft()
         if len(samples) < 2:
             return None, None
-        (t0, a0, p0), (t1, a1, p1) = samples
+        (t0, a0, p0), (t1, a1, p1) = samples[0], samples[-1]
         dt = max(t1 - t0, 1e-6)
         applied_rate = max(a1 - a0, 0) / dt
         produced_rate = None if p0 is None or p1 is None else max(p1 - p0, 0) / dt

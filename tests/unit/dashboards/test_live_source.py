@@ -61,6 +61,11 @@ def test_rates_of_applied_and_produced_and_the_recent_latency_window() -> None:
     assert source._rates(102.0, 3_000, 4_000) == (0.0, 0.0)
     # Without the broker's end offsets only what was applied is known.
     assert source._rates(104.0, 5_000, None) == (pytest.approx(1_000), None)
+    # A slow poll (1.95 s), then one 0.05 s later: that one is measured from the poll
+    # before the slow one, so a burst in between is no spike.
+    assert source._rates(105.95, 6_000, 7_000)[0] == pytest.approx(1_000 / 1.95)
+    assert source._rates(106.0, 6_700, 7_600)[0] == pytest.approx(1_700 / 2.0)
+    assert source._rates(107.0, 7_700, 8_600) == (pytest.approx(1_000), pytest.approx(1_000))
     early = {0.01: 10.0, 1.0: 10.0, math.inf: 10.0}
     assert source._latency_quantiles(0.0, early)[0] == pytest.approx(0.005)
     # Ten seconds later only what was observed since counts: 10 slow observations.
