@@ -117,6 +117,9 @@ def loadtest(
         raise typer.BadParameter(f"{rate:g} is negative", param_hint="'--rate'")
     if events is not None and target != "kafka":
         raise fail("--events: only the kafka target sends the scenario's events")
+    if target == "kafka" and users < processes:
+        # Locust spreads users evenly: a worker without one would send nothing of its part.
+        raise fail(f"--users: {processes} locust processes split the stream, give each a user")
     passed = locust_args or []
     if processes > 1 and "--master" in passed:
         raise fail("--processes starts a master of its own: leave out --master, or --processes")

@@ -20,6 +20,7 @@ from orchestration.loadtest import locust_argv
         (("--events", "5"), "--events"),
         (("--target", "kafka", "--events", "0"), "--events"),
         (("--processes", "2", "--", "--master", "--expect-workers", "2"), "--master"),
+        (("--target", "kafka", "--processes", "3", "--users", "2"), "--users"),
         # Before `--`, an unknown option is still one.
         (("--frobnicate", "--", "--headless"), "--frobnicate"),
     ],
