@@ -64,7 +64,8 @@ def kafka_settings(opts: LoadOptions) -> Settings:
 
 def record(stats: RequestStats, name: str, block: Settled, error: str) -> None:
     """A settled block in locust's statistics as its events: that many requests, each with the
-    block's latency and its share of the block's bytes, its failures as failed requests.
+    block's latency and its share of the block's bytes, its failures as failed requests
+    (`error`, librdkafka's last one, names them in locust's failures table).
 
     One request event per order event would cost locust more than sending it; the block goes
     in as one entry merged into the request's and the total's (`StatsEntry.extend`, how a
@@ -233,9 +234,10 @@ class KafkaOrdersUser(User):
     """Sends this locust process's part of the scenario's order events straight to Kafka
     with librdkafka.
 
-    It never blocks on a delivery: each task queues a block of about 5,000 events and polls.
-    A block goes into locust's statistics once all its events have left librdkafka's queue,
-    as that many requests (one per order event) with the block's latency.
+    It never blocks on a delivery: each task queues a block of the schedule (about 5,000
+    orders at the scenario's peak, with their events) and polls. A block goes into locust's
+    statistics once all its events have left librdkafka's queue, as that many requests (one
+    per order event) with the block's latency.
     """
 
     wait_time = constant(0)
