@@ -57,7 +57,7 @@ lint: $(DEV)
 # `sync`: the Kafka nodes' files written back to disk first, not during the measurement).
 test: lint $(PEERS)
 	@$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/unit > .unit-tests.log 2>&1 & unit=$$!; \
-	$(BIN)/python -m pytest -m "not slow and not solo" -n 3 --dist loadgroup --durations=15 tests/integration tests/faults tests/e2e; rc=$$?; \
+	$(BIN)/python -m pytest -m "not slow and not solo" -n 3 --dist loadgroup --durations=40 tests/integration tests/faults tests/e2e; rc=$$?; \
 	wait $$unit; urc=$$?; echo "--- unit tests"; cat .unit-tests.log; rm -f .unit-tests.log; \
 	sync; \
 	$(BIN)/python -m pytest -m "solo and not slow" -p no:cacheprovider tests/integration tests/faults tests/e2e; src=$$?; \
