@@ -6,7 +6,11 @@ Imported by the locustfile only: locust patches the process it is imported in wi
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 from typing import Any, Final
 
 import gevent
@@ -72,6 +76,8 @@ def refuse(environment: Environment, error: str) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, runner: Any, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
+        if getattr(environment.parsed_options, "processes", None):
+            _die_with_parent()
         return  # a worker takes its options from its master
     try:
         opts = options(environment)
@@ -85,6 +91,18 @@ def _on_init(environment: Environment, runner: Any, **_: Any) -> None:
         environment.shape_class = None
     if isinstance(runner, MasterRunner):
         runner.register_message(REFUSED, _on_refused)
+
+
+def _die_with_parent() -> None:
+    """A worker forked by `locust --processes`: killed when the process that forked it dies,
+    so that a master killed outright (SIGTERM stops it at once while a shape runs) leaves no
+    worker behind (Linux; elsewhere its heartbeat times out)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the prctl
+        os._exit(1)
 
 
 def _on_refused(environment: Environment, msg: Any, **_: Any) -> None:

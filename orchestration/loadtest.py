@@ -8,8 +8,10 @@ other machines too; the caller's own locust arguments come last and override our
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +23,7 @@ from rich.table import Table
 
 from dashboards.live.source import DashboardSource
 from flashsale.brokers.local import broker_for
-from flashsale.processes import die_with_parent, free_port, stop_process
+from flashsale.processes import die_with_parent, free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from loadtests.options import LoadOptions
@@ -101,7 +103,10 @@ def run_loadtest(
                 )
                 # The scenario clock starts with locust's shape.
                 faults.start(time.monotonic())
-            locust = subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
+            # A group of its own: its forked worker processes are stopped with it.
+            locust = subprocess.Popen(
+                args, env=env, preexec_fn=die_with_parent(), start_new_session=True
+            )
             locust_rc = locust.wait()
             if faults is not None:
                 faults.stop()  # what is still broken comes back: the run drains
@@ -116,7 +121,7 @@ def run_loadtest(
             if faults is not None:
                 faults.stop()
             if locust is not None:
-                stop_process(locust, 15.0)
+                _stop_group(locust, 15.0)
             if gateway is not None:
                 gateway.stop()
             worker.stop()
@@ -183,6 +188,25 @@ def locust_argv(
     if processes > 1:
         args += ["--processes", str(processes)]
     return args + locust_args
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM locust's process group (the master and the workers it forked), SIGKILL what is
+    left of it after `timeout_s`; reap the master."""
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        proc.poll()  # reap the master, or the group stays alive as its zombie
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _locust_totals(stats_csv: str) -> tuple[int, int]:

@@ -57,3 +57,27 @@ def test_local_worker_processes_are_locusts_own() -> None:
     argv = locust_argv(LoadOptions(), "gateway", "http://h:1", None, "/tmp/s", 3, [])
     assert argv[5] == "ShopperUser"
     assert argv[-2:] == ["--processes", "3"]
+
+
+def test_stopping_locust_stops_the_workers_it_forked_too() -> None:
+    from orchestration.loadtest import _stop_group
+
+    # A parent that ignores SIGTERM (as locust's master may be busy) and the child it forked.
+    code = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = os.fork()\n"
+        "if child:\n"
+        "    print(child, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    _stop_group(proc, 1.0)
+    assert proc.returncode is not None
+    # Gone, or dead and waiting for init to reap it.
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"
