@@ -3,7 +3,7 @@ orchestration that runs them, and prints; `main` turns every setup error into on
 
 Commands: `brokers` (broker, kafka), `services` (worker, gateway, dashboard), `produce`,
 `runs` (demo, loadtest, soak, bench, verify), `rate`, `recordings` (record, replay, report,
-compare) and `scenarios`; `app` holds the options they share.
+compare, export) and `scenarios`; `app` holds the options they share.
 """
 
 from __future__ import annotations
