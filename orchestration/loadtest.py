@@ -97,7 +97,11 @@ def run_loadtest(
             stats_prefix = csv or str(workdir / "locust")
             args += ["--csv", stats_prefix]
             if processes > 1:
-                args += ["--processes", str(processes)]
+                # The master and the workers it forks meet on a port of this run's own, not
+                # locust's fixed 5557: two load tests on one machine would share it.
+                port = str(free_port())
+                args += ["--processes", str(processes), "--master-bind-port", port]
+                args += ["--master-port", port]
             args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
             console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
             runner = FaultRunner(
