@@ -99,9 +99,9 @@ def run_loadtest(
             if processes > 1:
                 # The master and the workers it forks meet on a port of this run's own, not
                 # locust's fixed 5557: two load tests on one machine would share it.
-                port = str(free_port())
-                args += ["--processes", str(processes), "--master-bind-port", port]
-                args += ["--master-port", port]
+                master = str(free_port())
+                args += ["--processes", str(processes), "--master-bind-port", master]
+                args += ["--master-port", master]
             args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
             console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
             runner = FaultRunner(
