@@ -64,6 +64,7 @@ def test_twenty_second_runs_against_the_gateway_and_kafka_reconcile(
     for target, proc in runs.items():
         out, _ = proc.communicate(timeout=400)
         outputs[target] = out
+        (tmp_path / f"{target}.out").write_text(out)  # kept for a failure's post-mortem
         assert proc.returncode == 0, out[-4000:]
     for target, out in outputs.items():
         assert "reconciled                     │ true" in out, out[-3000:]
@@ -72,7 +73,7 @@ def test_twenty_second_runs_against_the_gateway_and_kafka_reconcile(
         with (tmp_path / f"{target}_stats.csv").open() as fh:
             rows = {row["Name"]: row for row in csv.DictReader(fh)}
         total = rows["Aggregated"]
-        assert int(total["Request Count"]) > 0
+        assert int(total["Request Count"]) > 0, out[-3000:]
         assert int(total["Failure Count"]) == 0
         assert "locust failures                │ 0" in out, out[-3000:]
     # What the gateway accepted is what reached the topic and the worker.
