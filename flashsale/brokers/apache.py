@@ -435,7 +435,7 @@ class KafkaCluster:
         data: Path | str | None = None,
         host: str = "127.0.0.1",
         heap_mb: int = 512,
-        start_timeout_s: float = 60.0,
+        start_timeout_s: float = 180.0,
         secure: SecureListener | None = None,
         advertised: Mapping[int, str] | None = None,
         ports: Mapping[int, int] | None = None,
@@ -457,9 +457,12 @@ class KafkaCluster:
         self.size = nodes
         self.host = host
         self.heap_mb = heap_mb
+        #: The wait ends as soon as the metadata lists every node, or when a node's process
+        #: ends; the bound is for nodes that run but never answer. Three JVMs starting beside
+        #: a busy suite on two cores took more than a minute.
         self.start_timeout_s = start_timeout_s
         #: A node started again after a stop or a kill replays its logs first, and the run
-        #: around it goes on: on a busy two-core machine, more than a first start's minute.
+        #: around it goes on.
         self.node_back_timeout_s = max(start_timeout_s, 180.0)
         self.secure = secure
         self.advertised = dict(advertised or {})
