@@ -1,12 +1,17 @@
 """`flashsale loadtest`: a worker, the checkout gateway, and headless locust in processes of
 its own; then locust's figures beside flashsale's verdict. Locust is never imported here: it
-patches the process it runs in with gevent.
+patches the process it runs in with gevent. The locustfile's options go on locust's command
+line as its custom arguments (`loadtests/options.py`), so a master sends them to workers on
+other machines too; the caller's own locust arguments come last and override ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,33 +23,32 @@ from rich.table import Table
 
 from dashboards.live.source import DashboardSource
 from flashsale.brokers.local import broker_for
-from flashsale.processes import die_with_parent, free_port, stop_process
+from flashsale.processes import die_with_parent, free_port
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
+from loadtests.options import LoadOptions
 from orchestration.console import console, print_faults
 from orchestration.faults import FaultRunner, FaultThread
 from orchestration.processes import GatewayProcess, prepare_run
 from streams.process import WorkerProcess
 from verify.live import verify_live
 
-__all__ = ["run_loadtest"]
+__all__ = ["locust_argv", "run_loadtest"]
 
 
 def run_loadtest(
     settings: Settings,
     scenario: Scenario,
-    users: int,
-    duration_s: float,
-    shape: str,
+    load: LoadOptions,
     target: str,
     html: Path | None,
     csv: str | None,
     processes: int,
-    rate: float,
+    locust_args: list[str],
 ) -> int:
-    """`flashsale loadtest`: our stack, locust in its own process(es), then verify both."""
-    from loadtests import locust_command
-
+    """`flashsale loadtest`: our stack, locust in its own process(es) with `load` (the
+    scenario that `scenario` is, the shape, users, duration, rate, events) and then
+    `locust_args`, then verify both."""
     workdir = Path(tempfile.mkdtemp(prefix="flashsale-loadtest-"))
     with broker_for(settings) as (bootstrap, broker):
         run_settings = prepare_run(settings, bootstrap, scenario)
@@ -58,15 +62,10 @@ def run_loadtest(
         faults: FaultThread | None = None
         scenario_file = workdir / "scenario.yaml"
         scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json", by_alias=True)))
-        env = {
-            **os.environ,
-            **run_settings.to_env(),
-            "FLASHSALE_LOADTEST_SCENARIO": str(scenario_file),
-            "FLASHSALE_LOADTEST_SHAPE": shape,
-            "FLASHSALE_LOADTEST_USERS": str(users),
-            "FLASHSALE_LOADTEST_DURATION": str(duration_s),
-            "FLASHSALE_LOADTEST_RATE": str(rate),
-        }
+        env = {**os.environ, **run_settings.to_env()}
+        load = dataclasses.replace(
+            load, bootstrap_servers=bootstrap, topic=run_settings.topic_orders
+        )
         try:
             worker.start()
             with console.status("waiting for the worker to join the consumer group..."):
@@ -83,27 +82,13 @@ def run_loadtest(
                 )
                 gateway.start()
                 console.print(f"gateway: {host}/orders")
-            args = locust_command(
-                "--headless",
-                "--host",
-                host,
-                "--only-summary",
-                "--stop-timeout",
-                "5",
-            )
-            if html:
-                args += ["--html", str(html)]
             # Locust's CSV statistics, in the caller's place or ours: the summary reads them.
             stats_prefix = csv or str(workdir / "locust")
-            args += ["--csv", stats_prefix]
-            if processes > 1:
-                # The master and the workers it forks meet on a port of this run's own, not
-                # locust's fixed 5557: two load tests on one machine would share it.
-                master = str(free_port())
-                args += ["--processes", str(processes), "--master-bind-port", master]
-                args += ["--master-port", master]
-            args.append("ShopperUser" if target == "gateway" else "KafkaOrdersUser")
-            console.print(f"locust: {users} users, {duration_s:g} s, shape {shape}, {target}")
+            args = locust_argv(load, target, host, html, stats_prefix, processes, locust_args)
+            console.print(
+                f"locust: {load.users} users, {load.duration_s:g} s, shape {load.shape}, {target}"
+                + (f", locust arguments {' '.join(locust_args)}" if locust_args else "")
+            )
             runner = FaultRunner(
                 scenario,
                 run_settings,
@@ -118,7 +103,10 @@ def run_loadtest(
                 )
                 # The scenario clock starts with locust's shape.
                 faults.start(time.monotonic())
-            locust = subprocess.Popen(args, env=env, preexec_fn=die_with_parent())
+            # A group of its own: its forked worker processes are stopped with it.
+            locust = subprocess.Popen(
+                args, env=env, preexec_fn=die_with_parent(), start_new_session=True
+            )
             locust_rc = locust.wait()
             if faults is not None:
                 faults.stop()  # what is still broken comes back: the run drains
@@ -133,7 +121,7 @@ def run_loadtest(
             if faults is not None:
                 faults.stop()
             if locust is not None:
-                stop_process(locust, 15.0)
+                _stop_group(locust, 15.0)
             if gateway is not None:
                 gateway.stop()
             worker.stop()
@@ -142,7 +130,10 @@ def run_loadtest(
     sent, failed = _locust_totals(f"{stats_prefix}_stats.csv")
     rows = [
         ("locust exit code", str(locust_rc)),
-        ("requests sent (locust)", f"{sent:,}"),
+        (
+            "requests sent (locust)" if gateway is not None else "order events sent (locust)",
+            f"{sent:,}",
+        ),
         ("locust failures", f"{failed:,}"),
         ("orders accepted by the gateway", "—" if accepted is None else f"{accepted:,}"),
         ("orders produced (order lines)", f"{summary['orders_produced']:,}"),
@@ -165,6 +156,61 @@ def run_loadtest(
         for line in result.differences:
             console.print(f"[red]{line}[/red]")
     return 0 if locust_rc == 0 and result.reconciled else 1
+
+
+def locust_argv(
+    load: LoadOptions,
+    target: str,
+    host: str,
+    html: Path | None,
+    stats_prefix: str,
+    processes: int,
+    locust_args: list[str],
+) -> list[str]:
+    """Locust's command line: the user class, flashsale's own arguments, then the caller's
+    unchanged, last, so that a repeated option overrides ours."""
+    from loadtests import locust_command
+
+    args = locust_command(
+        "ShopperUser" if target == "gateway" else "KafkaOrdersUser",
+        "--headless",
+        "--host",
+        host,
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        *load.args(),
+        "--csv",
+        stats_prefix,
+    )
+    if html:
+        args += ["--html", str(html)]
+    if processes > 1:
+        # The master and the workers it forks meet on a port of this run's own, not locust's
+        # fixed 5557: two load tests on one machine would share it.
+        master = str(free_port())
+        args += ["--processes", str(processes), "--master-bind-port", master]
+        args += ["--master-port", master]
+    return args + locust_args
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM locust's process group (the master and the workers it forked), SIGKILL what is
+    left of it after `timeout_s`; reap the master."""
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        proc.poll()  # reap the master, or the group stays alive as its zombie
+        time.sleep(0.1)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _locust_totals(stats_csv: str) -> tuple[int, int]:

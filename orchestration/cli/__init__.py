@@ -2,7 +2,7 @@
 orchestration that runs them, and prints; `main` turns every setup error into one line.
 
 Commands: `brokers` (broker, kafka), `services` (worker, gateway, dashboard), `produce`,
-`runs` (demo, loadtest, soak, bench, verify), `rate`, `recordings` (record, replay, report,
+`runs` (demo, soak, bench, verify), `loadtest`, `rate`, `recordings` (record, replay, report,
 compare, export) and `scenarios`; `app` holds the options they share.
 """
 
@@ -18,7 +18,16 @@ from flashsale.brokers.base import BrokerError
 from flashsale.brokers.embedded import TansuNotFound
 from flashsale.client_config import ClientConfigError
 from flashsale.scenario import ScenarioError
-from orchestration.cli import brokers, produce, rate, recordings, runs, scenarios, services
+from orchestration.cli import (
+    brokers,
+    loadtest,
+    produce,
+    rate,
+    recordings,
+    runs,
+    scenarios,
+    services,
+)
 from orchestration.cli.app import app
 from orchestration.cli.errors import ConnectionFailures, connection_error, refused
 from recordings.format import RunDirError
@@ -26,7 +35,7 @@ from recordings.format import RunDirError
 __all__ = ["app", "main"]
 
 #: The modules whose commands `app` holds (importing them registers the commands).
-COMMANDS = (brokers, services, produce, runs, rate, recordings, scenarios)
+COMMANDS = (brokers, services, produce, runs, loadtest, rate, recordings, scenarios)
 
 
 def main() -> None:

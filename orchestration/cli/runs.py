@@ -1,5 +1,5 @@
-"""`flashsale demo`, `loadtest`, `soak`, `bench` and `verify`: whole runs, and the verdict on
-one.
+"""`flashsale demo`, `soak`, `bench` and `verify`: whole runs, and the verdict on one
+(`loadtest` is in `orchestration/cli/loadtest.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from flashsale.scenario import Scenario
     from flashsale.settings import Settings
 
-__all__ = ["bench", "demo", "loadtest", "read_ack_logs", "soak", "verify"]
+__all__ = ["bench", "demo", "read_ack_logs", "soak", "verify"]
 
 
 KafkaNodesOpt = Annotated[
@@ -87,68 +87,6 @@ def check_run_faults(
         )
     except FaultError as exc:
         raise fail(str(exc)) from None
-
-
-@app.command()
-def loadtest(
-    bootstrap_servers: BootstrapOpt = None,
-    kafka: KafkaOpt = False,
-    client_config: ClientConfigOpt = None,
-    scenario: ScenarioOpt = DEFAULT_SCENARIO,
-    seed: SeedOpt = None,
-    users: Annotated[int, typer.Option("--users", help="Locust users at the peak.")] = 20,
-    duration: Annotated[float, typer.Option("--duration", help="Seconds of load.")] = 60.0,
-    shape: Annotated[
-        str,
-        typer.Option("--shape", help="singles-day (the scenario's curve) or constant."),
-    ] = "singles-day",
-    target: Annotated[
-        str, typer.Option("--target", help="gateway (HTTP shoppers) or kafka (orders).")
-    ] = "gateway",
-    html: Annotated[Path | None, typer.Option("--html", help="Locust's HTML report.")] = None,
-    csv: Annotated[
-        str | None, typer.Option("--csv", help="Prefix of locust's CSV statistics.")
-    ] = None,
-    processes: Annotated[
-        int, typer.Option("--processes", help="Locust processes on this machine.")
-    ] = 1,
-    rate: Annotated[
-        float,
-        typer.Option("--rate", help="Kafka target: most orders/s per locust process; 0 = max."),
-    ] = 0.0,
-    kafka_nodes: KafkaNodesOpt = None,
-    kafka_network: KafkaNetworkOpt = None,
-) -> None:
-    """Load-test with locust (headless): our stack, then locust's summary beside flashsale's."""
-    need("loadtest", "flashsale loadtest")
-    from orchestration.loadtest import run_loadtest
-
-    check_positive("--users", users)
-    check_positive("--duration", duration)
-    check_positive("--processes", processes)
-    if shape not in {"singles-day", "constant"}:
-        raise typer.BadParameter(
-            f"{shape!r} is not singles-day or constant", param_hint="'--shape'"
-        )
-    if target not in {"gateway", "kafka"}:
-        raise typer.BadParameter(f"{target!r} is not gateway or kafka", param_hint="'--target'")
-    if rate < 0:
-        raise typer.BadParameter(f"{rate:g} is negative", param_hint="'--rate'")
-    for path in [html, Path(csv) if csv else None]:
-        if path is not None and not path.parent.resolve().is_dir():
-            raise typer.BadParameter(f"no folder {path.parent}", param_hint="'--html/--csv'")
-    chosen = pick_scenario(scenario, seed)
-    settings = settings_for(
-        bootstrap_servers,
-        kafka,
-        client_config=client_config,
-        kafka_nodes=kafka_nodes,
-        kafka_network=kafka_network,
-    )
-    check_run_faults(chosen, settings, 1, gateway=target == "gateway", producer=False)
-    raise typer.Exit(
-        run_loadtest(settings, chosen, users, duration, shape, target, html, csv, processes, rate)
-    )
 
 
 def read_ack_logs(paths: list[Path], topic: str) -> list[AckedWrite]:

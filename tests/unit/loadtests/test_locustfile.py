@@ -1,0 +1,93 @@
+"""The locustfile under real locust, in processes of their own (importing locust patches the
+process with gevent): its arguments' checks, and the statistics of a block of order events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from loadtests import locust_command
+from tests.paths import ROOT
+
+
+def _locust(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    return subprocess.run(
+        locust_command("--headless", "-t", "1s", *args, "KafkaOrdersUser"),
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if "/ERROR/" in line]
+
+
+def test_a_bad_value_from_the_old_environment_variable_is_one_error_line_and_exit_2() -> None:
+    done = _locust("--flashsale-bootstrap-servers", "127.0.0.1:1", FLASHSALE_LOADTEST_RATE="-5")
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = _errors(done)
+    assert line.endswith("--flashsale-rate: -5 is not zero or a positive number")
+    assert "Traceback" not in done.stderr
+
+
+def test_kafka_users_without_a_kafka_stop_before_anything_starts() -> None:
+    done = _locust("--flashsale-rate", "100")
+    assert done.returncode == 2, done.stderr[-2000:]
+    [line] = _errors(done)
+    assert "--flashsale-bootstrap-servers or FLASHSALE_BOOTSTRAP_SERVERS" in line
+
+
+_RECORD = """
+import json
+from locust.env import Environment
+from locust.stats import StatsEntry
+from loadtests.kafka_orders import record, request_name
+from loadtests.share import Settled
+
+env = Environment()
+name = request_name("orders")
+record(env.stats, name, Settled(5_000, 0, 12.5, 1_500_000), "")
+record(env.stats, name, Settled(3_000, 2, 40.0, 900_000), "Local: Message timed out")
+# A worker's report, merged into a master's statistics.
+master = Environment()
+for data in env.stats.serialize_stats():
+    master.stats.get(name, "kafka").extend(StatsEntry.unserialize(data, master.stats))
+entry = master.stats.get(name, "kafka")
+[error] = env.stats.errors.values()
+print(json.dumps({
+    "requests": entry.num_requests,
+    "failures": entry.num_failures,
+    "avg_ms": entry.avg_response_time,
+    "max_ms": entry.max_response_time,
+    "avg_bytes": entry.avg_content_length,
+    "total": env.stats.total.num_requests,
+    "occurrences": error.occurrences,
+}))
+"""
+
+
+def test_a_settled_block_counts_as_its_order_events_in_locusts_statistics() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _RECORD],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    stats = json.loads(done.stdout.splitlines()[-1])
+    assert stats == {
+        "requests": 8_000,
+        "failures": 2,
+        "avg_ms": (5_000 * 12.5 + 3_000 * 40.0) / 8_000,
+        "max_ms": 40.0,
+        "avg_bytes": 300.0,
+        "total": 8_000,
+        "occurrences": 2,
+    }
