@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import gevent
+import gevent.lock
 from locust import User, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -133,6 +134,9 @@ class _Sender:
                     poll(0.001)  # the local queue is full: let librdkafka send
             if i % 1000 == 0:
                 poll(0)
+                # The process's other greenlets run too: its heartbeats to the master, the
+                # other users, the statistics' reports.
+                gevent.sleep(0)
         self.deliveries.queue(len(values), sum(map(len, values)), started)
         self.settle()
 
@@ -179,7 +183,26 @@ class _Process:
         self.name = request_name(self.settings.topic_orders)
         self.share = Share(opts.load(), worker, workers, opts.events, opts.rate / workers)
         self.senders: list[_Sender] = []
+        #: Senders made ahead of the users that take them (their connections open meanwhile).
+        self.spare: list[_Sender] = []
         self.finished = False
+        #: No user has taken a block yet.
+        self.fresh = True
+
+    def prepare(self, environment: Environment, spare: int = 0) -> None:
+        """Before the run's users start: the first blocks of the share (with `--flashsale-events`
+        the stream is walked up to its N-th event, seconds for millions) in a thread of
+        gevent's pool, so that the process's heartbeats and messages go on meanwhile, and
+        `spare` senders whose producers connect meanwhile."""
+        gevent.get_hub().threadpool.apply(self.share.prepare)
+        for _ in range(spare):
+            self.spare.append(_Sender(environment, self.settings, self.name))
+
+    def sender(self, environment: Environment) -> _Sender:
+        """A sender for a new user: a spare one, or a new one."""
+        sender = self.spare.pop() if self.spare else _Sender(environment, self.settings, self.name)
+        self.senders.append(sender)
+        return sender
 
     def finish(self, environment: Environment, stopping: bool = False) -> None:
         """When the single pass is handed out, or (`stopping`) the run stops sending: wait
@@ -219,14 +242,22 @@ def _unsent_error(unsent: int) -> str | None:
 
 
 #: This process's part of the current run, made by its first Kafka user (a worker knows its
-#: index, and its options, once its master has sent them); a new run starts a new one.
+#: index, and its options, once its master has sent them), or ahead of a headless
+#: standalone run, when locust starts; a new run starts a new one.
 _PROCESS: _Process | None = None
+#: `_PROCESS` and the restocks were made when locust started, for its first run.
+_AHEAD = False
+#: The first user makes `_PROCESS`; the others wait for it.
+_MAKING = gevent.lock.BoundedSemaphore()
 
 
 def _process(environment: Environment) -> _Process:
     global _PROCESS
-    if _PROCESS is None:
-        _PROCESS = _Process(environment)
+    with _MAKING:
+        if _PROCESS is None:
+            process = _Process(environment)
+            process.prepare(environment)
+            _PROCESS = process
     return _PROCESS
 
 
@@ -250,8 +281,7 @@ class KafkaOrdersUser(User):
         except ValueError as exc:
             refuse(self.environment, str(exc))
             return
-        self.sender = _Sender(self.environment, self.process.settings, self.process.name)
-        self.process.senders.append(self.sender)
+        self.sender = self.process.sender(self.environment)
 
     def on_stop(self) -> None:
         if self.sender is not None and self.process is not None:
@@ -266,6 +296,7 @@ class KafkaOrdersUser(User):
             gevent.sleep(1.0)  # refused: the run is being stopped
             return
         share = process.share
+        process.fresh = False
         block = share.next_block()
         if block is None:
             if share.exhausted or share.stopped:
@@ -283,6 +314,7 @@ class KafkaOrdersUser(User):
                     # block's latency is the broker's, not this pause's.
                     sender.settle()
                     gevent.sleep(min(wake - time.monotonic(), 0.005))
+                gevent.sleep(0)  # unpaced too: the process's other greenlets run between pieces
         finally:
             share.put_down()
 
@@ -339,11 +371,36 @@ def _on_init(environment: Environment, runner: Any, **_: Any) -> None:
         raise SystemExit(2) from None
     if isinstance(runner, MasterRunner):
         runner.register_message(SHARE_SENT, _on_share_sent)
+    elif environment.parsed_options is not None and environment.parsed_options.headless:
+        _ahead(environment)
+
+
+def _ahead(environment: Environment) -> None:
+    """A headless standalone run: its restocks sent, its share's first blocks and a
+    producer for its first user made now, before the run's time (`-t`) starts to count, so
+    that even a run of a few seconds spends them sending orders."""
+    global _PROCESS, _AHEAD
+    try:
+        opts = options(environment)
+        process = _Process(environment)
+    except ValueError as exc:
+        log.error(str(exc))
+        raise SystemExit(2) from None
+    process.prepare(environment, spare=1)
+    error = send_restocks(opts)
+    if error is not None:
+        log.error(error)
+        raise SystemExit(2)
+    _PROCESS, _AHEAD = process, True
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    global _PROCESS, _RUN
+    global _PROCESS, _RUN, _AHEAD
+    ahead, _AHEAD = _AHEAD and _PROCESS is not None and _PROCESS.fresh, False
+    if ahead:
+        _RUN = _Run()
+        return  # the first run of a headless process: made ready when locust started
     _PROCESS = None  # a new run: the stream from its beginning
     runner = environment.runner
     if isinstance(runner, WorkerRunner) or KafkaOrdersUser not in environment.user_classes:
@@ -417,9 +474,9 @@ def _on_share_sent(environment: Environment, msg: Any, **_: Any) -> None:
 
 def _wait_counted(environment: Environment, events_sent: int) -> None:
     """Until the master's statistics count `events_sent` order events (workers report every
-    3 s; 10 s at most), and locust's CSV files have been written since."""
+    3 s; 30 s at most, for a loaded machine), and locust's CSV files have been written since."""
     name = request_name(kafka_settings(options(environment)).topic_orders)
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
         entry = environment.stats.entries.get((name, KAFKA))
         if events_sent == 0 or (entry is not None and entry.num_requests >= events_sent):

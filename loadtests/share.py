@@ -94,6 +94,14 @@ class Share:
         self.in_hand = 0
         self.piece = sys.maxsize if rate <= 0 else int(min(max(rate / 50, 100), BLOCK_ORDERS))
 
+    def prepare(self) -> None:
+        """Make the pass's blocks ready: with `events`, where the stream's N-th event lies
+        (seconds for millions of events); `next_block` does it when not done before."""
+        if self.blocks is None:
+            self.blocks = share_blocks(
+                self.scenario, self.worker, self.workers, self.events, self.block_s
+            )
+
     def next_block(self) -> Block | None:
         """The next block to send (empty in a quiet stretch of the schedule; `put_down` it
         once sent); None when there is none now: exhausted, stopped, or at the end of a
@@ -102,10 +110,8 @@ class Share:
             return None
         if self.started is None:
             self.started = time.monotonic()
-        if self.blocks is None:
-            self.blocks = share_blocks(
-                self.scenario, self.worker, self.workers, self.events, self.block_s
-            )
+        self.prepare()
+        assert self.blocks is not None
         block = next(self.blocks, None)
         if block is None:
             self.blocks = None

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from dashboards.live.source import DashboardSource
 from flashsale.brokers.local import broker_for
-from flashsale.processes import die_with_parent, free_port
+from flashsale.processes import die_with_parent, free_port, stop_process
 from flashsale.scenario import Scenario
 from flashsale.settings import Settings
 from loadtests.options import LoadOptions
@@ -33,7 +33,7 @@ from orchestration.processes import GatewayProcess, prepare_run
 from streams.process import WorkerProcess
 from verify.live import verify_live
 
-__all__ = ["locust_argv", "run_loadtest"]
+__all__ = ["gateway_disagreement", "kafka_disagreement", "locust_argv", "run_loadtest"]
 
 
 def run_loadtest(
@@ -59,6 +59,8 @@ def run_loadtest(
         )
         gateway: GatewayProcess | None = None
         locust: subprocess.Popen[bytes] | None = None
+        workers: list[subprocess.Popen[bytes]] = []
+        worker_rcs: list[int] = []
         faults: FaultThread | None = None
         scenario_file = workdir / "scenario.yaml"
         scenario_file.write_text(yaml.safe_dump(scenario.model_dump(mode="json", by_alias=True)))
@@ -84,7 +86,10 @@ def run_loadtest(
                 console.print(f"gateway: {host}/orders")
             # Locust's CSV statistics, in the caller's place or ours: the summary reads them.
             stats_prefix = csv or str(workdir / "locust")
-            args = locust_argv(load, target, host, html, stats_prefix, processes, locust_args)
+            master_port = free_port() if processes > 1 else None
+            args = locust_argv(
+                load, target, host, html, stats_prefix, processes, locust_args, master_port
+            )
             console.print(
                 f"locust: {load.users} users, {load.duration_s:g} s, shape {load.shape}, {target}"
                 + (f", locust arguments {' '.join(locust_args)}" if locust_args else "")
@@ -103,11 +108,26 @@ def run_loadtest(
                 )
                 # The scenario clock starts with locust's shape.
                 faults.start(time.monotonic())
-            # A group of its own: its forked worker processes are stopped with it.
+            # A group of its own: what it forks is stopped with it.
             locust = subprocess.Popen(
                 args, env=env, preexec_fn=die_with_parent(), start_new_session=True
             )
+            if master_port is not None:
+                for i in range(processes):
+                    log = (workdir / f"locust-worker-{i}.log").open("wb")
+                    workers.append(
+                        subprocess.Popen(
+                            locust_worker_argv(master_port),
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent(),
+                        )
+                    )
+                    log.close()
             locust_rc = locust.wait()
+            # Told to quit by their master, the workers end on their own.
+            worker_rcs = [_wait_or_stop(w, 15.0) for w in workers]
             if faults is not None:
                 faults.stop()  # what is still broken comes back: the run drains
             with console.status("waiting for the worker to apply every order..."):
@@ -122,14 +142,18 @@ def run_loadtest(
                 faults.stop()
             if locust is not None:
                 _stop_group(locust, 15.0)
+            for proc in workers:
+                stop_process(proc, 15.0)
             if gateway is not None:
                 gateway.stop()
             worker.stop()
     summary = result.summary
     table = Table(title="flashsale beside locust", show_header=False)
-    sent, failed = _locust_totals(f"{stats_prefix}_stats.csv")
+    rows_csv = _locust_rows(f"{stats_prefix}_stats.csv")
+    sent, failed = rows_csv.get(("", "Aggregated"), (0, 0))
     rows = [
         ("locust exit code", str(locust_rc)),
+        *([("locust workers' exit codes", ", ".join(map(str, worker_rcs)))] if worker_rcs else []),
         (
             "requests sent (locust)" if gateway is not None else "order events sent (locust)",
             f"{sent:,}",
@@ -155,7 +179,46 @@ def run_loadtest(
     if not result.reconciled:
         for line in result.differences:
             console.print(f"[red]{line}[/red]")
-    return 0 if locust_rc == 0 and result.reconciled else 1
+    if gateway is not None:
+        posted, posts_failed = rows_csv.get(("POST", "/orders"), (0, 0))
+        disagreement = gateway_disagreement(posted - posts_failed, accepted, load.users)
+    else:
+        disagreement = kafka_disagreement(sent, summary["events_produced"])
+    if disagreement is not None:
+        console.print(f"[red]locust's statistics disagree with flashsale's: {disagreement}[/red]")
+    if any(worker_rcs):
+        console.print(f"[red]a locust worker failed: its log is in {workdir}[/red]")
+    ok = locust_rc == 0 and not any(worker_rcs) and result.reconciled and disagreement is None
+    return 0 if ok else 1
+
+
+def kafka_disagreement(counted: int, on_topic: int) -> str | None:
+    """Why locust's count of order events sent and the order events on the topic (the
+    run's `events_produced`) disagree, or None: they must be equal."""
+    if counted == on_topic:
+        return None
+    if counted < on_topic:
+        return (
+            f"locust counted {counted:,} order events sent, the topic holds {on_topic:,}: "
+            "statistics of a locust process never reached its master (a worker lost, its "
+            "heartbeats missed?), or a client retry wrote events twice (idempotence off)"
+        )
+    return f"locust counted {counted:,} order events sent, the topic holds only {on_topic:,}"
+
+
+def gateway_disagreement(succeeded: int, accepted: int | None, users: int) -> str | None:
+    """Why the checkouts locust counted as succeeded and those the gateway accepted
+    disagree, or None. Each user may have had one checkout on the way when locust stopped
+    it, accepted by the gateway but never answered: the gateway may count up to `users`
+    more, never fewer."""
+    if accepted is None:
+        return "the gateway's /metrics did not answer"
+    if succeeded <= accepted <= succeeded + users:
+        return None
+    return (
+        f"locust counted {succeeded:,} successful checkouts, the gateway accepted {accepted:,} "
+        f"(with {users} users, at most {users} more than locust may be on the way at its end)"
+    )
 
 
 def locust_argv(
@@ -166,9 +229,11 @@ def locust_argv(
     stats_prefix: str,
     processes: int,
     locust_args: list[str],
+    master_port: int | None = None,
 ) -> list[str]:
     """Locust's command line: the user class, flashsale's own arguments, then the caller's
-    unchanged, last, so that a repeated option overrides ours."""
+    unchanged, last, so that a repeated option overrides ours. With `processes` > 1, a
+    master on `master_port` expecting that many workers (`locust_worker_argv`)."""
     from loadtests import locust_command
 
     args = locust_command(
@@ -186,12 +251,35 @@ def locust_argv(
     if html:
         args += ["--html", str(html)]
     if processes > 1:
-        # The master and the workers it forks meet on a port of this run's own, not locust's
-        # fixed 5557: two load tests on one machine would share it.
-        master = str(free_port())
-        args += ["--processes", str(processes), "--master-bind-port", master]
-        args += ["--master-port", master]
+        # Workers of its own, each a new process, as on other machines: not locust's
+        # --processes, whose workers are forks of its master (under a loaded machine's
+        # suite, such forks fell silent as their first users spawned and were counted lost).
+        # They meet on a port of this run's own, not locust's fixed 5557: two load tests on
+        # one machine would share it. A worker that never comes stops the run in 120 s.
+        port = str(master_port or free_port())
+        args += ["--master", "--expect-workers", str(processes)]
+        args += ["--expect-workers-max-wait", "120", "--master-bind-port", port]
     return args + locust_args
+
+
+def locust_worker_argv(master_port: int) -> list[str]:
+    """A locust worker of this machine's master on `master_port`: everything else its
+    master sends it."""
+    from loadtests import locust_command
+
+    return locust_command(
+        "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)
+    )
+
+
+def _wait_or_stop(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """The exit code of a process that should end by itself, stopped if it has not within
+    `timeout_s`."""
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, 5.0)
+        return proc.returncode
 
 
 def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -213,18 +301,20 @@ def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     proc.wait()
 
 
-def _locust_totals(stats_csv: str) -> tuple[int, int]:
-    """Requests and failures of a locust run, from its `_stats.csv` (0, 0 when missing)."""
+def _locust_rows(stats_csv: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(type, name) -> (requests, failures) of a locust run, from its `_stats.csv` (the
+    total is ("", "Aggregated")); empty when missing."""
     import csv as csv_module
 
+    rows: dict[tuple[str, str], tuple[int, int]] = {}
     try:
         with open(stats_csv, newline="") as fh:
             for row in csv_module.DictReader(fh):
-                if row.get("Name") == "Aggregated":
-                    return int(row["Request Count"]), int(row["Failure Count"])
+                key = (row.get("Type") or "", row.get("Name") or "")
+                rows[key] = (int(row["Request Count"]), int(row["Failure Count"]))
     except (OSError, KeyError, ValueError):
         pass
-    return 0, 0
+    return rows
 
 
 def _gateway_accepted(host: str) -> int | None:

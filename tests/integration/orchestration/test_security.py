@@ -47,12 +47,14 @@ def _sasl(protocol: str) -> dict[str, str]:
     }
 
 
+# The bounds say "gives up", not "hangs": the client's own timeouts end it in a few seconds
+# alone, and a loaded suite has stretched a 10 s bound to 10.5 s.
 @pytest.mark.parametrize(
     ("protocol", "within_s"),
     [
-        ("SASL_PLAINTEXT", 10.0),
+        ("SASL_PLAINTEXT", 30.0),
         # TLS against plaintext: the handshake is never answered; the admin client gives up.
-        pytest.param("SSL", 25.0, marks=pytest.mark.slow),
+        pytest.param("SSL", 45.0, marks=pytest.mark.slow),
     ],
 )
 def test_a_protocol_the_broker_does_not_speak_fails_in_one_line(

@@ -53,10 +53,24 @@ def test_locust_gets_the_user_class_our_arguments_then_the_callers_unchanged() -
     assert "--processes" not in ours
 
 
-def test_local_worker_processes_are_locusts_own() -> None:
-    argv = locust_argv(LoadOptions(), "gateway", "http://h:1", None, "/tmp/s", 3, [])
+def test_local_worker_processes_are_workers_of_a_master_on_a_port_of_the_runs_own() -> None:
+    from orchestration.loadtest import locust_worker_argv
+
+    argv = locust_argv(LoadOptions(), "gateway", "http://h:1", None, "/tmp/s", 3, [], 45678)
     assert argv[5] == "ShopperUser"
-    assert argv[-2:] == ["--processes", "3"]
+    assert "--processes" not in argv  # no forks of the master: processes of their own
+    assert argv[argv.index("--expect-workers") + 1] == "3"
+    assert "--master" in argv and argv[argv.index("--master-bind-port") + 1] == "45678"
+    worker = locust_worker_argv(45678)
+    assert worker[-5:] == ["--worker", "--master-host", "127.0.0.1", "--master-port", "45678"]
+    # One process: no master, no workers.
+    alone = locust_argv(LoadOptions(), "gateway", "http://h:1", None, "/tmp/s", 1, [])
+    assert "--master" not in alone and "--expect-workers" not in alone
+    # What follows `--` comes last: remote workers besides the local ones.
+    more = locust_argv(
+        LoadOptions(), "kafka", "http://h:1", None, "/tmp/s", 2, ["--expect-workers", "6"], 1
+    )
+    assert more[-2:] == ["--expect-workers", "6"]
 
 
 def test_stopping_locust_stops_the_workers_it_forked_too() -> None:
@@ -81,3 +95,27 @@ def test_stopping_locust_stops_the_workers_it_forked_too() -> None:
     # Gone, or dead and waiting for init to reap it.
     stat = Path(f"/proc/{child}/stat")
     assert not stat.exists() or stat.read_text().split()[2] == "Z"
+
+
+def test_locusts_count_of_order_events_must_be_the_topics() -> None:
+    from orchestration.loadtest import kafka_disagreement
+
+    assert kafka_disagreement(30_000, 30_000) is None
+    # A worker's statistics lost on the way to its master: the run must not pass as counted.
+    lost = kafka_disagreement(0, 30_000)
+    assert lost is not None and "0 order events sent, the topic holds 30,000" in lost
+    assert "heartbeats" in lost
+    more = kafka_disagreement(30_001, 30_000)
+    assert more is not None and "holds only 30,000" in more
+
+
+def test_the_gateway_may_accept_one_unanswered_checkout_per_user_never_fewer() -> None:
+    from orchestration.loadtest import gateway_disagreement
+
+    assert gateway_disagreement(100, 100, 10) is None
+    assert gateway_disagreement(100, 110, 10) is None  # ten checkouts cut off at the end
+    over = gateway_disagreement(100, 111, 10)
+    assert over is not None and "100 successful checkouts, the gateway accepted 111" in over
+    assert gateway_disagreement(0, 50, 10) is not None  # locust's statistics lost
+    assert gateway_disagreement(100, 99, 10) is not None
+    assert gateway_disagreement(100, None, 10) == "the gateway's /metrics did not answer"
