@@ -66,8 +66,8 @@ def loadtest(
         int,
         typer.Option(
             "--processes",
-            help="Locust worker processes on this machine, under one master (locust's "
-            "--processes); with --target kafka they split the stream between them.",
+            help="Locust worker processes on this machine, under one master, each a locust "
+            "--worker of its own; with --target kafka they split the stream between them.",
         ),
     ] = 1,
     rate: Annotated[

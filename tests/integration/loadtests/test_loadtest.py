@@ -115,9 +115,11 @@ def test_gateway_and_distributed_kafka_runs_reconcile_and_kafka_sends_one_stream
     gateway, kafka = _settings(broker), _settings(broker)
     master_port = free_port()
     runs = {
-        # Locust's master and two worker processes it forks: the distributed path, here.
+        # Locust's master and two worker processes of this machine: the distributed path.
+        # The Singles' Day shape climbs from a tenth of its users to about two thirds in
+        # these 20 s: 30 at the peak give a loaded machine's run some dozens of checkouts.
         "gateway": _loadtest(
-            broker, gateway, tmp_path, "gateway", 20, "--users", "10", "--processes", "2"
+            broker, gateway, tmp_path, "gateway", 20, "--users", "30", "--processes", "2"
         ),
         # A master waiting for two workers started apart, as on other machines, its options
         # passed to them by locust; the scenario's first EVENTS events, split between them.
