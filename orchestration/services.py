@@ -8,6 +8,7 @@ import asyncio
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -33,13 +34,16 @@ def run_dashboard(
     producer_metrics: list[str],
     host: str,
     port: int,
+    scenario_start: datetime | None = None,
 ) -> int:
-    """`flashsale dashboard`: serve until Ctrl-C or SIGTERM."""
+    """`flashsale dashboard`: serve until Ctrl-C or SIGTERM; times in the zone of the
+    scenario that starts at `scenario_start` (UTC without one)."""
     from dashboards.live.server import serve
     from dashboards.live.source import DashboardSource
 
     async def main() -> None:
         source = DashboardSource(worker_urls, bootstrap, topic_orders, producer_metrics)
+        source.scenario_start = scenario_start
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -132,6 +132,14 @@ def dashboard(
     host: Annotated[
         str | None, typer.Option("--host", help="Address to bind [default 127.0.0.1].")
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            help="The run's scenario (a preset or a YAML file): the page shows its times in "
+            "the scenario's time zone, and its clock from the scenario's start [default: UTC].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the live dashboard of a running run; reads the workers' views and metrics."""
     from orchestration.services import run_dashboard
@@ -151,5 +159,6 @@ def dashboard(
             producer_metrics or [],
             host or settings.web_host,
             port if port is not None else settings.dashboard_port,
+            None if scenario is None else pick_scenario(scenario, None).start,
         )
     )

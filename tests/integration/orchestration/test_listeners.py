@@ -3,10 +3,14 @@ the broker, a worker (views and /metrics), the gateway, the dashboard."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import yaml
@@ -17,6 +21,17 @@ from flashsale.settings import Settings
 from orchestration.processes import start_gateway
 from tests.conftest import TestBroker
 from tests.integration.conftest import StartWorker
+
+
+def _snapshot(url: str) -> dict[str, Any]:
+    """The dashboard's first full snapshot (it answers before its first poll is done)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            snap: dict[str, Any] = json.loads(resp.read())
+        if "zone" in snap or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.2)
 
 
 def listening(pid: int) -> set[str]:
@@ -58,6 +73,9 @@ def test_broker_worker_gateway_and_dashboard_listen_on_loopback_only(
             worker.url,
             "--port",
             str(dashboard_port),
+            # Started by hand for a Singles' Day run: its times in China's zone.
+            "--scenario",
+            "singles-day-2020",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -75,6 +93,10 @@ def test_broker_worker_gateway_and_dashboard_listen_on_loopback_only(
             addresses = listening(pid)
             assert addresses, f"{name} listens nowhere"
             assert addresses == {"127.0.0.1"}, f"{name} listens on {addresses}"
+        snapshot = _snapshot(f"http://127.0.0.1:{dashboard_port}/snapshot")
+        assert snapshot["zone"] == {"offset_s": 8 * 3600, "label": "UTC+8"}
+        start = load_scenario("singles-day-2020").start
+        assert snapshot["scenario_start_ms"] == round(start.timestamp() * 1000)
     finally:
         stop_process(dashboard, 10.0)
         stop_process(gateway, 10.0)
