@@ -7,6 +7,7 @@ Imported by the locustfile only: locust patches the process it is imported in wi
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 from typing import Any, Final
 
 import gevent
-from locust import events, runners
+from locust import argument_parser, events, runners
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -30,6 +31,16 @@ log = logging.getLogger("flashsale")
 #: point to this module constant for it (https://github.com/locustio/locust/pull/1988).
 HEARTBEAT_LIVENESS: Final = 10
 runners.HEARTBEAT_LIVENESS = HEARTBEAT_LIVENESS
+
+# A locust worker handling a spawn message keeps the options its master sent that are not
+# locust's own, asking `default_args_dict()` once per option: each call builds and runs
+# locust's whole argument parser (8 ms here, idle), so 66 options cost half a second of a
+# blocked worker per message, several seconds on a loaded machine. A load shape sends one
+# every second: the worker never got to its users or its heartbeats, and its master counted it
+# lost (locust 2.47.0, `WorkerRunner.handle_message`). Locust's defaults do not change while
+# a process runs: computed once, they are the same answer.
+if not hasattr(argument_parser.default_args_dict, "cache_info"):
+    argument_parser.default_args_dict = functools.cache(argument_parser.default_args_dict)
 
 #: The message a worker sends its master when it cannot take part.
 REFUSED: Final = "flashsale_refused"

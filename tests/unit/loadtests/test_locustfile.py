@@ -91,3 +91,34 @@ def test_a_settled_block_counts_as_its_order_events_in_locusts_statistics() -> N
         "total": 8_000,
         "occurrences": 2,
     }
+
+
+_WORKER_SETTINGS = """
+import json
+from locust import argument_parser, runners
+import loadtests.locustfile  # what locust imports, in master and workers alike
+first = argument_parser.default_args_dict()
+print(json.dumps({
+    "same": argument_parser.default_args_dict() is first,
+    "options": len(first),
+    "liveness": runners.HEARTBEAT_LIVENESS,
+}))
+"""
+
+
+def test_a_worker_parses_locusts_defaults_once_and_its_master_waits_ten_heartbeats() -> None:
+    # Locust's worker asks for its defaults once per option of every spawn message; each
+    # answer built anew would block it for seconds on a loaded machine.
+    done = subprocess.run(
+        [sys.executable, "-c", _WORKER_SETTINGS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["same"] is True
+    assert got["options"] > 40  # locust's own options, all of them
+    assert got["liveness"] == 10
