@@ -122,3 +122,42 @@ def test_a_worker_parses_locusts_defaults_once_and_its_master_waits_ten_heartbea
     assert got["same"] is True
     assert got["options"] > 40  # locust's own options, all of them
     assert got["liveness"] == 10
+
+
+_SHAPE = """
+import json
+from loadtests.options import LoadOptions
+from loadtests.shapes import SinglesDayShape
+from flashsale.scenario.curves import Curve
+from loadtests.options import scenario_of
+
+day = LoadOptions(shape="singles-day", users=30)
+flat = LoadOptions(shape="constant", users=30)
+curve = Curve(scenario_of(day.scenario, day.seed))
+print(json.dumps({
+    "day": [SinglesDayShape.users_at(day, t) for t in range(0, 61, 10)],
+    "flat": [SinglesDayShape.users_at(flat, t) for t in range(0, 61, 10)],
+    "peak_s": curve.peak()[0],
+    "at_peak": SinglesDayShape.users_at(day, curve.peak()[0]),
+}))
+"""
+
+
+def test_the_singles_day_shape_climbs_to_its_users_at_the_curves_peak() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SHAPE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    got = json.loads(done.stdout.splitlines()[-1])
+    # Singles' Day 2020's midnight rush: a tenth of the peak's users at 00:00, rising with the
+    # curve; every user at the curve's peak, never more; at least one user throughout.
+    # At 00:00, :10, :20 and :30 (just past the peak at 26 s), then the plateau after it.
+    assert got["day"][:4] == [3, 7, 19, 30]
+    assert got["peak_s"] == 26.0 and got["at_peak"] == 30
+    assert all(1 <= u <= 30 for u in got["day"])
+    assert all(u >= 25 for u in got["day"][4:])  # the night goes on after the rush
+    assert got["flat"] == [30] * 7
