@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from loadtests import locust_command
 from tests.paths import ROOT
@@ -22,6 +23,22 @@ def _locust(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def _run_python(code: str) -> dict[str, Any]:
+    """`code` in a Python process of its own (locust patches whoever imports it); the JSON
+    object it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return got
 
 
 def _errors(done: subprocess.CompletedProcess[str]) -> list[str]:
@@ -73,15 +90,7 @@ print(json.dumps({
 
 
 def test_a_settled_block_counts_as_its_order_events_in_locusts_statistics() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _RECORD],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    stats = json.loads(done.stdout.splitlines()[-1])
+    stats = _run_python(_RECORD)
     assert stats == {
         "requests": 8_000,
         "failures": 2,
@@ -109,16 +118,7 @@ print(json.dumps({
 def test_a_worker_parses_locusts_defaults_once_and_its_master_waits_ten_heartbeats() -> None:
     # Locust's worker asks for its defaults once per option of every spawn message; each
     # answer built anew would block it for seconds on a loaded machine.
-    done = subprocess.run(
-        [sys.executable, "-c", _WORKER_SETTINGS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _run_python(_WORKER_SETTINGS)
     assert got["same"] is True
     assert got["options"] > 40  # locust's own options, all of them
     assert got["liveness"] == 10
@@ -144,15 +144,7 @@ print(json.dumps({
 
 
 def test_the_singles_day_shape_climbs_to_its_users_at_the_curves_peak() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _SHAPE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    got = json.loads(done.stdout.splitlines()[-1])
+    got = _run_python(_SHAPE)
     # Singles' Day 2020's midnight rush: a tenth of the peak's users at 00:00, rising with the
     # curve; every user at the curve's peak, never more; at least one user throughout.
     # At 00:00, :10, :20 and :30 (just past the peak at 26 s), then the plateau after it.
